@@ -1,0 +1,43 @@
+// Shared by `npm start` and `npm test`: installs what is missing (npm dependencies,
+// the build, Debian packages and libvirt services), so both work on a fresh machine.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync, readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+  if (r.status !== 0) {
+    console.error(`prepare: ${cmd} ${args.join(' ')} failed (${r.status ?? r.signal})`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function newestMtime(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+export function prepare({ host = true } = {}) {
+  const lock = join(root, 'package-lock.json');
+  if (!existsSync(join(root, 'node_modules', '.package-lock.json')) ||
+      statSync(lock).mtimeMs > statSync(join(root, 'node_modules', '.package-lock.json')).mtimeMs) {
+    console.error('prepare: installing npm dependencies');
+    run('npm', ['ci', '--no-audit', '--no-fund']);
+  }
+  const stamp = join(root, 'dist', 'src', 'cli.js');
+  const srcT = Math.max(newestMtime(join(root, 'src')), newestMtime(join(root, 'test')), newestMtime(join(root, 'bench')));
+  if (!existsSync(stamp) || statSync(stamp).mtimeMs < srcT || process.env.CI) {
+    console.error('prepare: building');
+    run('npm', ['run', 'build', '--silent']);
+  }
+  if (host) run('bash', [join(root, 'scripts', 'ensure-host.sh')]);
+}
+
+export { execFileSync };

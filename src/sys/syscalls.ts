@@ -1,0 +1,78 @@
+/**
+ * The raw system calls vmtier needs, through koffi and libc's syscall(2) so that no
+ * libnuma is required. Only this folder and src/libvirt make native calls.
+ * x86_64 numbers; other architectures are not supported yet.
+ */
+import * as koffi from 'koffi';
+import { KernelError, VmtierError } from '../errors.js';
+
+const SYS = { move_pages: 279, pidfd_open: 434, process_madvise: 440, close: 3 } as const;
+export const MPOL_MF_MOVE = 1 << 1;
+export const MPOL_MF_MOVE_ALL = 1 << 2;
+export const MADV_COLD = 20;
+export const MADV_PAGEOUT = 21;
+
+let libc: koffi.LibraryHandle | null = null;
+type SyscallFn = (...args: unknown[]) => number;
+let rawSyscall: SyscallFn | null = null;
+
+function sys(): SyscallFn {
+  if (process.arch !== 'x64') throw new VmtierError('UNSUPPORTED', `system calls are only wired for x86_64, not ${process.arch}`);
+  if (!rawSyscall) {
+    libc = koffi.load('libc.so.6');
+    rawSyscall = libc.func('long syscall(long nr, ...)') as unknown as SyscallFn;
+  }
+  return rawSyscall;
+}
+
+/**
+ * move_pages(2) over `addrs` (page-aligned virtual addresses of `pid`; 0 = self).
+ * With `nodes` null it only queries: status[i] = node of the page or -errno.
+ * Returns the per-page status array; a whole-call failure throws KernelError.
+ */
+export function movePagesRaw(pid: number, addrs: ArrayLike<number>, nodes: Int32Array | null, flags: number): Int32Array {
+  const n = addrs.length;
+  const status = new Int32Array(n);
+  if (n === 0) return status;
+  const pages = new BigUint64Array(n);
+  for (let i = 0; i < n; i++) pages[i] = BigInt(addrs[i]!);
+  if (nodes && nodes.length !== n) throw new VmtierError('INVALID_INPUT', 'move_pages: nodes and pages differ in length');
+  const rc = sys()(
+    SYS.move_pages,
+    'int', pid,
+    'unsigned long', n,
+    'void *', pages,
+    'void *', nodes,
+    'void *', status,
+    'int', flags,
+  ) as number;
+  if (rc < 0) throw new KernelError('move_pages', koffi.errno(), undefined, { pid });
+  return status;
+}
+
+export function pidfdOpen(pid: number): number {
+  const fd = sys()(SYS.pidfd_open, 'int', pid, 'unsigned int', 0) as number;
+  if (fd < 0) throw new KernelError('pidfd_open', koffi.errno(), undefined, { pid });
+  return fd;
+}
+
+export function closeFd(fd: number): void {
+  sys()(SYS.close, 'int', fd);
+}
+
+/**
+ * process_madvise(2) on ranges [start, end) of the process behind `pidfd`.
+ * Returns the number of bytes advised (the kernel may stop early).
+ */
+export function processMadvise(pidfd: number, ranges: ReadonlyArray<{ start: number; end: number }>, advice: number): number {
+  if (ranges.length === 0) return 0;
+  // struct iovec { void *iov_base; size_t iov_len; }
+  const iov = new BigUint64Array(ranges.length * 2);
+  ranges.forEach((r, i) => {
+    iov[2 * i] = BigInt(r.start);
+    iov[2 * i + 1] = BigInt(r.end - r.start);
+  });
+  const rc = sys()(SYS.process_madvise, 'int', pidfd, 'void *', iov, 'unsigned long', ranges.length, 'int', advice, 'unsigned int', 0) as number;
+  if (rc < 0) throw new KernelError('process_madvise', koffi.errno());
+  return rc;
+}
