@@ -2,7 +2,7 @@
 // lab (a QEMU/TCG guest with a tiered 6.12 kernel). Set VMTIER_TEST_ONLY=unit|integration|lab
 // to run one suite while developing; CI runs all.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { prepare, root } from './prepare.mjs';
 
@@ -10,9 +10,15 @@ prepare({ host: true });
 
 const only = process.env.VMTIER_TEST_ONLY;
 const suites = ['unit', 'integration', 'lab'].filter((s) => !only || only.split(',').includes(s));
-const dirs = suites.map((s) => join('dist', 'test', s)).filter((d) => existsSync(join(root, d)));
+// Explicit *.test.js files: node 20 would also run helper modules found under a `test` folder.
+function testFiles(dir) {
+  if (!existsSync(join(root, dir))) return [];
+  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.js') ? [join(dir, e.name)] : []);
+}
+const files = suites.flatMap((s) => testFiles(join('dist', 'test', s)).sort());
 const extra = process.argv.slice(2);
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=900000', ...extra, ...dirs], {
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=900000', ...extra, ...files], {
   cwd: root,
   stdio: 'inherit',
 });
