@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { registerHost } from './host.js';
 
 /** Each feature adds its `register(program)` here. */
 export function registerCommands(program: Command): void {
   void program;
+  registerHost(program);
 }
