@@ -1,0 +1,185 @@
+// The store on real SQLite files in temporary directories.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Store, type HotnessSample } from '../../src/store/store.js';
+import { MIGRATIONS_DIR } from '../../src/store/migrations.js';
+import { DEFAULT_POLICY, parsePolicy } from '../../src/policy/schema.js';
+import { DEFAULT_RETENTION } from '../../src/config.js';
+
+const UUID = '6f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const d = mkdtempSync(join(tmpdir(), 'vmtier-store-'));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+function sample(t: number, over: Partial<HotnessSample> = {}): HotnessSample {
+  return {
+    t, vmUuid: UUID, guestNode: 0, hostNode: 0, hostTier: 'top', hotBytes: 0, warmBytes: 0, coldBytes: 0,
+    scannedBytes: 0, scanMs: 0, movedBytes: 0, failures: 0, ...over,
+  };
+}
+
+test('open creates a WAL database with the schema recorded; reopening applies nothing twice', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'sub', 'vmtier.db');
+  const s = Store.open(path);
+  assert.equal(s.schemaVersion, 1);
+  assert.equal(String(s.db.pragma('journal_mode', { simple: true })), 'wal');
+  s.recordVmSeen(UUID, 'vm-a', 1000);
+  assert.ok(existsSync(`${path}-wal`));
+  s.close();
+  const again = Store.open(path);
+  const rows = again.db.prepare('SELECT version, name FROM schema_migrations').all();
+  assert.deepEqual(rows, [{ version: 1, name: 'initial' }]);
+  assert.equal(again.getVm(UUID)?.name, 'vm-a');
+  again.close();
+});
+
+test('a failing migration rolls back completely and leaves the previous version', (t) => {
+  const dir = tempDir(t);
+  const mdir = join(dir, 'migrations');
+  mkdirSync(mdir);
+  copyFileSync(join(MIGRATIONS_DIR, '0001_initial.sql'), join(mdir, '0001_initial.sql'));
+  writeFileSync(join(mdir, '0002_broken.sql'), 'CREATE TABLE half_done (x INTEGER);\nALTER TABLE no_such_table ADD COLUMN y INTEGER;\n');
+  const path = join(dir, 'v.db');
+  assert.throws(() => Store.open(path, { migrationsDir: mdir }), (e: Error & { code?: string }) => e.code === 'STORE_ERROR' && /0002_broken/.test(e.message));
+  const raw = new BetterSqlite3(path);
+  assert.deepEqual(raw.prepare('SELECT version FROM schema_migrations').all(), [{ version: 1 }]);
+  assert.equal(raw.prepare("SELECT name FROM sqlite_master WHERE name = 'half_done'").get(), undefined);
+  raw.close();
+  writeFileSync(join(mdir, '0002_broken.sql'), 'CREATE TABLE half_done (x INTEGER);\n');
+  const s = Store.open(path, { migrationsDir: mdir });
+  assert.equal(s.schemaVersion, 2);
+  s.close();
+});
+
+test('a database written by a newer schema is refused with SCHEMA_TOO_NEW and left untouched', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'newer.db');
+  const s = Store.open(path);
+  s.recordVmSeen(UUID, 'keep-me', 5);
+  s.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (2, ?, 0)').run('from_the_future');
+  s.close();
+  assert.throws(() => Store.open(path), (e: Error & { code?: string; details?: Record<string, unknown> }) =>
+    e.code === 'SCHEMA_TOO_NEW' && e.details?.dbVersion === 2 && e.details?.knownVersion === 1);
+  const raw = new BetterSqlite3(path, { readonly: true });
+  assert.equal((raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 2);
+  assert.equal((raw.prepare('SELECT name FROM vms').get() as { name: string }).name, 'keep-me');
+  raw.close();
+});
+
+test('a file that is not SQLite gives STORE_ERROR and keeps its bytes', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'notes.txt');
+  const text = 'these are my notes, not a database\n'.repeat(200);
+  writeFileSync(path, text);
+  assert.throws(() => Store.open(path), { code: 'STORE_ERROR' });
+  assert.equal(readFileSync(path, 'utf8'), text);
+  assert.throws(() => Store.open(dir), { code: 'STORE_ERROR' });
+});
+
+test('VMs keep their first sighting; last seen and name follow the newest', (t) => {
+  const s = Store.open(join(tempDir(t), 'v.db'));
+  t.after(() => s.close());
+  s.recordVmSeen(UUID, 'old-name', 1000);
+  s.recordVmSeen(UUID, 'new-name', 5000);
+  s.recordVmSeen(UUID, 'new-name', 3000); // a late event never moves last_seen backwards
+  assert.deepEqual(s.getVm(UUID), { uuid: UUID, name: 'new-name', firstSeen: 1000, lastSeen: 5000 });
+  assert.equal(s.getVm('00000000-0000-0000-0000-000000000000'), null);
+  s.replaceGuestNodes(UUID, [
+    { node: 0, cpus: '0-1', sizeBytes: 2 ** 28, backing: { kind: 'memfd', path: null, id: 'ram-node0', migratable: true }, hva: [] },
+    { node: 1, cpus: null, sizeBytes: 2 ** 27, backing: { kind: 'file', path: '/x', id: 'ram-node1', migratable: true }, hva: [] },
+  ], 7);
+  assert.deepEqual(s.guestNodes(UUID).map((n) => [n.node, n.cpus, n.sizeBytes, n.backing.kind, n.backing.path]), [
+    [0, '0-1', 2 ** 28, 'memfd', null],
+    [1, null, 2 ** 27, 'file', '/x'],
+  ]);
+});
+
+test('policies are versioned: every put is a new version; the newest is current', (t) => {
+  const s = Store.open(join(tempDir(t), 'p.db'));
+  t.after(() => s.close());
+  assert.equal(s.currentPolicy(UUID), null);
+  const a = s.putPolicy(UUID, DEFAULT_POLICY, 100);
+  const b = s.putPolicy(UUID, parsePolicy({ mode: 'tier', migration: { maxMBps: 64 } }), 200);
+  assert.equal(a.version, 1);
+  assert.equal(b.version, 2);
+  const cur = s.currentPolicy(UUID)!;
+  assert.equal(cur.version, 2);
+  assert.equal(cur.updatedAt, 200);
+  assert.equal(cur.policy.mode, 'tier');
+  assert.equal(cur.policy.migration.maxMBps, 64);
+  assert.deepEqual(s.policyVersions(UUID).map((p) => [p.version, p.policy.mode]), [[1, 'observe'], [2, 'tier']]);
+});
+
+test('history: buckets average gauges by sample weight and sum moved bytes and failures', (t) => {
+  const s = Store.open(join(tempDir(t), 'h.db'));
+  t.after(() => s.close());
+  const t0 = 1_700_000_000_000;
+  s.insertSamples([
+    sample(t0 + 0, { hotBytes: 100, coldBytes: 10, movedBytes: 4096, scanMs: 2 }),
+    sample(t0 + 1000, { hotBytes: 300, coldBytes: 30, movedBytes: 8192, failures: 1, scanMs: 4 }),
+    sample(t0 + 10_000, { hotBytes: 50, movedBytes: 0 }),
+    sample(t0 + 1000, { hostNode: 1, hostTier: 'slow', coldBytes: 999 }),
+    sample(t0 + 20_000, { hotBytes: 7 }), // outside [from, to)
+    sample(t0 + 1000, { vmUuid: 'another', hotBytes: 1e9 }),
+  ]);
+  const h = s.history(UUID, t0, t0 + 20_000, 10_000);
+  assert.deepEqual(h, [
+    {
+      guestNode: 0, hostNode: 0, hostTier: 'top', buckets: [
+        { start: t0, hotBytes: 200, warmBytes: 0, coldBytes: 20, scannedBytes: 0, scanMs: 3, movedBytes: 12288, failures: 1, samples: 2 },
+        { start: t0 + 10_000, hotBytes: 50, warmBytes: 0, coldBytes: 0, scannedBytes: 0, scanMs: 0, movedBytes: 0, failures: 0, samples: 1 },
+      ],
+    },
+    {
+      guestNode: 0, hostNode: 1, hostTier: 'slow', buckets: [
+        { start: t0, hotBytes: 0, warmBytes: 0, coldBytes: 999, scannedBytes: 0, scanMs: 0, movedBytes: 0, failures: 0, samples: 1 },
+      ],
+    },
+  ]);
+  assert.throws(() => s.history(UUID, t0, t0, 1000), { code: 'INVALID_INPUT' });
+  assert.throws(() => s.history(UUID, t0, t0 + 1000, 0), { code: 'INVALID_INPUT' });
+  assert.throws(() => s.history(UUID, 0, 1e9, 1), { code: 'INVALID_INPUT' });
+  assert.deepEqual(s.latestSamples().filter((x) => x.vmUuid === UUID).map((x) => x.hotBytes), [7]);
+});
+
+test('retention: full resolution for 24 h, coarse buckets after, dropped after 30 days; history keeps its means', (t) => {
+  const s = Store.open(join(tempDir(t), 'r.db'));
+  t.after(() => s.close());
+  const hour = 3600_000;
+  const now = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const samples: HotnessSample[] = [];
+  // A round every 60 s from 31 days ago until now, with varying values.
+  for (let ts = now - 31 * 24 * hour; ts < now; ts += 60_000) {
+    const i = (ts / 60_000) % 17;
+    samples.push(sample(ts, { hotBytes: 4096 * i, coldBytes: 4096 * (17 - i), movedBytes: 4096 * (i % 3), failures: i % 5 === 0 ? 1 : 0, scanMs: i }));
+  }
+  s.insertSamples(samples);
+  s.logMigration({ t: now - 40 * 24 * hour, vmUuid: UUID, guestNode: 0, fromNode: 1, toNode: 0, direction: 'promote', pages: 1, moved: 1 });
+  s.logMigration({ t: now - hour, vmUuid: UUID, guestNode: 0, fromNode: 1, toNode: 0, direction: 'promote', pages: 8, moved: 6, busy: 2 });
+  const window: [number, number, number] = [now - 10 * 24 * hour, now - 2 * 24 * hour, hour];
+  const before = s.history(UUID, ...window);
+  const recentBefore = s.history(UUID, now - 2 * hour, now, 60_000);
+
+  const r = s.applyRetention(now, DEFAULT_RETENTION);
+  const count = (sql: string) => (s.db.prepare(sql).get() as { n: number }).n;
+  assert.equal(r.droppedSamples, 24 * 60, 'the day older than 30 days is dropped');
+  assert.equal(r.droppedMigrations, 1);
+  assert.equal(r.coarsened, 29 * 24 * 60);
+  assert.equal(r.coarseRows, 29 * 24 * 12);
+  assert.equal(count('SELECT COUNT(*) AS n FROM hotness_samples WHERE resolution_ms = 0'), 24 * 60);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM hotness_samples WHERE t < ${now - 30 * 24 * hour}`), 0);
+  // Hour buckets over coarsened days equal those computed from the raw rows.
+  assert.deepEqual(s.history(UUID, ...window), before);
+  assert.deepEqual(s.history(UUID, now - 2 * hour, now, 60_000), recentBefore);
+  assert.equal(s.migrations(UUID, 0, now).length, 1);
+  // Idempotent: a second pass right away changes nothing.
+  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0 });
+});
