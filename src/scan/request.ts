@@ -1,0 +1,21 @@
+/** Validation every tracker applies to a ScanRequest before touching the kernel. */
+import { VmtierError } from '../errors.js';
+import type { ScanRequest } from './tracker.js';
+
+/** Counts live in one byte per page, so at most 255 scans per round. */
+export const MAX_SCANS = 255;
+
+export function checkScanRequest(req: ScanRequest): void {
+  if (!Number.isInteger(req.scans) || req.scans < 1 || req.scans > MAX_SCANS) {
+    throw new VmtierError('INVALID_INPUT', `scans must be an integer in 1..${MAX_SCANS}, not ${req.scans}`);
+  }
+  if (!Number.isFinite(req.intervalMs) || req.intervalMs < 0 || req.intervalMs > 3_600_000) {
+    throw new VmtierError('INVALID_INPUT', `intervalMs must be in 0..3600000, not ${req.intervalMs}`);
+  }
+}
+
+/** The error a scan rejects with when its signal fires: the signal's reason, else VM_GONE. */
+export function abortError(signal: AbortSignal): Error {
+  const r = signal.reason;
+  return r instanceof Error && !(r.name === 'AbortError') ? r : new VmtierError('VM_GONE', 'scan aborted');
+}

@@ -1,0 +1,135 @@
+/**
+ * Range and run arithmetic shared by every tracker and by `vmtier scan`: half-open
+ * page-aligned ranges, their page counts, and maximal runs of equal count (the CLI's
+ * output and the compact form the daemon stores).
+ */
+import { VmtierError } from '../errors.js';
+import { PAGE_SIZE, type HvaRange, type RangeCounts } from './tracker.js';
+
+/** User-space addresses stay below 2^47 on x86_64, so they are exact in a double. */
+export const MAX_USER_ADDRESS = 2 ** 47;
+
+export function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+export function pagesIn(r: HvaRange): number {
+  return (r.end - r.start) / PAGE_SIZE;
+}
+
+export function totalPages(ranges: readonly HvaRange[]): number {
+  let n = 0;
+  for (const r of ranges) n += pagesIn(r);
+  return n;
+}
+
+function isAligned(n: number): boolean {
+  return Number.isSafeInteger(n) && n % PAGE_SIZE === 0;
+}
+
+/** Throws INVALID_INPUT unless [start, end) is a non-empty page-aligned user-space range. */
+export function checkRange(r: HvaRange): void {
+  if (!isAligned(r.start) || !isAligned(r.end) || r.start < 0 || r.end > MAX_USER_ADDRESS || r.end <= r.start) {
+    throw new VmtierError('INVALID_INPUT', `range ${fmtRange(r)} is not a non-empty, page-aligned user-space range`, {
+      start: r.start,
+      end: r.end,
+    });
+  }
+}
+
+export function fmtRange(r: HvaRange): string {
+  return `${Number.isFinite(r.start) ? hex(r.start) : String(r.start)}-${Number.isFinite(r.end) ? hex(r.end) : String(r.end)}`;
+}
+
+/** Parses `0xS-0xE` (hex; the 0x prefix is optional) into a checked range. */
+export function parseRange(text: string): HvaRange {
+  const m = /^\s*(?:0x)?([0-9a-fA-F]+)\s*-\s*(?:0x)?([0-9a-fA-F]+)\s*$/.exec(text);
+  if (!m) throw new VmtierError('INVALID_INPUT', `range "${text}" is not of the form 0xSTART-0xEND`);
+  // Reject before parseInt loses precision on absurdly long hex strings.
+  if (m[1]!.length > 13 || m[2]!.length > 13) throw new VmtierError('INVALID_INPUT', `range "${text}" is outside user space`);
+  const r = { start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16) };
+  checkRange(r);
+  return r;
+}
+
+/**
+ * Sorts ranges and merges overlapping or touching ones, so every page is tracked once.
+ * Every range must pass checkRange.
+ */
+export function normalizeRanges(ranges: readonly HvaRange[]): HvaRange[] {
+  for (const r of ranges) checkRange(r);
+  const sorted = ranges.map((r) => ({ start: r.start, end: r.end })).sort((a, b) => a.start - b.start);
+  const out: HvaRange[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
+    else out.push(r);
+  }
+  return out;
+}
+
+/** Intersection of two sorted, non-overlapping range lists. */
+export function intersectRanges(a: readonly HvaRange[], b: readonly HvaRange[]): HvaRange[] {
+  const out: HvaRange[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const start = Math.max(a[i]!.start, b[j]!.start);
+    const end = Math.min(a[i]!.end, b[j]!.end);
+    if (start < end) out.push({ start, end });
+    if (a[i]!.end < b[j]!.end) i++;
+    else j++;
+  }
+  return out;
+}
+
+/** Empty per-page state for one range (every page not present, count 0). */
+export function emptyCounts(r: HvaRange): RangeCounts {
+  const n = pagesIn(r);
+  return { start: r.start, end: r.end, counts: new Uint8Array(n), present: new Uint8Array(n), pageShift: new Uint8Array(n) };
+}
+
+export interface CountRun {
+  start: number;
+  end: number;
+  count: number;
+}
+
+/**
+ * Maximal runs of equal count over present pages, in address order. A not-present page
+ * ends a run and is omitted; runs never join across two tracked ranges that do not touch.
+ */
+export function countRuns(ranges: readonly RangeCounts[]): CountRun[] {
+  const out: CountRun[] = [];
+  let cur: CountRun | null = null;
+  for (const r of ranges) {
+    const n = r.counts.length;
+    for (let i = 0; i < n; i++) {
+      const addr = r.start + i * PAGE_SIZE;
+      if (!r.present[i]) {
+        cur = null;
+        continue;
+      }
+      const c = r.counts[i]!;
+      if (cur && cur.end === addr && cur.count === c) cur.end = addr + PAGE_SIZE;
+      else {
+        cur = { start: addr, end: addr + PAGE_SIZE, count: c };
+        out.push(cur);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Page index of `addr` across `ranges` laid end to end (the numbering a trace uses),
+ * or -1 when no range holds it. `ranges` must be sorted and non-overlapping.
+ */
+export function pageIndexOf(ranges: readonly HvaRange[], addr: number): number {
+  let base = 0;
+  for (const r of ranges) {
+    if (addr >= r.start && addr < r.end) return base + Math.floor((addr - r.start) / PAGE_SIZE);
+    base += pagesIn(r);
+  }
+  return -1;
+}
