@@ -1,0 +1,371 @@
+/**
+ * One connection to libvirtd: domains (name, uuid, id, state), domain XML, QEMU monitor
+ * passthrough, lifecycle events, and reconnection after the daemon goes away.
+ *
+ * This layer knows no domain model: it returns strings and numbers; src/vm interprets them.
+ *
+ * Every call that may do RPC runs through koffi's `.async` (libuv pool) so a slow daemon
+ * never stalls node's event loop. Every libvirt object obtained is freed (virDomainFree,
+ * free() of returned strings, virConnectClose once no call is using the connection).
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { VmtierError } from '../errors.js';
+import {
+  koffi, loadLibvirt, takeHeapString, takeLastError, type LibvirtNative, type Ptr,
+  VIR_CONNECT_LIST_DOMAINS_ACTIVE, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
+  VIR_UUID_STRING_BUFLEN,
+} from './native.js';
+import { acquireEventLoop, ensureEventImpl, releaseEventLoop } from './event-loop.js';
+
+export const DEFAULT_URI = 'qemu:///system';
+
+/** virDomainState as libvirt numbers it. */
+export const DOMAIN_STATES = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'] as const;
+/** virDomainEventType as libvirt numbers it. */
+export const LIFECYCLE_EVENTS = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'] as const;
+
+export interface DomainInfo {
+  name: string;
+  uuid: string;
+  /** libvirt domain id; -1 when not running. */
+  id: number;
+  /** virDomainState number (see DOMAIN_STATES). */
+  state: number;
+}
+
+export interface LifecycleEvent {
+  /** virDomainEventType number (see LIFECYCLE_EVENTS). */
+  event: number;
+  detail: number;
+  name: string;
+  uuid: string;
+}
+
+export interface LibvirtConnectionOptions {
+  uri?: string;
+  /** Run libvirt's event loop: lifecycle events, keepalive, close detection. Default true. */
+  events?: boolean;
+  /** Keep retrying (with backoff) when the daemon is or becomes unreachable. Default = events. */
+  reconnect?: boolean;
+  /** Liveness probe period (virConnectIsAlive), ms. */
+  probeMs?: number;
+  /** Reconnect backoff: first and maximum delay, ms. */
+  backoffMs?: { min: number; max: number };
+  logger?: Logger;
+}
+
+/** A live virConnectPtr plus what must be released with it. */
+interface Handle {
+  conn: Ptr;
+  inflight: number;
+  dead: boolean;
+  freed: boolean;
+  lifecycleId: number;
+  closeCbRegistered: boolean;
+}
+
+type AsyncFn = LibvirtNative[keyof Omit<LibvirtNative, 'types'>];
+
+function acall(fn: AsyncFn, ...args: unknown[]): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    fn.async(...args, (err: unknown, res: unknown) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+// One registered native callback per kind for the whole process, dispatched by connection address.
+const byConn = new Map<bigint, LibvirtConnection>();
+let lifecycleCb: bigint | null = null;
+let closeCb: bigint | null = null;
+
+function registerCallbacks(n: LibvirtNative): void {
+  if (lifecycleCb !== null) return;
+  lifecycleCb = koffi.register((conn: Ptr, dom: Ptr, event: number, detail: number) => {
+    const owner = byConn.get(conn);
+    if (!owner) return 0;
+    // virDomainGetName/GetUUIDString read the domain object locally: safe inside the callback.
+    const name = n.virDomainGetName(dom) as string;
+    const buf = Buffer.alloc(VIR_UUID_STRING_BUFLEN);
+    n.virDomainGetUUIDString(dom, buf);
+    const uuid = buf.toString('latin1', 0, buf.indexOf(0));
+    // Deliver after the callback returns: the event thread waits for us, never make it wait on RPC.
+    setImmediate(() => owner.emit('lifecycle', { event, detail, name, uuid } satisfies LifecycleEvent));
+    return 0;
+  }, koffi.pointer(n.types.lifecycle));
+  closeCb = koffi.register((conn: Ptr, reason: number) => {
+    const owner = byConn.get(conn);
+    if (owner) setImmediate(() => owner.connectionLost(conn, `closed by libvirt (reason ${reason})`));
+  }, koffi.pointer(n.types.close));
+}
+
+export class LibvirtConnection extends EventEmitter {
+  readonly uri: string;
+  private readonly n: LibvirtNative;
+  private readonly events: boolean;
+  private readonly reconnect: boolean;
+  private readonly probeMs: number;
+  private readonly backoff: { min: number; max: number };
+  private readonly log?: Logger;
+  private h: Handle | null = null;
+  private closed = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private connecting: Promise<void> | null = null;
+  private lastFailure = '';
+
+  private constructor(opts: LibvirtConnectionOptions) {
+    super();
+    this.uri = opts.uri ?? DEFAULT_URI;
+    this.events = opts.events ?? true;
+    this.reconnect = opts.reconnect ?? this.events;
+    this.probeMs = opts.probeMs ?? 1000;
+    this.backoff = opts.backoffMs ?? { min: 200, max: 2000 };
+    this.log = opts.logger;
+    this.n = loadLibvirt();
+  }
+
+  /**
+   * Connects to `uri`. Without `reconnect`, an unreachable daemon throws LIBVIRT_UNAVAILABLE.
+   * With it, the connection is returned disconnected and keeps retrying in the background.
+   */
+  static async open(opts: LibvirtConnectionOptions = {}): Promise<LibvirtConnection> {
+    const c = new LibvirtConnection(opts);
+    if (c.events) {
+      ensureEventImpl();
+      registerCallbacks(c.n);
+      acquireEventLoop();
+      c.probeTimer = setInterval(() => c.probe(), c.probeMs);
+      c.probeTimer.unref();
+    }
+    try {
+      await c.connect();
+    } catch (e) {
+      if (!c.reconnect) {
+        await c.close();
+        throw e;
+      }
+      c.log?.warn({ uri: c.uri, err: (e as Error).message }, 'libvirtd unreachable; retrying');
+      c.scheduleReconnect();
+    }
+    return c;
+  }
+
+  isConnected(): boolean {
+    return this.h !== null && !this.h.dead;
+  }
+
+  /** Why the last connection attempt or connection failed (for error messages). */
+  lastError(): string {
+    return this.lastFailure;
+  }
+
+  private async connect(): Promise<void> {
+    const conn = (await acall(this.n.virConnectOpen, this.uri)) as Ptr | null;
+    if (conn === null) {
+      const e = takeLastError();
+      this.lastFailure = e?.message ?? 'virConnectOpen failed';
+      throw new VmtierError('LIBVIRT_UNAVAILABLE', `cannot connect to ${this.uri}: ${this.lastFailure}`, { uri: this.uri });
+    }
+    const h: Handle = { conn, inflight: 0, dead: false, freed: false, lifecycleId: -1, closeCbRegistered: false };
+    if (this.events) {
+      byConn.set(conn, this);
+      try {
+        // Keepalive detects a daemon that hangs without closing the socket (5 s x 3 misses).
+        if ((await acall(this.n.virConnectSetKeepAlive, conn, 5, 3)) as number < 0) takeLastError();
+        if ((this.n.virConnectRegisterCloseCallback(conn, closeCb, null, null) as number) === 0) h.closeCbRegistered = true;
+        else takeLastError();
+        const id = (await acall(this.n.virConnectDomainEventRegisterAny, conn, null, VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycleCb, null, null)) as number;
+        if (id < 0) throw this.errorFrom(h, 'virConnectDomainEventRegisterAny');
+        h.lifecycleId = id;
+      } catch (e) {
+        h.dead = true;
+        await this.dispose(h);
+        throw e;
+      }
+    }
+    this.h = h;
+    this.attempt = 0;
+  }
+
+  private probe(): void {
+    const h = this.h;
+    if (!h || h.dead) return;
+    if ((this.n.virConnectIsAlive(h.conn) as number) !== 1) this.connectionLost(h.conn, 'connection is not alive');
+  }
+
+  /** @internal Called from the close callback and the liveness probe. */
+  connectionLost(conn: Ptr, why: string): void {
+    const h = this.h;
+    if (!h || h.conn !== conn || h.dead) return;
+    h.dead = true;
+    this.h = null;
+    this.lastFailure = why;
+    this.log?.warn({ uri: this.uri, why }, 'lost connection to libvirtd');
+    this.emit('disconnected');
+    void this.dispose(h);
+    if (this.reconnect && !this.closed) this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const delay = Math.min(this.backoff.max, this.backoff.min * 2 ** this.attempt);
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closed) return;
+      this.connecting = this.connect().then(
+        () => {
+          if (this.closed) return;
+          this.log?.info({ uri: this.uri }, 'reconnected to libvirtd');
+          this.emit('reconnected');
+        },
+        () => this.scheduleReconnect(),
+      ).finally(() => { this.connecting = null; });
+    }, delay);
+    // A daemon waiting for libvirtd must not keep a CLI alive; the event loop keeps a server alive.
+    this.reconnectTimer.unref();
+  }
+
+  /** Releases what the handle holds; the connection itself once no call is using it. */
+  private async dispose(h: Handle): Promise<void> {
+    h.dead = true;
+    if (h.closeCbRegistered) {
+      this.n.virConnectUnregisterCloseCallback(h.conn, closeCb);
+      h.closeCbRegistered = false;
+    }
+    if (h.lifecycleId >= 0) {
+      const id = h.lifecycleId;
+      h.lifecycleId = -1;
+      // On a dead connection this fails after removing the callback locally: that is enough.
+      if ((await acall(this.n.virConnectDomainEventDeregisterAny, h.conn, id)) as number < 0) takeLastError();
+    }
+    this.freeIfIdle(h);
+  }
+
+  private freeIfIdle(h: Handle): void {
+    if (!h.dead || h.freed || h.inflight > 0 || h.lifecycleId >= 0) return;
+    h.freed = true;
+    byConn.delete(h.conn);
+    // virConnectClose may talk to the daemon (to say goodbye): never on the main thread.
+    this.n.virConnectClose.async(h.conn, () => { takeLastError(); });
+  }
+
+  /** Runs `fn` with the live connection, keeping it from being freed meanwhile. */
+  private async withConn<T>(fn: (h: Handle) => Promise<T>): Promise<T> {
+    if (this.closed) throw new VmtierError('LIBVIRT_UNAVAILABLE', `connection to ${this.uri} is closed`, { uri: this.uri });
+    if (!this.h && this.connecting) await this.connecting.catch(() => undefined);
+    const h = this.h;
+    if (!h || h.dead) {
+      throw new VmtierError('LIBVIRT_UNAVAILABLE', `libvirtd at ${this.uri} is unreachable: ${this.lastFailure || 'not connected'}`, { uri: this.uri });
+    }
+    h.inflight++;
+    try {
+      return await fn(h);
+    } finally {
+      h.inflight--;
+      this.freeIfIdle(h);
+    }
+  }
+
+  /** The error of a failed call: LIBVIRT_UNAVAILABLE when the connection died, else LIBVIRT_ERROR. */
+  private errorFrom(h: Handle, what: string): VmtierError {
+    const e = takeLastError();
+    const alive = !h.dead && (this.n.virConnectIsAlive(h.conn) as number) === 1;
+    if (!alive) {
+      const msg = e?.message ?? 'connection lost';
+      setImmediate(() => this.connectionLost(h.conn, msg));
+      return new VmtierError('LIBVIRT_UNAVAILABLE', `${what}: libvirtd at ${this.uri} is unreachable: ${msg}`, { uri: this.uri });
+    }
+    return new VmtierError('LIBVIRT_ERROR', `${what}: ${e?.message ?? 'unknown libvirt error'}`, {
+      virErrorCode: e?.code ?? -1,
+      virErrorDomain: e?.domain ?? -1,
+    });
+  }
+
+  /** Active domains. */
+  listDomains(): Promise<DomainInfo[]> {
+    return this.withConn(async (h) => {
+      const out: [Ptr | null] = [null];
+      const n = (await acall(this.n.virConnectListAllDomains, h.conn, out, VIR_CONNECT_LIST_DOMAINS_ACTIVE)) as number;
+      if (n < 0) throw this.errorFrom(h, 'virConnectListAllDomains');
+      const arr = out[0];
+      const doms: Ptr[] = n > 0 && arr !== null ? (koffi.decode(arr, 'void *', n) as Ptr[]) : [];
+      try {
+        const result: DomainInfo[] = [];
+        for (const d of doms) {
+          const buf = Buffer.alloc(VIR_UUID_STRING_BUFLEN);
+          this.n.virDomainGetUUIDString(d, buf);
+          const idRaw = this.n.virDomainGetID(d) as number;
+          const state: [number] = [0];
+          const reason: [number] = [0];
+          const rc = (await acall(this.n.virDomainGetState, d, state, reason, 0)) as number;
+          // A domain that vanished between list and query is simply not listed.
+          if (rc < 0) {
+            takeLastError();
+            continue;
+          }
+          result.push({
+            name: this.n.virDomainGetName(d) as string,
+            uuid: buf.toString('latin1', 0, buf.indexOf(0)),
+            id: idRaw === 0xffffffff ? -1 : idRaw,
+            state: state[0],
+          });
+        }
+        return result;
+      } finally {
+        for (const d of doms) this.n.virDomainFree(d);
+        if (arr !== null) koffi.free(arr);
+      }
+    });
+  }
+
+  /** Runs `fn` on a looked-up domain and frees it afterwards. */
+  private withDomain<T>(uuid: string, fn: (h: Handle, dom: Ptr) => Promise<T>): Promise<T> {
+    return this.withConn(async (h) => {
+      const dom = (await acall(this.n.virDomainLookupByUUIDString, h.conn, uuid)) as Ptr | null;
+      if (dom === null) throw this.errorFrom(h, `lookup of domain ${uuid}`);
+      try {
+        return await fn(h, dom);
+      } finally {
+        this.n.virDomainFree(dom);
+      }
+    });
+  }
+
+  /** Domain XML (flags: virDomainXMLFlags; 0 = live XML). */
+  domainXml(uuid: string, flags = 0): Promise<string> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const xml = (await acall(this.n.virDomainGetXMLDesc, dom, flags)) as string | null;
+      if (xml === null) throw this.errorFrom(h, 'virDomainGetXMLDesc');
+      return xml;
+    });
+  }
+
+  /** QEMU monitor passthrough: HMP text command (hmp) or QMP JSON. Returns the monitor's reply. */
+  monitorCommand(uuid: string, cmd: string, opts: { hmp?: boolean } = {}): Promise<string> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const out: [Ptr | null] = [null];
+      const flags = opts.hmp ? VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP : 0;
+      const rc = (await acall(this.n.virDomainQemuMonitorCommand, dom, cmd, out, flags)) as number;
+      if (rc < 0) throw this.errorFrom(h, `monitor command "${cmd}"`);
+      return takeHeapString(out[0]) ?? '';
+    });
+  }
+
+  /** Stops reconnecting and events, and frees the connection once in-flight calls end. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.reconnectTimer = null;
+    this.probeTimer = null;
+    if (this.connecting) await this.connecting.catch(() => undefined);
+    const h = this.h;
+    this.h = null;
+    if (h) await this.dispose(h);
+    if (this.events) await releaseEventLoop();
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The libvirt C API through koffi: declarations only, loaded on first use so that code
+ * that never talks to libvirt (unit tests, the simulator) does not need libvirt.so.0.
+ * Pointers are koffi 3 BigInts; null pointers arrive as null.
+ *
+ * Threading: libvirt is thread safe per connection. Calls that do RPC to libvirtd can block
+ * (a slow or hung daemon), so callers use the `.async` variant, which runs on libuv's pool.
+ * Callbacks registered here may be invoked from the event-loop thread; koffi relays them to
+ * node's main thread and blocks the calling thread until the JS function returns, so
+ * pointers passed to a callback are valid for the duration of that JS call.
+ */
+import * as koffi from 'koffi';
+import { VmtierError } from '../errors.js';
+
+export type Ptr = bigint;
+
+// Values from libvirt's public headers (stable ABI).
+export const VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1;
+export const VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0;
+export const VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP = 1;
+export const VIR_UUID_STRING_BUFLEN = 37;
+export const VIR_ERR_NO_DOMAIN = 42;
+export const VIR_ERR_OPERATION_INVALID = 55;
+
+/** The raw functions; `.async(…args, cb)` exists on each (koffi). */
+type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
+
+export interface LibvirtNative {
+  virInitialize: Fn;
+  virEventRegisterDefaultImpl: Fn;
+  virEventRunDefaultImpl: Fn;
+  virEventAddTimeout: Fn;
+  virEventRemoveTimeout: Fn;
+  virConnectOpen: Fn;
+  virConnectClose: Fn;
+  virConnectIsAlive: Fn;
+  virConnectSetKeepAlive: Fn;
+  virConnectRegisterCloseCallback: Fn;
+  virConnectUnregisterCloseCallback: Fn;
+  virConnectListAllDomains: Fn;
+  virConnectDomainEventRegisterAny: Fn;
+  virConnectDomainEventDeregisterAny: Fn;
+  virDomainLookupByUUIDString: Fn;
+  virDomainLookupByName: Fn;
+  virDomainGetName: Fn;
+  virDomainGetUUIDString: Fn;
+  virDomainGetID: Fn;
+  virDomainGetState: Fn;
+  virDomainGetXMLDesc: Fn;
+  virDomainFree: Fn;
+  virDomainQemuMonitorCommand: Fn;
+  virSetErrorFunc: Fn;
+  /** Callback types, for koffi.register. */
+  types: {
+    lifecycle: koffi.TypeObject;
+    close: koffi.TypeObject;
+    timeout: koffi.TypeObject;
+    error: koffi.TypeObject;
+  };
+}
+
+let native: LibvirtNative | null = null;
+
+export interface LastError {
+  code: number;
+  domain: number;
+  message: string;
+}
+
+/**
+ * The most recent libvirt error, captured by a global error handler. libvirt's own
+ * virGetLastError() is thread-local, useless for `.async` calls that fail on a pool thread;
+ * the handler instead runs (relayed to the main thread) before the failing call returns,
+ * so the completion callback of that call sees its error here. Installing the handler also
+ * stops libvirt from printing every error to stderr.
+ */
+let lastError: LastError | null = null;
+let errorHandler: bigint | null = null;
+
+export function takeLastError(): LastError | null {
+  const e = lastError;
+  lastError = null;
+  return e;
+}
+
+export function loadLibvirt(): LibvirtNative {
+  if (native) return native;
+  let lib: koffi.LibraryHandle;
+  let libq: koffi.LibraryHandle;
+  try {
+    lib = koffi.load('libvirt.so.0');
+    libq = koffi.load('libvirt-qemu.so.0');
+  } catch (e) {
+    throw new VmtierError('LIBVIRT_UNAVAILABLE', `cannot load libvirt client libraries: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  koffi.opaque('virConnect');
+  koffi.opaque('virDomain');
+  const lifecycle = koffi.proto('int virLifecycleCb(virConnect *conn, virDomain *dom, int event, int detail, void *opaque)');
+  const close = koffi.proto('void virCloseCb(virConnect *conn, int reason, void *opaque)');
+  const timeout = koffi.proto('void virTimeoutCb(int timer, void *opaque)');
+  const error = koffi.proto('void virErrorCb(void *userData, void *error)');
+  const f = (l: koffi.LibraryHandle, decl: string) => l.func(decl) as unknown as Fn;
+  native = {
+    virInitialize: f(lib, 'int virInitialize()'),
+    virEventRegisterDefaultImpl: f(lib, 'int virEventRegisterDefaultImpl()'),
+    virEventRunDefaultImpl: f(lib, 'int virEventRunDefaultImpl()'),
+    virEventAddTimeout: f(lib, 'int virEventAddTimeout(int timeout, virTimeoutCb *cb, void *opaque, void *ff)'),
+    virEventRemoveTimeout: f(lib, 'int virEventRemoveTimeout(int timer)'),
+    virConnectOpen: f(lib, 'virConnect *virConnectOpen(const char *name)'),
+    virConnectClose: f(lib, 'int virConnectClose(virConnect *conn)'),
+    virConnectIsAlive: f(lib, 'int virConnectIsAlive(virConnect *conn)'),
+    virConnectSetKeepAlive: f(lib, 'int virConnectSetKeepAlive(virConnect *conn, int interval, unsigned int count)'),
+    virConnectRegisterCloseCallback: f(lib, 'int virConnectRegisterCloseCallback(virConnect *conn, virCloseCb *cb, void *opaque, void *freecb)'),
+    virConnectUnregisterCloseCallback: f(lib, 'int virConnectUnregisterCloseCallback(virConnect *conn, virCloseCb *cb)'),
+    virConnectListAllDomains: f(lib, 'int virConnectListAllDomains(virConnect *conn, _Out_ void **domains, unsigned int flags)'),
+    virConnectDomainEventRegisterAny: f(lib, 'int virConnectDomainEventRegisterAny(virConnect *conn, virDomain *dom, int eventID, virLifecycleCb *cb, void *opaque, void *freecb)'),
+    virConnectDomainEventDeregisterAny: f(lib, 'int virConnectDomainEventDeregisterAny(virConnect *conn, int callbackID)'),
+    virDomainLookupByUUIDString: f(lib, 'virDomain *virDomainLookupByUUIDString(virConnect *conn, const char *uuid)'),
+    virDomainLookupByName: f(lib, 'virDomain *virDomainLookupByName(virConnect *conn, const char *name)'),
+    // The name is owned by the domain object: plain (non-disposable) string.
+    virDomainGetName: f(lib, 'const char *virDomainGetName(virDomain *dom)'),
+    virDomainGetUUIDString: f(lib, 'int virDomainGetUUIDString(virDomain *dom, uint8_t *buf)'),
+    virDomainGetID: f(lib, 'unsigned int virDomainGetID(virDomain *dom)'),
+    virDomainGetState: f(lib, 'int virDomainGetState(virDomain *dom, _Out_ int *state, _Out_ int *reason, unsigned int flags)'),
+    // Returned strings are heap-allocated by libvirt: '!' makes koffi free() them after conversion.
+    virDomainGetXMLDesc: f(lib, 'char *! virDomainGetXMLDesc(virDomain *dom, unsigned int flags)'),
+    virDomainFree: f(lib, 'int virDomainFree(virDomain *dom)'),
+    virDomainQemuMonitorCommand: f(libq, 'int virDomainQemuMonitorCommand(virDomain *dom, const char *cmd, _Out_ void **result, unsigned int flags)'),
+    virSetErrorFunc: f(lib, 'void virSetErrorFunc(void *userData, virErrorCb *handler)'),
+    types: { lifecycle, close, timeout, error },
+  };
+  if ((native.virInitialize() as number) < 0) throw new VmtierError('LIBVIRT_ERROR', 'virInitialize failed');
+  errorHandler = koffi.register((_u: unknown, err: Ptr | null) => {
+    if (err === null) return;
+    // struct virError { int code; int domain; char *message; ... }
+    const code = koffi.decode(err, 'int') as number;
+    const domain = koffi.decode(err, 4, 'int') as number;
+    const message = (koffi.decode(err, 8, 'const char *') as string | null) ?? 'unknown libvirt error';
+    lastError = { code, domain, message };
+  }, koffi.pointer(error));
+  native.virSetErrorFunc(null, errorHandler);
+  return native;
+}
+
+/** Reads a heap string returned through a `char **` out parameter and frees it. */
+export function takeHeapString(p: Ptr | null): string | null {
+  if (p === null || p === 0n) return null;
+  const s = koffi.decode.string(p);
+  koffi.free(p);
+  return s;
+}
+
+export { koffi };

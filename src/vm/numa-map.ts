@@ -1,0 +1,153 @@
+/**
+ * Guest NUMA node → exact host virtual address ranges inside the QEMU process.
+ *
+ * libvirt backs guest cell N with a memory backend "ram-node<N>" (one ramblock); a domain
+ * without <numa> has one block ("pc.ram" on x86 pc/q35). The HVA of a block comes from the
+ * monitor: the HVA column of `info ramblock` when this QEMU prints it, else `info mtree -f`
+ * (which GPA ranges map which block, at which offset) plus `gpa2hva` on each of those GPA
+ * ranges. On the `pc` machine a block larger than the low-memory window appears as two GPA
+ * ranges (below the PCI hole and above 4 GiB); both resolve into the same block, so the node
+ * is still one contiguous HVA range. Every range is cross-checked against /proc/<pid>/maps.
+ *
+ * Inputs are injected (monitor, proc files) so the logic runs on captured text in unit tests.
+ */
+import { VmtierError } from '../errors.js';
+import type { HvaRange } from '../scan/tracker.js';
+import { PAGE_SIZE } from '../scan/tracker.js';
+import type { DomainConfig } from './domain-xml.js';
+import { classifyBacking, coveringMappings, parseMaps, type BackingContext } from './maps.js';
+import { parseFlatView, parseGpa2hva, parseRamblocks, type FlatRange, type RamblockInfo } from './monitor-text.js';
+import type { GuestNode, GuestNodeMap } from './types.js';
+
+export interface MonitorPort {
+  /** Runs an HMP command and returns its text. */
+  hmp(cmd: string): Promise<string>;
+}
+
+export interface ProcPort {
+  maps(): string;
+  mountinfo(): string;
+  smaps(): string;
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Which part of which ramblock holds a guest node. */
+interface NodeSlice {
+  block: RamblockInfo;
+  offset: number;
+  length: number;
+}
+
+function sliceNodes(config: DomainConfig, blocks: RamblockInfo[]): Map<number, NodeSlice> {
+  const byName = new Map(blocks.map((b) => [b.name, b]));
+  const out = new Map<number, NodeSlice>();
+  const perNode = config.cells.map((c) => byName.get(`ram-node${c.id}`));
+  if (perNode.every((b) => b !== undefined)) {
+    config.cells.forEach((c, i) => out.set(c.id, { block: perNode[i]!, offset: 0, length: perNode[i]!.usedBytes }));
+    return out;
+  }
+  // Without per-node backends (no <numa>, or an old libvirt using `-numa node,mem=`), all guest
+  // RAM is one "pc.ram" block and QEMU lays the nodes out in it in node order.
+  const main = byName.get('pc.ram') ?? (config.implicitNuma ? byName.get('ram-node0') : undefined);
+  if (!main) {
+    throw new VmtierError('MONITOR_ERROR', `no ramblock for the guest's memory (looked for ${config.cells.map((c) => `ram-node${c.id}`).join(', ')}, pc.ram); blocks: ${blocks.map((b) => b.name).join(', ')}`);
+  }
+  if (config.cells.length === 1) {
+    out.set(config.cells[0]!.id, { block: main, offset: 0, length: main.usedBytes });
+    return out;
+  }
+  let offset = 0;
+  for (const c of config.cells) {
+    out.set(c.id, { block: main, offset, length: c.memoryBytes });
+    offset += c.memoryBytes;
+  }
+  if (offset > main.usedBytes) throw new VmtierError('HVA_MISMATCH', `cells need ${offset} bytes but ${main.name} holds ${main.usedBytes}`);
+  return out;
+}
+
+/** Host address of each needed block, each answer checked against every GPA range of the block. */
+async function blockBases(blocks: RamblockInfo[], monitor: MonitorPort): Promise<Map<string, number>> {
+  const bases = new Map<string, number>();
+  const need = blocks.filter((b) => b.hva === null);
+  for (const b of blocks) if (b.hva !== null) bases.set(b.name, b.hva);
+  if (need.length === 0) return bases;
+  const flat = parseFlatView(await monitor.hmp('info mtree -f'));
+  for (const b of need) {
+    const pieces = flat.filter((r: FlatRange) => r.name === b.name && r.kind !== 'i/o');
+    if (pieces.length === 0) {
+      throw new VmtierError('MONITOR_ERROR', `ramblock ${b.name} is not mapped into the guest address space; its HVA cannot be resolved with this QEMU`);
+    }
+    let base: number | null = null;
+    for (const p of pieces) {
+      const ans = parseGpa2hva(await monitor.hmp(`gpa2hva ${hex(p.start)}`));
+      if (ans.block !== b.name) {
+        throw new VmtierError('HVA_MISMATCH', `gpa2hva ${hex(p.start)} names ${ans.block}, mtree says ${b.name}`);
+      }
+      const candidate = ans.hva - p.offset;
+      if (base !== null && candidate !== base) {
+        throw new VmtierError('HVA_MISMATCH', `${b.name}: GPA ${hex(p.start)} resolves to base ${hex(candidate)}, another range to ${hex(base)}`);
+      }
+      if (p.offset + (p.end - p.start) > b.usedBytes) {
+        throw new VmtierError('HVA_MISMATCH', `${b.name}: mtree range ${hex(p.start)}-${hex(p.end)} at offset ${hex(p.offset)} exceeds the block (${hex(b.usedBytes)} bytes)`);
+      }
+      base = candidate;
+    }
+    bases.set(b.name, base!);
+  }
+  return bases;
+}
+
+export async function buildGuestNodeMap(args: {
+  domain: { name: string; uuid: string; pid: number };
+  config: DomainConfig;
+  monitor: MonitorPort;
+  proc: ProcPort;
+}): Promise<GuestNodeMap> {
+  const { config, monitor, proc } = args;
+  const blocks = parseRamblocks(await monitor.hmp('info ramblock'));
+  const slices = sliceNodes(config, blocks);
+  const used = [...new Set([...slices.values()].map((s) => s.block))];
+  const bases = await blockBases(used, monitor);
+  const maps = parseMaps(proc.maps());
+  // smaps and mountinfo are read at most once, and only when a backing needs them.
+  let smaps: string | null = null;
+  let mountinfo: string | null = null;
+  const ctx: BackingContext = {
+    smaps: () => (smaps ??= proc.smaps()),
+    mountinfo: () => (mountinfo ??= proc.mountinfo()),
+  };
+  const nodes: GuestNode[] = config.cells.map((c) => {
+    const s = slices.get(c.id)!;
+    const start = bases.get(s.block.name)! + s.offset;
+    const range: HvaRange = { start, end: start + s.length };
+    if (range.start % PAGE_SIZE !== 0 || range.end % PAGE_SIZE !== 0) {
+      throw new VmtierError('HVA_MISMATCH', `node ${c.id}: HVA range ${hex(range.start)}-${hex(range.end)} is not page aligned`);
+    }
+    const covering = coveringMappings(maps, range);
+    return {
+      node: c.id,
+      cpus: c.cpus,
+      sizeBytes: s.length,
+      backing: classifyBacking(covering[0]!, s.block.name, ctx),
+      hva: [range],
+    };
+  });
+  return { domain: { ...args.domain }, nodes };
+}
+
+/** The wire form of a GuestNodeMap (`vmtier numa --json`, GET /v1/vms/{uuid}/numa): addresses as lowercase hex. */
+export function guestNodeMapJson(map: GuestNodeMap): unknown {
+  return {
+    domain: { name: map.domain.name, uuid: map.domain.uuid, pid: map.domain.pid },
+    nodes: map.nodes.map((n) => ({
+      node: n.node,
+      cpus: n.cpus,
+      sizeBytes: n.sizeBytes,
+      backing: n.backing.reason === undefined
+        ? { kind: n.backing.kind, path: n.backing.path, id: n.backing.id, migratable: n.backing.migratable }
+        : { kind: n.backing.kind, path: n.backing.path, id: n.backing.id, migratable: n.backing.migratable, reason: n.backing.reason },
+      hva: n.hva.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
+    })),
+  };
+}
