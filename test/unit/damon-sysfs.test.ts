@@ -1,0 +1,279 @@
+// DamonTracker against FakeDamonKernel (a model of DAMON's sysfs files over a temporary
+// tree; the real writable DAMON sysfs must not be touched on this machine).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DamonTracker, DAMON_STATE_FILE, type DamonOwnerRecord } from '../../src/scan/damon.js';
+import { DamonSysfs } from '../../src/scan/damon-sysfs.js';
+import { isVmtierError, KernelError } from '../../src/errors.js';
+import { FakeDamonKernel } from './fake-damon-kernel.js';
+
+const MiB = 1024 * 1024;
+const TARGET = 4242;
+const BASE = 0x7f0000000000;
+
+function setup(opts: { avail?: string[] } = {}) {
+  const k = new FakeDamonKernel({ availOperations: opts.avail });
+  k.addProcess(TARGET, 'workload');
+  const runDir = mkdtempSync(join(tmpdir(), 'vmtier-damon-run-'));
+  const mk = () => new DamonTracker({ sysfsRoot: k.root, io: k.io(), procRoot: k.procRoot, runDir, exitHook: false });
+  return { k, runDir, mk, done: () => { k.cleanup(); rmSync(runDir, { recursive: true, force: true }); } };
+}
+
+test('creates its own kdamond with fvaddr, fixed regions and a stat scheme that matches every region', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + 8 * MiB }]);
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/0/state'), 'on');
+    assert.equal(k.get('kdamonds/0/contexts/0/operations'), 'fvaddr');
+    assert.equal(k.get('kdamonds/0/contexts/0/targets/0/pid_target'), String(TARGET));
+    // The stat scheme's maxima must be raised from the 6.12 default of 0.
+    assert.notEqual(k.get('kdamonds/0/contexts/0/schemes/0/access_pattern/nr_accesses/max'), '0');
+    assert.notEqual(k.get('kdamonds/0/contexts/0/schemes/0/access_pattern/sz/max'), '0');
+    const nr = Number(k.get('kdamonds/0/contexts/0/targets/0/regions/nr_regions'));
+    let covered = 0;
+    for (let i = 0; i < nr; i++) {
+      const s = Number(k.get(`kdamonds/0/contexts/0/targets/0/regions/${i}/start`));
+      const e = Number(k.get(`kdamonds/0/contexts/0/targets/0/regions/${i}/end`));
+      assert.ok(e > s);
+      covered += e - s;
+    }
+    assert.equal(covered, 8 * MiB, 'init regions cover exactly the tracked range');
+    const rec = JSON.parse(readFileSync(join(runDir, DAMON_STATE_FILE), 'utf8')) as DamonOwnerRecord;
+    assert.equal(rec.kdamond, 0);
+    assert.equal(rec.kdamondPid, Number(k.get('kdamonds/0/pid')));
+    assert.equal(rec.ownerPid, process.pid);
+    await t.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0', 'close removes the kdamond directory');
+    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false, 'close removes the state file');
+    await t.close(); // idempotent
+  } finally {
+    done();
+  }
+});
+
+test('one scan per aggregation snapshot: a page counts when its region had nr_accesses >= 1', async () => {
+  const { k, mk, done } = setup();
+  try {
+    // 4 MiB tracked, all present; hot: [1 MiB, 2 MiB) always, [3 MiB, 3 MiB+64 KiB) in updates 0 and 2 only.
+    k.setPresent(TARGET, BASE, BASE + 4 * MiB);
+    k.accessModel = (r, u) => {
+      const off = r.start - BASE;
+      if (off >= MiB && off < 2 * MiB) return 7;
+      if (off === 3 * MiB) return u % 2 === 0 ? 1 : 0;
+      return 0;
+    };
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + 4 * MiB }]);
+    const seenScans: number[] = [];
+    const res = await t.scan({ scans: 4, intervalMs: 50, onScan: (i) => seenScans.push(i) });
+    assert.deepEqual(seenScans, [0, 1, 2, 3]);
+    const c = res.ranges[0]!.counts;
+    assert.equal(c.length, 1024);
+    assert.equal(c[0], 0);
+    assert.equal(c[256], 4);
+    assert.equal(c[511], 4);
+    assert.equal(c[512], 0);
+    assert.equal(c[768], 2);
+    assert.equal(c[768 + 15], 2);
+    assert.equal(c[768 + 16], 0);
+    assert.equal(res.ranges[0]!.present.reduce((a, b) => a + b, 0), 1024);
+    // The interval change was applied to the running kdamond.
+    assert.equal(k.get('kdamonds/0/contexts/0/monitoring_attrs/intervals/aggr_us'), '50000');
+    assert.ok(k.writes.some((w) => w.path === 'kdamonds/0/state' && w.value === 'commit'));
+    await t.close();
+  } finally {
+    done();
+  }
+});
+
+test('not-present pages report count 0 even inside an accessed region', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.setPresent(TARGET, BASE, BASE + 64 * 1024);
+    k.accessModel = () => 3;
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + 128 * 1024 }]);
+    const r = (await t.scan({ scans: 2, intervalMs: 10 })).ranges[0]!;
+    assert.equal(r.counts[0], 2);
+    assert.equal(r.counts[15], 2);
+    assert.equal(r.present[16], 0);
+    assert.equal(r.counts[16], 0);
+    await t.close();
+  } finally {
+    done();
+  }
+});
+
+test('refuses with TRACKER_BUSY and writes nothing while a foreign kdamond runs', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    k.addForeignKdamond('on');
+    const t = mk();
+    await assert.rejects(t.track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
+    assert.deepEqual(k.writes, []);
+    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+    assert.equal(k.get('kdamonds/0/state'), 'on');
+  } finally {
+    done();
+  }
+});
+
+test('refuses when foreign kdamond directories exist even if off (nr_kdamonds would erase them)', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.addForeignKdamond('off', 'vaddr');
+    await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
+    assert.deepEqual(k.writes, []);
+  } finally {
+    done();
+  }
+});
+
+test('refuses when a kdamond thread runs outside sysfs (DAMON_RECLAIM and the like)', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.addProcess(555, 'kdamond.0');
+    await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
+    assert.deepEqual(k.writes, []);
+  } finally {
+    done();
+  }
+});
+
+test('TRACKER_UNAVAILABLE without vaddr, and the probe kdamond is removed again', async () => {
+  const { k, mk, runDir, done } = setup({ avail: ['paddr'] });
+  try {
+    await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_UNAVAILABLE'));
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+  } finally {
+    done();
+  }
+});
+
+test('TRACKER_UNAVAILABLE when the sysfs root does not exist', async () => {
+  const t = new DamonTracker({ sysfsRoot: '/nonexistent/damon/admin', runDir: tmpdir(), exitHook: false });
+  await assert.rejects(t.track(process.pid, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_UNAVAILABLE'));
+});
+
+test('crash-restart: a stale kdamond of a dead owner is turned off and removed, then tracking proceeds', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    const crashed = mk();
+    await crashed.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    const stalePid = Number(k.get('kdamonds/0/pid'));
+    // Simulate the owner's death: the record now names a process that no longer exists.
+    const path = join(runDir, DAMON_STATE_FILE);
+    const rec = JSON.parse(readFileSync(path, 'utf8')) as DamonOwnerRecord;
+    writeFileSync(path, JSON.stringify({ ...rec, ownerPid: 77777 }));
+    const fresh = mk();
+    await fresh.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/0/state'), 'on');
+    assert.notEqual(Number(k.get('kdamonds/0/pid')), stalePid, 'a new kdamond runs');
+    assert.ok(k.writes.some((w) => w.path === 'kdamonds/0/state' && w.value === 'off'), 'the stale kdamond was turned off');
+    assert.equal((JSON.parse(readFileSync(path, 'utf8')) as DamonOwnerRecord).ownerPid, process.pid);
+    await fresh.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+  } finally {
+    done();
+  }
+});
+
+test('crash-restart leaves alone a kdamond that no longer matches the record', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    k.addForeignKdamond('on', 'vaddr');
+    const foreignPid = k.get('kdamonds/0/pid');
+    writeFileSync(join(runDir, DAMON_STATE_FILE), JSON.stringify({
+      version: 1, sysfsRoot: k.root, kdamond: 0, kdamondPid: 12345, targetPid: TARGET, ownerPid: 77777, ownerStart: null, createdAt: '',
+    }));
+    await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
+    assert.equal(k.get('kdamonds/0/state'), 'on');
+    assert.equal(k.get('kdamonds/0/pid'), foreignPid);
+    assert.deepEqual(k.writes, []);
+  } finally {
+    done();
+  }
+});
+
+test('a live owner of the state file means TRACKER_BUSY for a second tracker', async () => {
+  const { mk, done } = setup();
+  try {
+    const first = mk();
+    await first.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    // The state file names this (live) process, but `second` holds no record: it must not take over.
+    const second = mk();
+    await assert.rejects(second.track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
+    await first.close();
+  } finally {
+    done();
+  }
+});
+
+test('target exits during a scan: KERNEL_ERROR ESRCH and the kdamond is cleaned up', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    k.setPresent(TARGET, BASE, BASE + MiB);
+    k.accessModel = () => 1;
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    const p = t.scan({ scans: 5, intervalMs: 10, onScan: (i) => { if (i === 1) k.removeProcess(TARGET); } });
+    await assert.rejects(p, (e) => e instanceof KernelError && e.errno === 3);
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+  } finally {
+    done();
+  }
+});
+
+test('track of a gone pid is ESRCH before anything is written', async () => {
+  const { k, mk, done } = setup();
+  try {
+    await assert.rejects(mk().track(31337, [{ start: BASE, end: BASE + MiB }]), (e) => e instanceof KernelError && e.errno === 3);
+    assert.deepEqual(k.writes, []);
+  } finally {
+    done();
+  }
+});
+
+test('an aborted scan rejects with the abort reason and close still cleans up', async () => {
+  const { k, mk, done } = setup();
+  try {
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    const ac = new AbortController();
+    ac.abort(new Error('stopping'));
+    await assert.rejects(t.scan({ scans: 2, intervalMs: 10, signal: ac.signal }), /stopping/);
+    await t.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+  } finally {
+    done();
+  }
+});
+
+test('DamonSysfs.readTriedRegions sorts regions and reports nr_accesses and age', async () => {
+  const { k, done } = setup();
+  try {
+    const s = new DamonSysfs(k.root, k.io());
+    await s.setNrKdamonds(1);
+    await s.configure(0, {
+      operations: 'vaddr', pid: TARGET, regions: [{ start: BASE, end: BASE + 256 * 1024 }],
+      attrs: { sampleUs: 1000, aggrUs: 10000, updateUs: 1000000, minRegions: 10, maxRegions: 20 },
+    });
+    k.accessModel = (r) => ((r.start - BASE) / 65536) * 2;
+    await s.command(0, 'on');
+    const regions = await s.snapshotRegions(0);
+    assert.deepEqual(regions.map((r) => [r.start - BASE, r.end - BASE, r.nrAccesses]), [
+      [0, 65536, 0], [65536, 131072, 2], [131072, 196608, 4], [196608, 262144, 6],
+    ]);
+    await s.command(0, 'off');
+  } finally {
+    done();
+  }
+});
