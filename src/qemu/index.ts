@@ -5,3 +5,6 @@ export * from './profile.js';
 export * from './load.js';
 export * from './render-qemu.js';
 export * from './lab.js';
+export * from './render-libvirt.js';
+export * from './host-check.js';
+export * from './render.js';

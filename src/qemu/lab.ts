@@ -18,8 +18,8 @@ export interface LabTopology {
 export function renderLabTopology(name: string, opts: { labDir: string; memory?: string | number; dramRatio?: number }): LabTopology {
   const { spec } = loadProfile(name);
   const layout = resolveProfile(spec, { vars: { labDir: opts.labDir }, memory: opts.memory, dramRatio: opts.dramRatio });
-  const files = layout.nodes.flatMap((n) =>
-    n.nvdimms.filter((d) => d.backend.kind === 'file' && d.backend.path !== null).map((d) => ({ path: d.backend.path as string, sizeBytes: d.sizeBytes })),
-  );
+  const files = layout.nvdimms
+    .filter((d) => d.backend.kind === 'file' && d.backend.path !== null)
+    .map((d) => ({ path: d.backend.path as string, sizeBytes: d.sizeBytes }));
   return { layout, args: renderQemuArgs(layout), files };
 }

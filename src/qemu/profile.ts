@@ -34,6 +34,9 @@ export interface ResolvedHmat {
 
 export interface ResolvedNvdimm {
   id: string;
+  /** Guest node it belongs to. */
+  node: number;
+  guestUse: 'kmem' | 'devdax';
   sizeBytes: number;
   labelSizeBytes: number;
   backend: ResolvedBackend;
@@ -50,7 +53,6 @@ export interface ResolvedNode {
   sizeBytes: number;
   backend: ResolvedBackend;
   hmat: ResolvedHmat | null;
-  nvdimms: ResolvedNvdimm[];
 }
 
 export interface GuestLayout {
@@ -68,6 +70,8 @@ export interface GuestLayout {
   hmat: boolean;
   nvdimm: boolean;
   nodes: ResolvedNode[];
+  /** In device order: each tier's own `nvdimm` in tier order, then the profile's `nvdimms` list. */
+  nvdimms: ResolvedNvdimm[];
   /** Every unordered pair of distinct nodes once (src < dst); QEMU and libvirt fill the mirror. */
   distances: Array<{ src: number; dst: number; value: number }>;
 }
@@ -270,17 +274,24 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
   const dramNodes = dramSpec.nodes ?? 1;
   if (dramNodes > spec.vcpus) fail('dram.nodes', `${dramNodes} DRAM nodes need at least as many vCPUs (vcpus is ${spec.vcpus})`);
 
-  const nvdimms: Array<{ tier: number; nv: ResolvedNvdimm }> = [];
-  spec.tiers.forEach((t, i) => {
-    if (!t.nvdimm) return;
-    const backend = resolveBackend(t.nvdimm.backend, `tiers[${i}].nvdimm.backend`, vars, { nvdimm: true });
-    if (backend.kind !== 'file' && backend.kind !== 'devdax') fail(`tiers[${i}].nvdimm.backend.type`, 'an NVDIMM is backed by a file or a devdax device');
-    const sizeBytes = parseSize(t.nvdimm.size, `tiers[${i}].nvdimm.size`);
-    checkAligned(sizeBytes, backend, `tiers[${i}].nvdimm.size`);
-    const labelSizeBytes = t.nvdimm.labelSize === undefined ? 128 * 1024 : parseSize(t.nvdimm.labelSize, `tiers[${i}].nvdimm.labelSize`);
+  const nvdimmSpecs = [
+    ...spec.tiers.flatMap((t, i) => (t.nvdimm ? [{ tier: i, nv: t.nvdimm, field: `tiers[${i}].nvdimm` }] : [])),
+    ...(spec.nvdimms ?? []).map((nv, k) => {
+      const tier = spec.tiers.findIndex((t) => t.name === nv.tier);
+      if (tier < 0) fail(`nvdimms[${k}].tier`, `no tier named "${nv.tier}"`);
+      return { tier, nv, field: `nvdimms[${k}]` };
+    }),
+  ];
+  const nvdimms: ResolvedNvdimm[] = nvdimmSpecs.map(({ tier, nv, field }, k) => {
+    const backend = resolveBackend(nv.backend, `${field}.backend`, vars, { nvdimm: true });
+    if (backend.kind !== 'file' && backend.kind !== 'devdax') fail(`${field}.backend.type`, 'an NVDIMM is backed by a file or a devdax device');
+    const sizeBytes = parseSize(nv.size, `${field}.size`);
+    checkAligned(sizeBytes, backend, `${field}.size`);
+    const labelSizeBytes = nv.labelSize === undefined ? 128 * 1024 : parseSize(nv.labelSize, `${field}.labelSize`);
     // QEMU's minimum namespace label area (nvdimm.c: MIN_NAMESPACE_LABEL_SIZE).
-    if (labelSizeBytes < 128 * 1024) fail(`tiers[${i}].nvdimm.labelSize`, 'must be at least 128K');
-    nvdimms.push({ tier: i, nv: { id: `nvdimm${nvdimms.length}`, sizeBytes, labelSizeBytes, backend } });
+    if (labelSizeBytes < 128 * 1024) fail(`${field}.labelSize`, 'must be at least 128K');
+    if (labelSizeBytes >= sizeBytes) fail(`${field}.labelSize`, 'must be smaller than the NVDIMM');
+    return { id: `nvdimm${k}`, node: (dramSpec.nodes ?? 1) + tier, guestUse: nv.guestUse ?? 'kmem', sizeBytes, labelSizeBytes, backend };
   });
 
   const layoutBase = {
@@ -308,6 +319,7 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
       if (!tierBackends[i].hostNodes.length) fail(`tiers[${i}].backend.hostNodes`, 'a transparent tier is a set of host nodes; give hostNodes');
     });
     if (dramNodes !== 1) fail('dram.nodes', 'a transparent guest has one node');
+    if (spec.nvdimms?.length) fail('nvdimms', 'an NVDIMM is a guest device; use guest: exposed');
     if (dramSpec.hmat) fail('dram.hmat', 'a transparent guest has one node; HMAT figures do not apply');
     if (spec.tiers.length && !dramBackend.hostNodes.length) fail('dram.backend.hostNodes', 'give the DRAM host nodes so the guest can be placed across tiers');
     const hostNodes = [...new Set([...dramBackend.hostNodes, ...tierBackends.flatMap((b) => b.hostNodes)])].sort((a, b) => a - b);
@@ -320,7 +332,7 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
       alignBytes: align,
     };
     checkAligned(total, backend, memoryField);
-    nodes = [{ node: 0, role: 'dram', tier: 'dram', kind: 'dram', cpus: { start: 0, end: spec.vcpus }, sizeBytes: total, backend, hmat: null, nvdimms: [] }];
+    nodes = [{ node: 0, role: 'dram', tier: 'dram', kind: 'dram', cpus: { start: 0, end: spec.vcpus }, sizeBytes: total, backend, hmat: null }];
     if (spec.hmat) fail('hmat', 'a transparent guest has one node; HMAT does not apply');
   } else {
     nodes = [];
@@ -339,7 +351,6 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
         sizeBytes,
         backend: dramBackend,
         hmat: resolveHmat(dramSpec.hmat, 'dram.hmat', d),
-        nvdimms: [],
       });
     }
     spec.tiers.forEach((t, i) => {
@@ -360,7 +371,6 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
         sizeBytes,
         backend: tierBackends[i],
         hmat: h,
-        nvdimms: nvdimms.filter((n) => n.tier === i).map((n) => n.nv),
       });
     });
     if (dramSpec.hmat?.initiator !== undefined && dramSpec.hmat.initiator !== 0) {
@@ -384,7 +394,7 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
     for (let a = 0; a < nodes.length; a++) for (let b = a + 1; b < nodes.length; b++) distances.push({ src: a, dst: b, value: dist(nodes[a], nodes[b]) });
   }
 
-  const nvdimmBytes = nvdimms.reduce((a, n) => a + n.nv.sizeBytes, 0);
+  const nvdimmBytes = nvdimms.reduce((a, n) => a + n.sizeBytes, 0);
   let maxMemoryBytes = spec.maxMemory === undefined ? null : parseSize(spec.maxMemory, 'maxMemory');
   let slots = spec.slots ?? null;
   if (nvdimms.length) {
@@ -402,10 +412,10 @@ export function resolveProfile(spec: ProfileSpec, overrides: ProfileOverrides = 
     maxMemoryBytes = null;
     slots = null;
   }
-  return { ...layoutBase, maxMemoryBytes, slots, hmat, nvdimm: nvdimms.length > 0, nodes, distances };
+  return { ...layoutBase, maxMemoryBytes, slots, hmat, nvdimm: nvdimms.length > 0, nodes, nvdimms, distances };
 }
 
 /** Every backend of a layout with the field it came from (node RAM first, then NVDIMMs). */
 export function layoutBackends(layout: GuestLayout): ResolvedBackend[] {
-  return [...layout.nodes.map((n) => n.backend), ...layout.nodes.flatMap((n) => n.nvdimms.map((d) => d.backend))];
+  return [...layout.nodes.map((n) => n.backend), ...layout.nvdimms.map((d) => d.backend)];
 }

@@ -80,11 +80,9 @@ export function renderQemuArgs(layout: GuestLayout): string[] {
       args.push('-numa', `hmat-cache,node-id=${n.node},size=${qemuSize(c.sizeBytes)},level=${c.level},associativity=${c.associativity},policy=${c.policy},line=${c.lineBytes}`);
     }
   }
-  for (const n of layout.nodes) {
-    for (const d of n.nvdimms) {
-      args.push('-object', backendObject(`mem${d.id}`, d.sizeBytes, d.backend));
-      args.push('-device', `nvdimm,id=${d.id},memdev=mem${d.id},label-size=${qemuSize(d.labelSizeBytes)},node=${n.node}`);
-    }
+  for (const d of layout.nvdimms) {
+    args.push('-object', backendObject(`mem${d.id}`, d.sizeBytes, d.backend));
+    args.push('-device', `nvdimm,id=${d.id},memdev=mem${d.id},label-size=${qemuSize(d.labelSizeBytes)},node=${d.node}`);
   }
   return args;
 }

@@ -65,6 +65,20 @@ export const NvdimmSchema = Type.Object(
     size: SizeValue,
     labelSize: Type.Optional(SizeValue),
     backend: BackendSchema,
+    guestUse: Type.Optional(
+      Type.Union([Type.Literal('kmem'), Type.Literal('devdax')], {
+        description: 'how the guest is meant to set up the namespace: onlined as node memory (kmem, default) or kept a devdax device',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** An extra NVDIMM on a tier's node, beyond the tier's own `nvdimm`; rendered after those, in order. */
+export const ExtraNvdimmSchema = Type.Object(
+  {
+    tier: Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$', description: 'name of the tier whose node gets it' }),
+    ...NvdimmSchema.properties,
   },
   { additionalProperties: false },
 );
@@ -98,6 +112,7 @@ export const ProfileSchema = Type.Object(
     hmat: Type.Optional(Type.Boolean({ description: 'default: on when any node has HMAT figures' })),
     dram: DramSchema,
     tiers: Type.Array(TierSchema, { maxItems: 16 }),
+    nvdimms: Type.Optional(Type.Array(ExtraNvdimmSchema, { maxItems: 16 })),
   },
   { additionalProperties: false },
 );
