@@ -88,7 +88,7 @@ export const DEFAULT_POLICY: TierPolicy = Object.freeze({
   mode: 'observe',
   tracker: 'auto',
   scan: { intervalMs: 1000, scansPerRound: 4, autoTune: true },
-  thresholds: { hotMinFraction: 0.75, coldMaxFraction: 0, coldConfirmRounds: 3, pingPongWindowRounds: 8, coolDownRounds: 16 },
+  thresholds: { hotMinFraction: 0.75, coldMaxFraction: 0.25, coldConfirmRounds: 3, pingPongWindowRounds: 8, coolDownRounds: 16 },
   dram: { minBytes: 0, maxBytes: null, weight: 1 },
   migration: { maxMBps: 256, maxBytesPerRound: null },
   madviseCold: false,

@@ -1,0 +1,417 @@
+/**
+ * vmtier's decision core: one `decide` call per round for all VMs that share a DRAM pool.
+ *
+ * Per page it keeps a heat (EWMA of the fraction of scans that saw the page), how many rounds in a
+ * row the page has been cold, and its last move (round, direction) with a cool-down. Per round:
+ *  1. one pass over every page updates that state and collects hot slow-tier pages and DRAM pages
+ *     whose coldness is confirmed (cold = count <= floor(coldMaxFraction*N) for coldConfirmRounds
+ *     rounds); counts between the two thresholds are neither (hysteresis);
+ *  2. DRAM is split between VMs (floors, weights, demand, ceilings: share.ts);
+ *  3. a VM above its share gives back confirmed-cold pages (and, above its ceiling or when another
+ *     VM waits, its least-hot non-hot pages); hot pages fill the VM's free share; the rest are
+ *     swapped 1:1 against confirmed-cold pages when clearly hotter. The migration budget is split
+ *     between promotion and demotion in proportion to what the DRAM pressure requires;
+ *  4. a page moved back within pingPongWindowRounds is frozen for coolDownRounds;
+ *  5. the scan plan is tuned: the seed's rule (a round's hot pages under half of the DRAM share),
+ *     shorter rounds when the hot set shifts, longer intervals when it is small and stable.
+ *
+ * Pure and deterministic: no I/O, clocks or randomness. O(pages) per round: candidates are ordered
+ * by a counting sort on a one-byte heat key, ties by page number.
+ */
+import { VmtierError } from '../errors.js';
+import type { TierPolicy } from './schema.js';
+import { splitDram, type ShareRequest } from './share.js';
+import {
+  TIER_DRAM,
+  TIER_NONE,
+  TIER_SLOW,
+  type Decision,
+  type RoundInput,
+  type ScanPlan,
+  type VmDecision,
+  type VmRoundInput,
+} from './types.js';
+
+export interface TieringOptions {
+  /** Smallest interval multiplier the caller can run (the simulator cannot scan faster than an epoch: 1). */
+  minIntervalMultiplier?: number;
+  maxIntervalMultiplier?: number;
+  /** Fewest scans per round used while the workload shifts. */
+  minScansPerRound?: number;
+  /** Weight of the newest round in a page's heat. */
+  heatAlpha?: number;
+  /** A hot page displaces a confirmed-cold one only if its heat is higher by this much (0..1). */
+  swapMargin?: number;
+}
+
+const HEAT_KEYS = 256;
+/** A page with at least this heat counts toward its VM's DRAM demand. */
+const DEMAND_HEAT = 1 / 16;
+/** Hot pages whose heat was below this before the round are "new": many of them mean a shift. */
+const NEW_HOT_HEAT = 0.25;
+const NEVER = -0x40000000;
+
+/** Per-VM, per-page state. */
+class VmState {
+  pages = 0;
+  heat = new Float32Array(0);
+  coldRounds = new Uint16Array(0);
+  lastMoveRound = new Int32Array(0);
+  lastMoveDir = new Int8Array(0);
+  coolUntil = new Int32Array(0);
+  plan: ScanPlan | null = null;
+  stableRounds = 0;
+
+  resize(pages: number): void {
+    if (pages === this.pages) return;
+    const grow = <T extends Float32Array | Uint16Array | Int32Array | Int8Array>(a: T, make: (n: number) => T, fillValue = 0): T => {
+      const b = make(pages);
+      if (fillValue !== 0) b.fill(fillValue);
+      b.set(a.subarray(0, Math.min(a.length, pages)));
+      return b;
+    };
+    this.heat = grow(this.heat, (n) => new Float32Array(n));
+    this.coldRounds = grow(this.coldRounds, (n) => new Uint16Array(n));
+    this.lastMoveRound = grow(this.lastMoveRound, (n) => new Int32Array(n), NEVER);
+    this.lastMoveDir = grow(this.lastMoveDir, (n) => new Int8Array(n));
+    this.coolUntil = grow(this.coolUntil, (n) => new Int32Array(n), NEVER);
+    this.pages = pages;
+  }
+}
+
+/** What the first pass learned about one VM. */
+interface VmScan {
+  input: VmRoundInput;
+  st: VmState;
+  sizeOf: (p: number) => number;
+  hotT: number;
+  hotPages: number;
+  hotBytes: number;
+  newHot: number;
+  hotSlow: Int32Array;
+  hotSlowBytes: number;
+  cold: Int32Array;
+  dramBytes: number;
+  demandBytes: number;
+  budgetBytes: number;
+}
+
+export class TieringPolicy {
+  private readonly vms = new Map<string, VmState>();
+  private round = 0;
+  private readonly opt: Required<TieringOptions>;
+
+  constructor(options: TieringOptions = {}) {
+    this.opt = {
+      minIntervalMultiplier: options.minIntervalMultiplier ?? 1 / 8,
+      maxIntervalMultiplier: options.maxIntervalMultiplier ?? 8,
+      minScansPerRound: options.minScansPerRound ?? 2,
+      heatAlpha: options.heatAlpha ?? 0.5,
+      swapMargin: options.swapMargin ?? 0.25,
+    };
+  }
+
+  /** The plan to gather the first round of a VM with (before any decision). */
+  initialPlan(policy: TierPolicy): ScanPlan {
+    return { intervalMultiplier: Math.max(1, this.opt.minIntervalMultiplier), scansPerRound: policy.scan.scansPerRound };
+  }
+
+  /** Drops a VM's state (VM destroyed). */
+  forget(vmId: string): void {
+    this.vms.delete(vmId);
+  }
+
+  decide(input: RoundInput): Decision {
+    const round = ++this.round;
+    const scans: VmScan[] = input.vms.map((vm) => this.scanVm(vm, round));
+    let dramUsed = 0;
+    for (const s of scans) dramUsed += s.dramBytes;
+
+    const reqs: ShareRequest[] = scans.map((s) => ({
+      floorBytes: s.input.policy.dram.minBytes,
+      ceilingBytes: s.input.policy.dram.maxBytes ?? Infinity,
+      weight: s.input.policy.dram.weight,
+      demandBytes: s.demandBytes,
+    }));
+    const shares = splitDram(input.dramCapacityBytes, reqs);
+
+    // Pressure from outside a VM: some VM has hot pages waiting that the free pool cannot take.
+    let hotWaiting = 0;
+    for (const s of scans) hotWaiting += s.hotSlowBytes;
+    const contended = hotWaiting > input.dramCapacityBytes - dramUsed;
+
+    const out: VmDecision[] = [];
+    const plans: { promote: number[]; demote: number[]; pingPongs: number; bp: number; bd: number }[] = [];
+    // Pass 1: every VM's demotions, so that promotions anywhere can use the DRAM they free.
+    let globalFree = input.dramCapacityBytes - dramUsed;
+    for (let i = 0; i < scans.length; i++) {
+      const s = scans[i]!;
+      const share = shares[i]!;
+      const tiering = s.input.policy.mode === 'tier';
+      const promoteWant = s.hotSlowBytes;
+      const free = share - s.dramBytes;
+      const demoteNeed = Math.max(0, promoteWant - Math.max(0, free)) + Math.max(0, -free);
+      const split = promoteWant + demoteNeed > 0 ? demoteNeed / (promoteWant + demoteNeed) : 0.5;
+      const plan = { promote: [] as number[], demote: [] as number[], pingPongs: 0, bd: s.budgetBytes * split, bp: s.budgetBytes * (1 - split) };
+      plans.push(plan);
+      if (!tiering) continue;
+      let excess = s.dramBytes - share;
+      let ci = 0;
+      while (excess > 0 && ci < s.cold.length) {
+        const p = s.cold[ci]!;
+        const b = s.sizeOf(p);
+        if (b > plan.bd) break;
+        ci++;
+        plan.demote.push(p);
+        plan.bd -= b;
+        excess -= b;
+        globalFree += b;
+      }
+      s.cold = s.cold.subarray(ci);
+      const ceiling = s.input.policy.dram.maxBytes ?? Infinity;
+      if (excess > 0 && (contended || s.dramBytes > ceiling)) {
+        // Forced: the least-hot DRAM pages that were not hot this round, cold-confirmed or not.
+        const mustFree = s.dramBytes > ceiling ? Math.max(excess, s.dramBytes - ceiling) : excess;
+        const victims = this.forcedVictims(s, round, new Set(plan.demote));
+        let freed = 0;
+        for (let k = 0; k < victims.length && freed < mustFree; k++) {
+          const p = victims[k]!;
+          const b = s.sizeOf(p);
+          // A ceiling is a hard limit: it overrides the migration budget.
+          if (b > plan.bd && s.dramBytes - freed <= ceiling) break;
+          plan.demote.push(p);
+          plan.bd -= b;
+          freed += b;
+          globalFree += b;
+        }
+      }
+    }
+    // Pass 2: promotions into free share, then swaps against confirmed-cold pages.
+    for (let i = 0; i < scans.length; i++) {
+      const s = scans[i]!;
+      const plan = plans[i]!;
+      if (s.input.policy.mode !== 'tier') continue;
+      const heat = s.st.heat;
+      let demotedBytes = 0;
+      for (const p of plan.demote) demotedBytes += s.sizeOf(p);
+      let room = Math.min(shares[i]! - (s.dramBytes - demotedBytes), globalFree);
+      const ceiling = s.input.policy.dram.maxBytes ?? Infinity;
+      room = Math.min(room, ceiling - (s.dramBytes - demotedBytes));
+      let hi = 0;
+      for (; hi < s.hotSlow.length; hi++) {
+        const p = s.hotSlow[hi]!;
+        const b = s.sizeOf(p);
+        if (b > room || b > plan.bp) break;
+        plan.promote.push(p);
+        room -= b;
+        globalFree -= b;
+        plan.bp -= b;
+      }
+      let ci = 0;
+      for (; hi < s.hotSlow.length && ci < s.cold.length; hi++) {
+        const h = s.hotSlow[hi]!;
+        const c = s.cold[ci]!;
+        if (heat[h]! < heat[c]! + this.opt.swapMargin) break;
+        const bh = s.sizeOf(h);
+        const bc = s.sizeOf(c);
+        if (bh > plan.bp || bc > plan.bd) break;
+        // Mixed page sizes: the cold page must free at least what the hot one takes.
+        if (bh > bc + room) {
+          ci++;
+          hi--;
+          continue;
+        }
+        ci++;
+        plan.demote.push(c);
+        plan.promote.push(h);
+        plan.bp -= bh;
+        plan.bd -= bc;
+        room += bc - bh;
+      }
+    }
+    for (let i = 0; i < scans.length; i++) {
+      const s = scans[i]!;
+      const plan = plans[i]!;
+      const st = s.st;
+      let pingPongs = 0;
+      const mark = (p: number, dir: number): void => {
+        const t = s.input.policy.thresholds;
+        if (st.lastMoveDir[p] === -dir && round - st.lastMoveRound[p]! <= t.pingPongWindowRounds) {
+          pingPongs++;
+          st.coolUntil[p] = round + t.coolDownRounds;
+        }
+        st.lastMoveDir[p] = dir;
+        st.lastMoveRound[p] = round;
+      };
+      for (const p of plan.promote) mark(p, 1);
+      for (const p of plan.demote) mark(p, -1);
+      let cooling = 0;
+      for (let p = 0; p < st.pages; p++) if (st.coolUntil[p]! > round) cooling++;
+      const { plan: next, reason } = this.nextPlan(s, shares[i]!);
+      st.plan = next;
+      out.push({
+        vmId: s.input.vmId,
+        promote: Int32Array.from(plan.promote),
+        demote: Int32Array.from(plan.demote),
+        plan: next,
+        stats: {
+          hotPages: s.hotPages,
+          hotSlowPages: s.hotSlow.length,
+          coldConfirmedPages: s.cold.length,
+          dramBytes: s.dramBytes,
+          shareBytes: shares[i]!,
+          pingPongs,
+          coolingPages: cooling,
+          planReason: reason,
+        },
+      });
+    }
+    return { round, vms: out };
+  }
+
+  private scanVm(vm: VmRoundInput, round: number): VmScan {
+    const pages = vm.counts.length;
+    if (vm.tiers.length !== pages) {
+      throw new VmtierError('INVALID_INPUT', `vm ${vm.vmId}: counts has ${pages} pages but tiers has ${vm.tiers.length}`);
+    }
+    const pb = vm.pageBytes ?? 4096;
+    if (typeof pb !== 'number' && pb.length !== pages) {
+      throw new VmtierError('INVALID_INPUT', `vm ${vm.vmId}: pageBytes has ${pb.length} entries for ${pages} pages`);
+    }
+    const sizeOf = typeof pb === 'number' ? () => pb : (p: number) => pb[p]!;
+    let st = this.vms.get(vm.vmId);
+    if (!st) {
+      st = new VmState();
+      this.vms.set(vm.vmId, st);
+    }
+    st.resize(pages);
+    const N = Math.max(1, vm.plan.scansPerRound);
+    const th = vm.policy.thresholds;
+    const hotT = Math.max(1, Math.ceil(th.hotMinFraction * N - 1e-9));
+    const coldT = Math.min(hotT - 1, Math.floor(th.coldMaxFraction * N + 1e-9));
+    const alpha = this.opt.heatAlpha;
+    const { heat, coldRounds, coolUntil } = st;
+    const counts = vm.counts;
+    const tiers = vm.tiers;
+    const hotKeys = new Uint8Array(pages);
+    const coldKeys = new Uint8Array(pages);
+    const hotIdx: number[] = [];
+    const coldIdx: number[] = [];
+    let hotPages = 0, hotBytes = 0, newHot = 0, hotSlowBytes = 0, dramBytes = 0, demandBytes = 0;
+    for (let p = 0; p < pages; p++) {
+      const c = Math.min(counts[p]!, N);
+      const h0 = heat[p]!;
+      const h = h0 + alpha * (c / N - h0);
+      heat[p] = h;
+      const t = tiers[p]!;
+      if (t === TIER_NONE) {
+        coldRounds[p] = 0;
+        continue;
+      }
+      const b = typeof pb === 'number' ? pb : pb[p]!;
+      const hot = c >= hotT;
+      // Hysteresis: a cold round adds to the confirmation, a hot round resets it, a round in
+      // between does neither (a page with light background traffic still gets confirmed).
+      if (c <= coldT) coldRounds[p] = Math.min(65535, coldRounds[p]! + 1);
+      else if (hot) coldRounds[p] = 0;
+      if (hot) {
+        hotPages++;
+        hotBytes += b;
+        if (h0 < NEW_HOT_HEAT) newHot++;
+      }
+      if (h >= DEMAND_HEAT) demandBytes += b;
+      const free = coolUntil[p]! <= round;
+      if (t === TIER_DRAM) {
+        dramBytes += b;
+        if (free && coldRounds[p]! >= th.coldConfirmRounds) {
+          coldIdx.push(p);
+          coldKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
+        }
+      } else if (t === TIER_SLOW) {
+        if (hot && free) {
+          hotIdx.push(p);
+          hotSlowBytes += b;
+          hotKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
+        }
+      } else {
+        throw new VmtierError('INVALID_INPUT', `vm ${vm.vmId}: page ${p} has unknown tier ${t}`);
+      }
+    }
+    const roundSeconds = (vm.policy.scan.intervalMs / 1000) * vm.plan.intervalMultiplier * N;
+    const budgetBytes = vm.policy.migration.maxBytesPerRound ?? vm.policy.migration.maxMBps * 1048576 * roundSeconds;
+    return {
+      input: vm,
+      st,
+      sizeOf,
+      hotT,
+      hotPages,
+      hotBytes,
+      newHot,
+      hotSlow: countingSort(hotIdx, hotKeys, true),
+      hotSlowBytes,
+      cold: countingSort(coldIdx, coldKeys, false),
+      dramBytes,
+      demandBytes,
+      budgetBytes,
+    };
+  }
+
+  /** DRAM pages not hot this round and not cooling, least hot first (only when a demotion is forced). */
+  private forcedVictims(s: VmScan, round: number, already: Set<number>): Int32Array {
+    const { heat, coolUntil } = s.st;
+    const keys = new Uint8Array(s.st.pages);
+    const idx: number[] = [];
+    const counts = s.input.counts;
+    const tiers = s.input.tiers;
+    for (let p = 0; p < s.st.pages; p++) {
+      if (tiers[p] !== TIER_DRAM || counts[p]! >= s.hotT || already.has(p) || coolUntil[p]! > round) continue;
+      idx.push(p);
+      keys[p] = Math.min(HEAT_KEYS - 1, Math.floor(heat[p]! * HEAT_KEYS));
+    }
+    return countingSort(idx, keys, false);
+  }
+
+  private nextPlan(s: VmScan, shareBytes: number): { plan: ScanPlan; reason: string } {
+    const policy = s.input.policy;
+    const baseN = policy.scan.scansPerRound;
+    const cur = s.input.plan;
+    const st = s.st;
+    if (!policy.scan.autoTune) return { plan: { intervalMultiplier: 1, scansPerRound: baseN }, reason: 'fixed' };
+    const o = this.opt;
+    const clampIm = (m: number): number => Math.min(o.maxIntervalMultiplier, Math.max(o.minIntervalMultiplier, m));
+    const halfShare = shareBytes / 2;
+    // A shift: a quarter of this round's hot pages were not warm before. Rounds get shorter so the
+    // new hot set is confirmed sooner.
+    if (s.hotPages >= 8 && s.newHot * 4 > s.hotPages) {
+      st.stableRounds = 0;
+      return {
+        plan: { intervalMultiplier: clampIm(Math.min(1, cur.intervalMultiplier / 2)), scansPerRound: Math.max(Math.min(o.minScansPerRound, baseN), Math.ceil(baseN / 2)) },
+        reason: 'shift',
+      };
+    }
+    // The seed's rule: more hot bytes than half the DRAM share means a scan window is too long to
+    // tell hot from warm.
+    if (s.hotBytes > halfShare) {
+      st.stableRounds = 0;
+      return { plan: { intervalMultiplier: clampIm(cur.intervalMultiplier / 2), scansPerRound: baseN }, reason: 'too-hot' };
+    }
+    st.stableRounds++;
+    if (st.stableRounds >= 4 && s.hotBytes * 4 < halfShare && s.hotSlow.length === 0) {
+      st.stableRounds = 0;
+      return { plan: { intervalMultiplier: clampIm(cur.intervalMultiplier * 2), scansPerRound: baseN }, reason: 'stable' };
+    }
+    return { plan: { intervalMultiplier: clampIm(cur.intervalMultiplier), scansPerRound: baseN }, reason: 'hold' };
+  }
+}
+
+/** Stable counting sort of page indexes by a one-byte key (descending or ascending). */
+function countingSort(idx: number[], keys: Uint8Array, descending: boolean): Int32Array {
+  const bucket = new Uint32Array(HEAT_KEYS + 1);
+  for (const p of idx) bucket[(descending ? HEAT_KEYS - 1 - keys[p]! : keys[p]!) + 1]!++;
+  for (let k = 1; k <= HEAT_KEYS; k++) bucket[k]! += bucket[k - 1]!;
+  const out = new Int32Array(idx.length);
+  for (const p of idx) out[bucket[descending ? HEAT_KEYS - 1 - keys[p]! : keys[p]!]!++] = p;
+  return out;
+}
+
+export { TIER_DRAM, TIER_SLOW, TIER_NONE };
