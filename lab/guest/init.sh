@@ -1,0 +1,41 @@
+#!/bin/busybox sh
+# /init of the lab's initramfs (busybox only). Mounts this machine's root over 9p read-only,
+# puts tmpfs where the guest must write, mounts the per-session exchange share, then chroots
+# into the shared root and runs the session agent (agent.sh, placed in the share by the host).
+/bin/busybox --install -s /bin
+export PATH=/bin
+fail() {
+  echo "LAB-INIT-FAILED: $*"
+  poweroff -f
+  sleep 5
+}
+mkdir -p /proc /sys /dev /newroot
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# Order matters: 9p needs 9pnet and netfs; the transport needs 9pnet.
+for m in netfs 9pnet 9pnet_virtio 9p; do
+  insmod "/modules/$m.ko" || fail "insmod $m"
+done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /newroot || fail "mount host root over 9p"
+for d in tmp run var/tmp root; do
+  # /var/run is a symlink to /run on Debian: mounting over a symlink would follow it.
+  [ -L "/newroot/$d" ] && continue
+  mount -t tmpfs -o mode=1777 tmpfs "/newroot/$d" || fail "tmpfs on /$d"
+done
+chmod 700 /newroot/root
+mount -t proc proc /newroot/proc
+mount -t sysfs sysfs /newroot/sys
+mount -t devtmpfs devtmpfs /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts devpts /newroot/dev/pts
+mount -t tmpfs tmpfs /newroot/dev/shm
+mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
+mount -t tracefs tracefs /newroot/sys/kernel/tracing 2>/dev/null
+mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup 2>/dev/null
+mkdir -p /newroot/run/lab/xchg /newroot/run/lab/bin
+# cache=none: requests written by the host must be seen at once, and results reach the host at once.
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none xchg /newroot/run/lab/xchg || fail "mount exchange share"
+cp /bin/busybox /newroot/run/lab/bin/busybox
+[ -f /newroot/run/lab/xchg/agent.sh ] || fail "agent.sh missing in the exchange share"
+exec chroot /newroot /bin/sh /run/lab/xchg/agent.sh
