@@ -133,11 +133,13 @@ void vti_enc_ptes(struct vti_enc *e, unsigned long start, const u8 *states,
 			    vti_type(states[i], PAGE_SHIFT), PAGE_SIZE);
 }
 
-/* End the stream at @stop (the walk's position); returns its length. */
+/*
+ * End the stream with SET_ADDR(@stop), the walk's position and the offset of
+ * the next read. Always written, so a reader can tell a complete stream from
+ * a truncated one. Returns the stream's length.
+ */
 size_t vti_enc_finish(struct vti_enc *e, unsigned long stop)
 {
-	vti_enc_flush_run(e);
-	if (stop != e->cursor)
-		vti_enc_set_addr(e, stop);
+	vti_enc_set_addr(e, stop);
 	return e->len;
 }

@@ -1,0 +1,257 @@
+/**
+ * The 'kmod' tracker: the vmtier_idle kernel module (kmod/) through /dev/vmtier_idle.
+ * One round = a clearing pass (discarded: it only resets the accessed bits), then `scans`
+ * passes `intervalMs` apart, each reading and clearing the A bits of every tracked range;
+ * a page's count is the number of passes that saw it accessed. State per 4 KiB page is
+ * the three bytes of RangeCounts and nothing else.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { KernelError, VmtierError } from '../errors.js';
+import { ioc, ioctlBuffer } from '../sys/ioctl.js';
+import { registerKmodTracker, KMOD_DEVICE } from './index.js';
+import { decodeKmodStream, PageState } from './kmod-stream.js';
+import { readMaps } from './procfs.js';
+import { abortError, checkScanRequest } from './request.js';
+import { emptyCounts, fmtRange, normalizeRanges } from './runs.js';
+import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+
+/* kmod/vmtier_idle_uapi.h */
+const MAGIC = 0xb9;
+const F_CLEAR = 1 << 0;
+const F_NOFLUSH = 1 << 1;
+const F_KVM = 1 << 2;
+const F_PROCESS = 1 << 3;
+const TARGET_SIZE = 24;
+const INFO_SIZE = 64;
+export const IOC_SET_TARGET = ioc(1, MAGIC, 1, TARGET_SIZE);
+export const IOC_SET_LIMIT = ioc(1, MAGIC, 2, 8);
+export const IOC_GET_INFO = ioc(2, MAGIC, 3, INFO_SIZE);
+const ESRCH = 3;
+const EFAULT = 14;
+const MODES = ['none', 'process', 'npt', 'ept'] as const;
+export type KmodMode = (typeof MODES)[number];
+
+export interface KmodTrackerOptions {
+  device?: string;
+  /** 'auto': the VM's TDP tables when the target holds a KVM VM, else its page tables. */
+  target?: 'auto' | 'process' | 'kvm';
+  /** Flush TLBs after each clearing read (default true; see kmod/README.md). */
+  flush?: boolean;
+  /** Bytes per read (the module caps at 64 KiB). */
+  readBytes?: number;
+  procRoot?: string;
+}
+
+/** What the last round cost, for bench/scan and debug logs. */
+export interface KmodRoundStats {
+  reads: number;
+  bytes: number;
+  /** Wall ms inside read(2) (the kernel walk plus the copy). */
+  readMs: number;
+  /** Wall ms decoding streams into counts. */
+  decodeMs: number;
+  /** The module's own counters after the round (cumulative since track()). */
+  kernelWalkNs: number;
+  cleared: number;
+  tlbFlushes: number;
+  mode: KmodMode;
+}
+
+interface KmodInfo {
+  abiVersion: number;
+  mode: KmodMode;
+  reads: number;
+  cleared: number;
+  tlbFlushes: number;
+  walkNs: number;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortError(signal!));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class KmodTracker implements Tracker {
+  readonly name = 'kmod';
+  private fd: number | null = null;
+  private pid = 0;
+  private ranges: HvaRange[] = [];
+  private readonly device: string;
+  private readonly opts: KmodTrackerOptions;
+  private readonly buf: Buffer;
+  private stats: KmodRoundStats | null = null;
+
+  constructor(opts: KmodTrackerOptions = {}) {
+    this.opts = opts;
+    this.device = opts.device ?? KMOD_DEVICE;
+    this.buf = Buffer.alloc(Math.min(Math.max(opts.readBytes ?? 64 * 1024, 64), 64 * 1024));
+  }
+
+  /** Mode the module chose for the current target ('npt'/'ept' = the VM's TDP tables). */
+  mode(): KmodMode {
+    return this.info().mode;
+  }
+
+  lastRoundStats(): KmodRoundStats | null {
+    return this.stats;
+  }
+
+  async track(pid: number, ranges: readonly HvaRange[]): Promise<void> {
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new VmtierError('INVALID_INPUT', `pid must be a positive integer, not ${pid}`);
+    const norm = normalizeRanges(ranges);
+    if (norm.length === 0) throw new VmtierError('INVALID_INPUT', 'kmod: no ranges to track');
+    if (this.fd === null) {
+      try {
+        this.fd = openSync(this.device, 'r');
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new VmtierError('TRACKER_UNAVAILABLE',
+          code === 'ENOENT' ? `${this.device} does not exist: the vmtier_idle module is not loaded (see kmod/README.md)`
+            : `cannot open ${this.device}: ${code ?? (e as Error).message} (needs CAP_SYS_ADMIN)`, { device: this.device }, { cause: e });
+      }
+    }
+    const t = Buffer.alloc(TARGET_SIZE);
+    t.writeInt32LE(pid, 0);
+    const target = this.opts.target ?? 'auto';
+    t.writeUInt32LE(F_CLEAR | (this.opts.flush === false ? F_NOFLUSH : 0) | (target === 'kvm' ? F_KVM : target === 'process' ? F_PROCESS : 0), 4);
+    try {
+      ioctlBuffer(this.fd, IOC_SET_TARGET, t, 'VMTIER_IDLE_IOC_SET_TARGET');
+    } catch (e) {
+      if (e instanceof KernelError && e.errno === ESRCH) throw new KernelError('vmtier_idle', ESRCH, `process ${pid} does not exist or is exiting (ESRCH)`, { pid });
+      if (e instanceof KernelError && e.errno === 2) throw new VmtierError('VM_NOT_FOUND', `process ${pid} holds no KVM VM`, { pid });
+      throw e;
+    }
+    this.pid = pid;
+    this.ranges = norm;
+    this.checkMapped();
+  }
+
+  async scan(req: ScanRequest): Promise<ScanResult> {
+    checkScanRequest(req);
+    if (this.fd === null || this.pid === 0) throw new VmtierError('INVALID_INPUT', 'kmod: scan() before track()');
+    const t0 = performance.now();
+    const out = this.ranges.map((r) => emptyCounts(r));
+    const stats: KmodRoundStats = { reads: 0, bytes: 0, readMs: 0, decodeMs: 0, kernelWalkNs: 0, cleared: 0, tlbFlushes: 0, mode: 'none' };
+    // Pass 0 only clears: what was accessed before the round began must not count.
+    this.pass(out, false, stats);
+    for (let s = 0; s < req.scans; s++) {
+      await sleep(req.intervalMs, req.signal);
+      this.pass(out, true, stats);
+      req.onScan?.(s);
+    }
+    // A range the target unmapped meanwhile reads as not present: say so rather than report zeros.
+    if (this.opts.target !== 'kvm') this.checkMapped();
+    const info = this.info();
+    stats.kernelWalkNs = info.walkNs;
+    stats.cleared = info.cleared;
+    stats.tlbFlushes = info.tlbFlushes;
+    stats.mode = info.mode;
+    this.stats = stats;
+    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
+  }
+
+  async close(): Promise<void> {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    this.pid = 0;
+  }
+
+  /** One read-and-clear pass over every range; `count` adds this pass's accessed pages. */
+  private pass(out: RangeCounts[], count: boolean, stats: KmodRoundStats): void {
+    for (const rc of out) {
+      if (count) rc.present.fill(0);
+      this.setLimit(rc.end);
+      let off = rc.start;
+      while (off < rc.end) {
+        const r0 = performance.now();
+        const n = this.read(off);
+        const r1 = performance.now();
+        const next = decodeKmodStream(this.buf.subarray(0, n), off, rc.end, (start, end, state, shift) => {
+          if (!count || state === PageState.NotPresent) return;
+          const i0 = (start - rc.start) / PAGE_SIZE;
+          const i1 = (end - rc.start) / PAGE_SIZE;
+          rc.present.fill(1, i0, i1);
+          rc.pageShift.fill(shift, i0, i1);
+          if (state === PageState.Accessed) {
+            const c = rc.counts;
+            for (let i = i0; i < i1; i++) c[i]!++;
+          }
+        });
+        stats.decodeMs += performance.now() - r1;
+        stats.readMs += r1 - r0;
+        stats.reads++;
+        stats.bytes += n;
+        if (next <= off) {
+          throw new VmtierError('STREAM_CORRUPT', `vmtier_idle made no progress at 0x${off.toString(16)}`, { offset: 0 });
+        }
+        off = next;
+      }
+    }
+  }
+
+  private read(off: number): number {
+    try {
+      const n = readSync(this.fd!, this.buf, 0, this.buf.length, off);
+      if (n === 0) throw new VmtierError('STREAM_CORRUPT', `vmtier_idle returned nothing at 0x${off.toString(16)}`);
+      return n;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ESRCH') {
+        throw new KernelError('vmtier_idle', ESRCH, `process ${this.pid} exited during the scan (ESRCH)`, { pid: this.pid });
+      }
+      if (code) throw new VmtierError('KERNEL_ERROR', `read of ${this.device} at 0x${off.toString(16)}: ${code}`, { pid: this.pid }, { cause: e });
+      throw e;
+    }
+  }
+
+  private setLimit(end: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(end));
+    ioctlBuffer(this.fd!, IOC_SET_LIMIT, b, 'VMTIER_IDLE_IOC_SET_LIMIT');
+  }
+
+  private info(): KmodInfo {
+    if (this.fd === null) throw new VmtierError('INVALID_INPUT', 'kmod: not open');
+    const b = Buffer.alloc(INFO_SIZE);
+    ioctlBuffer(this.fd, IOC_GET_INFO, b, 'VMTIER_IDLE_IOC_GET_INFO');
+    return {
+      abiVersion: b.readUInt32LE(0),
+      mode: MODES[b.readUInt32LE(4)] ?? 'none',
+      reads: Number(b.readBigUInt64LE(8)),
+      cleared: Number(b.readBigUInt64LE(16)),
+      tlbFlushes: Number(b.readBigUInt64LE(24)),
+      walkNs: Number(b.readBigUInt64LE(32)),
+    };
+  }
+
+  /** Every tracked range must still be mapped by the target (process mode). */
+  private checkMapped(): void {
+    if (this.opts.target === 'kvm' || this.mode() === 'npt' || this.mode() === 'ept') return;
+    const maps = readMaps(this.pid, this.opts.procRoot);
+    for (const r of this.ranges) {
+      let covered = r.start;
+      for (const m of maps) {
+        if (m.end <= covered || m.start > covered) continue;
+        covered = m.end;
+        if (covered >= r.end) break;
+      }
+      if (covered < r.end) {
+        // EFAULT, as a system call would answer for an unmapped address.
+        throw new KernelError('vmtier_idle', EFAULT, `range ${fmtRange(r)} of process ${this.pid} is not (or no longer) mapped from 0x${covered.toString(16)} (EFAULT)`,
+          { pid: this.pid, start: r.start, end: r.end });
+      }
+    }
+  }
+}
+
+registerKmodTracker((o) => new KmodTracker({ device: o.device }));
