@@ -1,0 +1,104 @@
+/**
+ * The HTTP API: fastify 5 with TypeBox schemas, bearer auth on /v1, errors mapped in one
+ * place (errors.ts), OpenAPI generated from the route schemas, Prometheus at /metrics.
+ * Route plugins from src/api/routes/index.ts are registered after the core routes.
+ */
+import Fastify from 'fastify';
+import swagger from '@fastify/swagger';
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { HostTopology } from '../host/topology.js';
+import type { Store } from '../store/store.js';
+import type { VmInventory } from '../vm/inventory.js';
+import { installBearerAuth } from './auth.js';
+import type { AnyFastify, ApiContext } from './context.js';
+import { installErrorHandling } from './errors.js';
+import { createMetrics } from './metrics.js';
+import { HealthResponse } from './schemas.js';
+import { historyRoutes } from './routes/history.js';
+import { hostRoutes } from './routes/host.js';
+import { routePlugins } from './routes/index.js';
+import { policyRoutes } from './routes/policy.js';
+import { vmRoutes } from './routes/vms.js';
+
+export const API_VERSION = '0.1.0';
+
+export interface ApiOptions {
+  inventory: VmInventory;
+  store: Store;
+  readHost: () => HostTopology;
+  /** Bearer token for /v1; null = open (serve allows that on loopback only). */
+  token: string | null;
+  logger?: Logger;
+  now?: () => number;
+  /** Largest request body in bytes. */
+  bodyLimit?: number;
+}
+
+export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }) } : { logger: false }),
+    bodyLimit: opts.bodyLimit ?? 1 << 20,
+    // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+
+  const metrics = createMetrics({ store: opts.store, inventory: opts.inventory });
+  const ctx: ApiContext = {
+    inventory: opts.inventory,
+    store: opts.store,
+    readHost: opts.readHost,
+    metrics: metrics.registry,
+    now: opts.now ?? Date.now,
+  };
+  app.decorate('vmtier', ctx);
+  installErrorHandling(app);
+  installBearerAuth(app, opts.token);
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+
+  await app.register(swagger, {
+    // Schemas with an $id (TierPolicy) become named components instead of def-N.
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'vmtier',
+        version: API_VERSION,
+        description: 'Memory tiering for KVM virtual machines. Errors are {"error":{"code","message"}}.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  const started = Date.now();
+  app.get(
+    '/healthz',
+    { schema: { summary: 'Liveness: libvirt connection and database schema', tags: ['service'], response: { 200: HealthResponse } } },
+    async () => {
+      const connected = ctx.inventory.connected();
+      return {
+        status: connected ? ('ok' as const) : ('degraded' as const),
+        libvirt: { connected },
+        db: { schemaVersion: ctx.store.schemaVersion },
+        uptimeSeconds: (Date.now() - started) / 1000,
+      };
+    },
+  );
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'], produces: ['text/plain'] } }, async (_req, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+
+  await app.register(hostRoutes);
+  await app.register(vmRoutes);
+  await app.register(policyRoutes);
+  await app.register(historyRoutes);
+  for (const { name, plugin } of routePlugins) {
+    if (typeof plugin !== 'function') throw new Error(`route plugin ${name} is not a fastify plugin function`);
+    await app.register(plugin as Parameters<AnyFastify['register']>[0]);
+  }
+  await app.ready();
+  return app;
+}
