@@ -50,17 +50,11 @@ interface Target {
   domain?: { name: string; uuid: string };
 }
 
-/** The VM's guest RAM ranges through the libvirt inventory (engineer A's src/vm/libvirt-inventory.ts). */
+/** The VM's guest RAM ranges through the libvirt inventory. */
 async function domainTarget(nameOrUuid: string, connect?: string): Promise<Target> {
-  // Loaded only for --domain, so `vmtier scan --pid` never needs libvirt.
-  const modPath = '../vm/libvirt-inventory.js';
-  let mod: { createLibvirtInventory: (opts?: { uri?: string }) => Promise<InventoryLike> | InventoryLike };
-  try {
-    mod = (await import(modPath)) as typeof mod;
-  } catch (e) {
-    throw new VmtierError('UNSUPPORTED', `--domain needs the libvirt inventory, which failed to load: ${(e as Error).message}`);
-  }
-  const inv = await mod.createLibvirtInventory(connect ? { uri: connect } : undefined);
+  // Loaded only for --domain, so `vmtier scan --pid` never loads libvirt.
+  const { createLibvirtInventory } = await import('../vm/libvirt-inventory.js');
+  const inv = createLibvirtInventory({ uri: connect, events: false });
   try {
     const dom = await inv.resolve(nameOrUuid);
     const map = await inv.numaMap(dom.uuid);
@@ -69,12 +63,6 @@ async function domainTarget(nameOrUuid: string, connect?: string): Promise<Targe
   } finally {
     await inv.close();
   }
-}
-
-interface InventoryLike {
-  resolve(nameOrUuid: string): Promise<{ name: string; uuid: string }>;
-  numaMap(uuid: string): Promise<{ domain: { pid: number }; nodes: { hva: HvaRange[] }[] }>;
-  close(): Promise<void>;
 }
 
 /** Lays the per-range arrays of a result end to end (the page numbering of a trace). */

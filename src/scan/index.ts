@@ -8,6 +8,7 @@ import { VmtierError } from '../errors.js';
 import { DamonTracker, type DamonTrackerOptions } from './damon.js';
 import { ReplayTracker, type ReplayOptions } from './replay.js';
 import type { Tracker } from './tracker.js';
+import './kmod.js';
 
 export type { Tracker, HvaRange, RangeCounts, ScanRequest, ScanResult } from './tracker.js';
 export { PAGE_SIZE } from './tracker.js';
@@ -27,7 +28,10 @@ export interface TrackerOptions {
 }
 
 type KmodFactory = (opts: { device: string }) => Tracker;
-let kmodFactory: KmodFactory | null = null;
+// `var` without initializer on purpose: kmod.ts registers itself while this module is still
+// being evaluated (the import cycle below), which a `let` (TDZ) or an initializer would break.
+// eslint-disable-next-line no-var
+var kmodFactory: KmodFactory | undefined;
 
 /** The kmod backend registers itself here (src/scan/kmod.ts), keeping this registry free of its internals. */
 export function registerKmodTracker(factory: KmodFactory): void {

@@ -90,7 +90,8 @@ test('--tracker damon on this machine refuses (platform kdamond) and claims noth
     const r = vmtier(['--pid', String(child.pid), '--tracker', 'damon', '--run-dir', dir, '--json']);
     assert.equal(r.status, 1);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^TRACKER_BUSY: /);
+    assert.match(r.stderr, /^TRACKER_BUSY: /, r.stderr);
+    assert.equal(r.status, 1);
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     child.kill();
