@@ -39,6 +39,8 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }) } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1 << 20,
+    // One line per request would drown the daemon's round lines; /metrics counts requests.
+    disableRequestLogging: true,
     // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerHost } from './host.js';
+import { registerServe } from './serve.js';
 import { registerScan } from './scan.js';
 import { registerVms } from './vms.js';
 import { registerProfile } from './profile.js';
@@ -9,6 +10,7 @@ import { register as registerSim } from './sim.js';
 export function registerCommands(program: Command): void {
   void program;
   registerHost(program);
+  registerServe(program);
   registerScan(program);
   registerVms(program);
   registerProfile(program);
