@@ -19,7 +19,6 @@ function arg(name: string, dflt: number): number {
 }
 const keepIdx = process.argv.indexOf('--keep');
 const keep = keepIdx > 0 ? process.argv[keepIdx + 1] : undefined;
-const policies = process.argv.includes('--policies') ? process.argv[process.argv.indexOf('--policies') + 1]!.split(',') : [...POLICY_NAMES];
 const only = process.argv.includes('--kinds') ? process.argv[process.argv.indexOf('--kinds') + 1]!.split(',') : [...GEN_KINDS];
 const gen = { pages: arg('pages', DEFAULT_GEN.pages), epochs: arg('epochs', DEFAULT_GEN.epochs), seed: arg('seed', DEFAULT_GEN.seed) };
 const ratios = [0.125, 0.25, 0.5];

@@ -35,6 +35,7 @@ export const TierPolicySchema = Type.Object(
           hotMinFraction: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'hot: count >= ceil(f*N)' })),
           coldMaxFraction: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'cold: count <= floor(f*N)' })),
           coldConfirmRounds: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'rounds a page must stay cold before demotion' })),
+          hotConfirmRounds: Type.Optional(Type.Integer({ minimum: 1, maximum: 255, description: 'consecutive hot rounds before promotion (filters one-round bursts)' })),
           pingPongWindowRounds: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
           coolDownRounds: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
         },
@@ -76,6 +77,7 @@ export interface TierPolicy {
     hotMinFraction: number;
     coldMaxFraction: number;
     coldConfirmRounds: number;
+    hotConfirmRounds: number;
     pingPongWindowRounds: number;
     coolDownRounds: number;
   };
@@ -88,7 +90,7 @@ export const DEFAULT_POLICY: TierPolicy = Object.freeze({
   mode: 'observe',
   tracker: 'auto',
   scan: { intervalMs: 1000, scansPerRound: 4, autoTune: true },
-  thresholds: { hotMinFraction: 0.75, coldMaxFraction: 0.25, coldConfirmRounds: 3, pingPongWindowRounds: 8, coolDownRounds: 16 },
+  thresholds: { hotMinFraction: 0.75, coldMaxFraction: 0.25, coldConfirmRounds: 3, hotConfirmRounds: 2, pingPongWindowRounds: 8, coolDownRounds: 16 },
   dram: { minBytes: 0, maxBytes: null, weight: 1 },
   migration: { maxMBps: 256, maxBytesPerRound: null },
   madviseCold: false,

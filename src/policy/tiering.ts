@@ -56,6 +56,7 @@ class VmState {
   pages = 0;
   heat = new Float32Array(0);
   coldRounds = new Uint16Array(0);
+  hotStreak = new Uint8Array(0);
   lastMoveRound = new Int32Array(0);
   lastMoveDir = new Int8Array(0);
   coolUntil = new Int32Array(0);
@@ -64,7 +65,7 @@ class VmState {
 
   resize(pages: number): void {
     if (pages === this.pages) return;
-    const grow = <T extends Float32Array | Uint16Array | Int32Array | Int8Array>(a: T, make: (n: number) => T, fillValue = 0): T => {
+    const grow = <T extends Float32Array | Uint16Array | Uint8Array | Int32Array | Int8Array>(a: T, make: (n: number) => T, fillValue = 0): T => {
       const b = make(pages);
       if (fillValue !== 0) b.fill(fillValue);
       b.set(a.subarray(0, Math.min(a.length, pages)));
@@ -72,6 +73,7 @@ class VmState {
     };
     this.heat = grow(this.heat, (n) => new Float32Array(n));
     this.coldRounds = grow(this.coldRounds, (n) => new Uint16Array(n));
+    this.hotStreak = grow(this.hotStreak, (n) => new Uint8Array(n));
     this.lastMoveRound = grow(this.lastMoveRound, (n) => new Int32Array(n), NEVER);
     this.lastMoveDir = grow(this.lastMoveDir, (n) => new Int8Array(n));
     this.coolUntil = grow(this.coolUntil, (n) => new Int32Array(n), NEVER);
@@ -88,6 +90,7 @@ interface VmScan {
   hotPages: number;
   hotBytes: number;
   newHot: number;
+  shift: boolean;
   hotSlow: Int32Array;
   hotSlowBytes: number;
   cold: Int32Array;
@@ -290,12 +293,16 @@ export class TieringPolicy {
     const hotT = Math.max(1, Math.ceil(th.hotMinFraction * N - 1e-9));
     const coldT = Math.min(hotT - 1, Math.floor(th.coldMaxFraction * N + 1e-9));
     const alpha = this.opt.heatAlpha;
-    const { heat, coldRounds, coolUntil } = st;
+    const { heat, coldRounds, coolUntil, hotStreak } = st;
+    const hotConfirm = th.hotConfirmRounds;
     const counts = vm.counts;
     const tiers = vm.tiers;
     const hotKeys = new Uint8Array(pages);
     const coldKeys = new Uint8Array(pages);
     const hotIdx: number[] = [];
+    // Hot slow pages still short of hotConfirmRounds: promoted only when the round is a shift.
+    const pendIdx: number[] = [];
+    let pendBytes = 0;
     const coldIdx: number[] = [];
     let hotPages = 0, hotBytes = 0, newHot = 0, hotSlowBytes = 0, dramBytes = 0, demandBytes = 0;
     for (let p = 0; p < pages; p++) {
@@ -306,6 +313,7 @@ export class TieringPolicy {
       const t = tiers[p]!;
       if (t === TIER_NONE) {
         coldRounds[p] = 0;
+        hotStreak[p] = 0;
         continue;
       }
       const b = typeof pb === 'number' ? pb : pb[p]!;
@@ -314,28 +322,43 @@ export class TieringPolicy {
       // between does neither (a page with light background traffic still gets confirmed).
       if (c <= coldT) coldRounds[p] = Math.min(65535, coldRounds[p]! + 1);
       else if (hot) coldRounds[p] = 0;
+      hotStreak[p] = hot ? Math.min(255, hotStreak[p]! + 1) : 0;
       if (hot) {
         hotPages++;
         hotBytes += b;
         if (h0 < NEW_HOT_HEAT) newHot++;
       }
       if (h >= DEMAND_HEAT) demandBytes += b;
-      const free = coolUntil[p]! <= round;
+      // A page in cool-down moves only on twice the usual evidence.
+      const cooling = coolUntil[p]! > round;
       if (t === TIER_DRAM) {
         dramBytes += b;
-        if (free && coldRounds[p]! >= th.coldConfirmRounds) {
+        if (coldRounds[p]! >= (cooling ? 2 : 1) * th.coldConfirmRounds) {
           coldIdx.push(p);
           coldKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
         }
       } else if (t === TIER_SLOW) {
-        if (hot && free) {
-          hotIdx.push(p);
-          hotSlowBytes += b;
+        if (hot) {
           hotKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
+          if (hotStreak[p]! >= (cooling ? 2 : 1) * hotConfirm) {
+            hotIdx.push(p);
+            hotSlowBytes += b;
+          } else if (!cooling) {
+            pendIdx.push(p);
+            pendBytes += b;
+          }
         }
       } else {
         throw new VmtierError('INVALID_INPUT', `vm ${vm.vmId}: page ${p} has unknown tier ${t}`);
       }
+    }
+    // A shift: a quarter of this round's hot pages were not warm before. Noise makes a few pages
+    // hot at a time; a workload moving its hot set makes many at once, and waiting one more round
+    // to confirm them would only delay the move.
+    const shift = hotPages >= 8 && newHot * 4 > hotPages;
+    if (shift) {
+      for (const p of pendIdx) hotIdx.push(p);
+      hotSlowBytes += pendBytes;
     }
     const roundSeconds = (vm.policy.scan.intervalMs / 1000) * vm.plan.intervalMultiplier * N;
     const budgetBytes = vm.policy.migration.maxBytesPerRound ?? vm.policy.migration.maxMBps * 1048576 * roundSeconds;
@@ -347,6 +370,7 @@ export class TieringPolicy {
       hotPages,
       hotBytes,
       newHot,
+      shift,
       hotSlow: countingSort(hotIdx, hotKeys, true),
       hotSlowBytes,
       cold: countingSort(coldIdx, coldKeys, false),
@@ -380,9 +404,8 @@ export class TieringPolicy {
     const o = this.opt;
     const clampIm = (m: number): number => Math.min(o.maxIntervalMultiplier, Math.max(o.minIntervalMultiplier, m));
     const halfShare = shareBytes / 2;
-    // A shift: a quarter of this round's hot pages were not warm before. Rounds get shorter so the
-    // new hot set is confirmed sooner.
-    if (s.hotPages >= 8 && s.newHot * 4 > s.hotPages) {
+    // A shift: rounds get shorter so the rest of the new hot set is found sooner.
+    if (s.shift) {
       st.stableRounds = 0;
       return {
         plan: { intervalMultiplier: clampIm(Math.min(1, cur.intervalMultiplier / 2)), scansPerRound: Math.max(Math.min(o.minScansPerRound, baseN), Math.ceil(baseN / 2)) },
