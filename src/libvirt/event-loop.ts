@@ -13,8 +13,8 @@ import { loadLibvirt, koffi, type Ptr } from './native.js';
 let registered = false;
 let refs = 0;
 let running = false;
-let stopped: Promise<void> = Promise.resolve();
-let resolveStopped: (() => void) | null = null;
+/** Resolved when the current iteration returns (a release waits for the loop thread to be out). */
+let waiters: Array<() => void> = [];
 let wakeCb: bigint | null = null;
 
 /** Must run before the first connection that wants events is opened (libvirt requirement). */
@@ -25,14 +25,20 @@ export function ensureEventImpl(): void {
   registered = true;
 }
 
+function wakeWaiters(): void {
+  const w = waiters;
+  waiters = [];
+  for (const r of w) r();
+}
+
 function iterate(): void {
   if (refs === 0) {
     running = false;
-    resolveStopped?.();
-    resolveStopped = null;
+    wakeWaiters();
     return;
   }
   loadLibvirt().virEventRunDefaultImpl.async((err: unknown) => {
+    wakeWaiters();
     // A failing iteration (never seen in practice) must not spin a core: back off a little.
     if (err) setTimeout(iterate, 100);
     else setImmediate(iterate);
@@ -44,22 +50,25 @@ export function acquireEventLoop(): void {
   refs++;
   if (running) return;
   running = true;
-  stopped = new Promise((r) => { resolveStopped = r; });
   iterate();
 }
 
-/** Drops one reference; resolves once the loop thread has returned when it was the last. */
+/**
+ * Drops one reference; when it was the last, resolves once the blocked iteration has returned
+ * (the loop then stops unless someone acquired it again meanwhile).
+ */
 export function releaseEventLoop(): Promise<void> {
-  if (refs === 0) return stopped;
+  if (refs === 0) return Promise.resolve();
   refs--;
-  if (refs > 0 || !running) return stopped;
+  if (refs > 0 || !running) return Promise.resolve();
+  const done = new Promise<void>((r) => waiters.push(r));
   // Wake the blocked iteration: a zero-delay timeout makes poll() return at once.
   const n = loadLibvirt();
   wakeCb ??= koffi.register((timer: number, _opaque: Ptr | null) => {
     n.virEventRemoveTimeout(timer);
   }, koffi.pointer(n.types.timeout));
   n.virEventAddTimeout(0, wakeCb, null, null);
-  return stopped;
+  return done;
 }
 
 export function eventLoopRunning(): boolean {
