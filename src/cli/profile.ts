@@ -4,6 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { VmtierError } from '../errors.js';
+import { readHostTopology } from '../host/topology.js';
 import { listProfiles, loadProfile } from '../qemu/load.js';
 import { renderProfile } from '../qemu/render.js';
 import type { ProfileOverrides } from '../qemu/schema.js';
@@ -85,7 +86,7 @@ export function registerProfile(program: Command): void {
     .option('--json', 'print {qemuArgs, qemuCommandLine, libvirtXml, libvirtFragments, warnings, layout} as JSON')
     .action((name: string, flags: RenderFlags) => {
       const { spec } = loadProfile(name);
-      const r = renderProfile(spec, overridesFromFlags(flags), { checkHost: flags.checkHost, domainName: flags.domainName });
+      const r = renderProfile(spec, overridesFromFlags(flags), { host: flags.checkHost ? readHostTopology() : undefined, domainName: flags.domainName });
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(r)}\n`);
         return;
@@ -98,7 +99,7 @@ export function registerProfile(program: Command): void {
     .description('check a profile (and, with --check-host, this host); prints the guest nodes')
     .action((name: string, flags: RenderFlags) => {
       const { spec } = loadProfile(name);
-      const { layout } = renderProfile(spec, overridesFromFlags(flags), { checkHost: flags.checkHost });
+      const { layout } = renderProfile(spec, overridesFromFlags(flags), { host: flags.checkHost ? readHostTopology() : undefined });
       for (const n of layout.nodes) {
         const cpus = n.cpus ? `cpus ${n.cpus.start}-${n.cpus.end - 1}` : 'no CPUs';
         const nv = layout.nvdimms.filter((d) => d.node === n.node).map((d) => ` + nvdimm ${humanSize(d.sizeBytes)} (${d.guestUse})`).join('');

@@ -26,7 +26,7 @@ export interface LoadedProfile {
 
 /** Parses and checks one profile's YAML text (or JSON, which is YAML). */
 export function parseProfileText(text: string, source = 'profile'): ProfileSpec {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length) {
     const e = doc.errors[0];
     const where = e.linePos?.[0] ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';

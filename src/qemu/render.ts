@@ -1,5 +1,5 @@
 /** One call for the CLI and the API: spec + overrides -> QEMU argv/command line and libvirt XML. */
-import { readHostTopology } from '../host/topology.js';
+import type { HostTopology } from '../host/topology.js';
 import { checkLayoutForHost } from './host-check.js';
 import { resolveProfile, type GuestLayout } from './profile.js';
 import { renderLibvirt, renderLibvirtDomain, type LibvirtFragments } from './render-libvirt.js';
@@ -17,14 +17,14 @@ export interface ProfileRender {
 }
 
 export interface RenderOptions {
-  /** Check host nodes, dax devices and paths against this host's sysfs. */
-  checkHost?: boolean;
+  /** Check host nodes, dax devices and paths against this host (src/host's readHostTopology()). */
+  host?: HostTopology;
   domainName?: string;
 }
 
 export function renderProfile(spec: ProfileSpec, overrides: ProfileOverrides = {}, opts: RenderOptions = {}): ProfileRender {
   const layout = resolveProfile(spec, overrides);
-  if (opts.checkHost) checkLayoutForHost(layout, { host: readHostTopology() });
+  if (opts.host) checkLayoutForHost(layout, { host: opts.host });
   const qemuArgs = renderQemuArgs(layout);
   const lv = renderLibvirt(layout);
   return {

@@ -2,4 +2,6 @@
  * Route plugins of the API, registered by src/api/server.ts. Each feature exports a
  * fastify plugin from its own file in this folder and adds it here.
  */
-export const routePlugins: Array<{ name: string; plugin: unknown }> = [];
+import { profileRoutes } from './profiles.js';
+
+export const routePlugins: Array<{ name: string; plugin: unknown }> = [{ name: 'profiles', plugin: profileRoutes }];
