@@ -8,6 +8,7 @@
  * HMAT figures put it in a lower memory tier; without HMAT all nodes share one tier.
  */
 import { join } from 'node:path';
+import { renderLabTopology } from '../src/qemu/lab.js';
 
 export type LabTopologyName = 'tiered' | 'three-tier';
 export const LAB_TOPOLOGIES: readonly LabTopologyName[] = ['tiered', 'three-tier'];
@@ -65,33 +66,8 @@ function nodeSpecs(topology: LabTopologyName): NodeSpec[] {
 
 /** QEMU arguments for the topology; NVDIMM backing files go into `runDir` (the session creates them). */
 export function labMachine(topology: LabTopologyName, runDir: string): LabMachine {
-  const nodes = nodeSpecs(topology);
-  const args: string[] = [];
-  const nvdimms: LabNvdimm[] = [];
-  nodes.forEach((n, i) => {
-    if (n.kmemMiB) nvdimms.push({ id: `nvdimm${nvdimms.length}`, path: '', sizeBytes: n.kmemMiB * MiB, node: i, role: 'kmem' });
-  });
-  nvdimms.push({ id: `nvdimm${nvdimms.length}`, path: '', sizeBytes: DEVDAX_SPARE_MiB * MiB, node: 1, role: 'devdax' });
-  for (const d of nvdimms) d.path = join(runDir, `${d.id}.img`);
-
-  const ramMiB = nodes.reduce((s, n) => s + n.ramMiB, 0);
-  const nvMiB = nvdimms.reduce((s, d) => s + d.sizeBytes / MiB, 0);
-  const maxMiB = Math.ceil((ramMiB + nvMiB) / 1024 + 1) * 1024;
-  args.push('-machine', 'pc,nvdimm=on,hmat=on', '-m', `${ramMiB}M,slots=${nvdimms.length},maxmem=${maxMiB}M`, '-smp', '2');
-  nodes.forEach((n, i) => {
-    args.push('-object', `memory-backend-ram,id=m${i},size=${n.ramMiB}M`);
-    args.push('-numa', `node,nodeid=${i},${n.cpus ? `cpus=${n.cpus},` : ''}memdev=m${i},initiator=0`);
-  });
-  nodes.forEach((a, i) => nodes.forEach((b, j) => {
-    if (i < j) args.push('-numa', `dist,src=${i},dst=${j},val=${Math.max(a.distance, b.distance)}`);
-  }));
-  nodes.forEach((n, i) => {
-    args.push('-numa', `hmat-lb,initiator=0,target=${i},hierarchy=memory,data-type=access-latency,latency=${n.latencyNs}`);
-    args.push('-numa', `hmat-lb,initiator=0,target=${i},hierarchy=memory,data-type=access-bandwidth,bandwidth=${n.bandwidth}`);
-  });
-  for (const d of nvdimms) {
-    args.push('-object', `memory-backend-file,id=${d.id}-mem,share=on,mem-path=${d.path},size=${d.sizeBytes / MiB}M,align=2M`);
-    args.push('-device', `nvdimm,id=${d.id},memdev=${d.id}-mem,label-size=128K,node=${d.node}`);
-  }
-  return { topology, args, nvdimms, nodes: nodes.map((_, i) => i) };
+  // Rendered from qemu-profiles/lab-<topology>.yaml through src/qemu: the profile is the one source of truth.
+  const { args, layout } = renderLabTopology(`lab-${topology}`, { labDir: runDir });
+  const nvdimms: LabNvdimm[] = layout.nvdimms.map((d) => ({ id: d.id, path: d.backend.path ?? '', sizeBytes: d.sizeBytes, node: d.node, role: d.guestUse }));
+  return { topology, args, nvdimms, nodes: layout.nodes.map((n) => n.node) };
 }
