@@ -37,10 +37,10 @@ export interface ApiOptions {
 
 export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
   const app = Fastify({
-    ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }) } : { logger: false }),
+    // Per-request lines would drown the daemon's round lines (/metrics counts requests): the
+    // API logs warnings and errors only.
+    ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }, { level: 'warn' }) } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1 << 20,
-    // One line per request would drown the daemon's round lines; /metrics counts requests.
-    disableRequestLogging: true,
     // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
