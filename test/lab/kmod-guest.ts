@@ -1,0 +1,182 @@
+// Runs INSIDE the lab guest (node dist/test/lab/kmod-guest.js <case> ...), driven by
+// test/lab/kmod.test.ts: starts a target, scans it with the real KmodTracker over the
+// loaded vmtier_idle module and prints one JSON line with what it observed. The host test
+// asserts on that line; this file decides nothing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { KmodTracker } from '../../src/scan/kmod.js';
+import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
+import { KernelError, isVmtierError } from '../../src/errors.js';
+
+interface Target {
+  child: ChildProcess;
+  first: Record<string, unknown>;
+  stderr: string[];
+}
+
+function startTarget(argv: string[]): Promise<Target> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stderr: string[] = [];
+    createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+    const rl = createInterface({ input: child.stdout! });
+    rl.once('line', (l) => resolve({ child, first: JSON.parse(l) as Record<string, unknown>, stderr }));
+    child.once('exit', (code) => reject(new Error(`${argv[0]} exited ${code}: ${stderr.join('\n')}`)));
+  });
+}
+
+const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) : Number(v));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function describeError(e: unknown): Record<string, unknown> {
+  if (e instanceof KernelError) return { code: e.code, errno: e.errno, message: e.message };
+  if (isVmtierError(e)) return { code: e.code, message: e.message };
+  return { code: 'UNTYPED', message: String((e as Error)?.stack ?? e) };
+}
+
+/** Precision of "seen accessed at least once" and recall of "seen accessed in every scan". */
+function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
+  const r = res.ranges[0]!;
+  const n = r.counts.length;
+  const isHot = new Uint8Array(n);
+  for (const h of hot) for (let a = h.start; a < h.end; a += PAGE_SIZE) isHot[(a - r.start) / PAGE_SIZE] = 1;
+  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0, present = 0, huge = 0;
+  for (let i = 0; i < n; i++) {
+    hotTotal += isHot[i]!;
+    if (r.present[i]) present++;
+    if (r.pageShift[i] === 21) huge++;
+    if (r.counts[i]! > 0) { seen++; seenHot += isHot[i]!; }
+    if (r.counts[i] === res.scans) { full++; fullHot += isHot[i]!; }
+  }
+  return {
+    pages: n, hotPages: hotTotal, presentPages: present, hugePages: huge, seenPages: seen, fullPages: full,
+    precision: seen ? seenHot / seen : 0,
+    recall: hotTotal ? fullHot / hotTotal : 0,
+    precisionFull: full ? fullHot / full : 0,
+  };
+}
+
+async function caseAccuracy(workload: string, args: string[], scans: number, intervalMs: number): Promise<unknown> {
+  const t = await startTarget([workload, ...args]);
+  const tracker = new KmodTracker();
+  try {
+    const base = hexNum(t.first.base);
+    const bytes = Number(t.first.bytes);
+    const hot = (t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }));
+    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
+    const res = await tracker.scan({ scans, intervalMs });
+    return { mode: tracker.mode(), ...accuracy(res, hot), stats: tracker.lastRoundStats() };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+/** Scan while `act` changes the target; returns the scan's outcome (result or typed error). */
+async function caseDuring(target: string, mode: string, act: (t: Target) => Promise<void>, scans = 8, intervalMs = 250): Promise<unknown> {
+  const t = await startTarget([target, '64', mode]);
+  const tracker = new KmodTracker();
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  try {
+    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
+    const scan = tracker.scan({ scans, intervalMs }).then((res) => ({ ok: true, huge: res.ranges[0]!.pageShift.filter((s) => s === 21).length, present: res.ranges[0]!.present.filter((p) => p).length }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    await act(t);
+    const out = await scan;
+    return { ...out, targetStderr: t.stderr.slice(-5) };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+async function caseChurn(target: string, seconds: number): Promise<unknown> {
+  const t = await startTarget([target, '32', 'churn']);
+  const tracker = new KmodTracker();
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  let rounds = 0;
+  const errors: unknown[] = [];
+  try {
+    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+      try {
+        await tracker.scan({ scans: 3, intervalMs: 20 });
+        rounds++;
+      } catch (e) {
+        errors.push(describeError(e));
+      }
+    }
+    return { rounds, errors };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+async function caseAbi(target: string): Promise<unknown> {
+  const out: Record<string, unknown> = {};
+  const tracker = new KmodTracker();
+  for (const [name, pid] of [['kthread', 2], ['nopid', 4_000_000]] as const) {
+    try {
+      await tracker.track(pid, [{ start: 0x10000000, end: 0x10001000 }]);
+      out[name] = { ok: true };
+    } catch (e) {
+      out[name] = describeError(e);
+    }
+  }
+  await tracker.close();
+  // Without CAP_SYS_ADMIN (dropped from the bounding set) root cannot open the device.
+  const r = spawnSync('setpriv', ['--bounding-set', '-sys_admin', '--', 'head', '-c', '1', '/dev/vmtier_idle'], { encoding: 'utf8' });
+  out.noCapSysAdmin = { status: r.status, stderr: r.stderr.trim() };
+  // Process mode on a VM-less process reports 'process'.
+  const t = await startTarget([target, '4', 'idle']);
+  const k = new KmodTracker();
+  try {
+    await k.track(t.child.pid!, [{ start: hexNum(t.first.base), end: hexNum(t.first.base) + Number(t.first.bytes) }]);
+    out.mode = k.mode();
+    try {
+      await new KmodTracker({ target: 'kvm' }).track(t.child.pid!, [{ start: hexNum(t.first.base), end: hexNum(t.first.base) + 4096 }]);
+      out.kvmOnPlain = { ok: true };
+    } catch (e) {
+      out.kvmOnPlain = describeError(e);
+    }
+  } finally {
+    await k.close();
+    t.child.kill('SIGKILL');
+  }
+  return out;
+}
+
+const [what, ...rest] = process.argv.slice(2);
+let result: unknown;
+try {
+  switch (what) {
+    case 'accuracy': {
+      const [workload, scans, interval, ...args] = rest;
+      result = await caseAccuracy(workload!, args, Number(scans), Number(interval));
+      break;
+    }
+    case 'exit':
+      result = await caseDuring(rest[0]!, 'idle', async (t) => { await sleep(700); t.child.kill('SIGKILL'); });
+      break;
+    case 'munmap':
+      result = await caseDuring(rest[0]!, 'idle', async (t) => { await sleep(700); t.child.kill('SIGUSR1'); });
+      break;
+    case 'collapse':
+      result = await caseDuring(rest[0]!, 'idle', async (t) => { await sleep(500); t.child.kill('SIGUSR2'); }, 10, 400);
+      break;
+    case 'churn':
+      result = await caseChurn(rest[0]!, Number(rest[1] ?? 8));
+      break;
+    case 'abi':
+      result = await caseAbi(rest[0]!);
+      break;
+    default:
+      throw new Error(`unknown case ${what}`);
+  }
+} catch (e) {
+  result = { failed: describeError(e) };
+}
+process.stdout.write(`${JSON.stringify(result)}\n`);
