@@ -17,7 +17,7 @@ import { PAGE_SIZE } from '../scan/tracker.js';
 import type { DomainConfig } from './domain-xml.js';
 import { classifyBacking, coveringMappings, parseMaps, type BackingContext } from './maps.js';
 import { parseFlatView, parseGpa2hva, parseRamblocks, type FlatRange, type RamblockInfo } from './monitor-text.js';
-import type { GuestNode, GuestNodeMap } from './types.js';
+import type { GuestMemoryDevice, GuestNode, GuestNodeBacking, GuestNodeMap } from './types.js';
 
 export interface MonitorPort {
   /** Runs an HMP command and returns its text. */
@@ -107,7 +107,14 @@ export async function buildGuestNodeMap(args: {
   const { config, monitor, proc } = args;
   const blocks = parseRamblocks(await monitor.hmp('info ramblock'));
   const slices = sliceNodes(config, blocks);
-  const used = [...new Set([...slices.values()].map((s) => s.block))];
+  // libvirt names a memory device's backend "mem" + its alias (dimm0, nvdimm1, virtiomem0, ...).
+  const byName = new Map(blocks.map((b) => [b.name, b]));
+  const devices = config.memoryDevices.flatMap((d) => {
+    const block = d.alias !== null ? byName.get(`mem${d.alias}`) : undefined;
+    if (d.node === null || !block || !slices.has(d.node)) return [];
+    return [{ model: d.model, node: d.node, block }];
+  });
+  const used = [...new Set([...slices.values()].map((s) => s.block).concat(devices.map((d) => d.block)))];
   const bases = await blockBases(used, monitor);
   const maps = parseMaps(proc.maps());
   // smaps and mountinfo are read at most once, and only when a backing needs them.
@@ -117,37 +124,53 @@ export async function buildGuestNodeMap(args: {
     smaps: () => (smaps ??= proc.smaps()),
     mountinfo: () => (mountinfo ??= proc.mountinfo()),
   };
-  const nodes: GuestNode[] = config.cells.map((c) => {
-    const s = slices.get(c.id)!;
-    const start = bases.get(s.block.name)! + s.offset;
-    const range: HvaRange = { start, end: start + s.length };
+  /** The checked HVA range of `length` bytes at `offset` in `block`, and its backing. */
+  const resolveRange = (what: string, block: RamblockInfo, offset: number, length: number): { range: HvaRange; backing: GuestNodeBacking } => {
+    const start = bases.get(block.name)! + offset;
+    const range: HvaRange = { start, end: start + length };
     if (range.start % PAGE_SIZE !== 0 || range.end % PAGE_SIZE !== 0) {
-      throw new VmtierError('HVA_MISMATCH', `node ${c.id}: HVA range ${hex(range.start)}-${hex(range.end)} is not page aligned`);
+      throw new VmtierError('HVA_MISMATCH', `${what}: HVA range ${hex(range.start)}-${hex(range.end)} is not page aligned`);
     }
     const covering = coveringMappings(maps, range);
-    return {
-      node: c.id,
-      cpus: c.cpus,
-      sizeBytes: s.length,
-      backing: classifyBacking(covering[0]!, s.block.name, ctx),
-      hva: [range],
-    };
+    return { range, backing: classifyBacking(covering[0]!, block.name, ctx) };
+  };
+  const nodes: GuestNode[] = config.cells.map((c) => {
+    const s = slices.get(c.id)!;
+    const { range, backing } = resolveRange(`node ${c.id}`, s.block, s.offset, s.length);
+    const node: GuestNode = { node: c.id, cpus: c.cpus, sizeBytes: s.length, backing, hva: [range] };
+    const devs: GuestMemoryDevice[] = devices.filter((d) => d.node === c.id).map((d) => {
+      const r = resolveRange(`${d.block.name} on node ${c.id}`, d.block, 0, d.block.usedBytes);
+      return { model: d.model, sizeBytes: d.block.usedBytes, backing: r.backing, hva: [r.range] };
+    });
+    if (devs.length > 0) node.devices = devs;
+    return node;
   });
   return { domain: { ...args.domain }, nodes };
 }
 
-/** The wire form of a GuestNodeMap (`vmtier numa --json`, GET /v1/vms/{uuid}/numa): addresses as lowercase hex. */
+function backingJson(b: GuestNodeBacking): Record<string, unknown> {
+  const out: Record<string, unknown> = { kind: b.kind, path: b.path, id: b.id, migratable: b.migratable };
+  if (b.reason !== undefined) out.reason = b.reason;
+  return out;
+}
+
+const rangesJson = (rs: HvaRange[]) => rs.map((r) => ({ start: hex(r.start), end: hex(r.end) }));
+
+/**
+ * The wire form of a GuestNodeMap (`vmtier numa --json`, GET /v1/vms/{uuid}/numa): addresses
+ * as lowercase hex; `backing.reason` only when not migratable; `devices` only when present.
+ */
 export function guestNodeMapJson(map: GuestNodeMap): unknown {
   return {
     domain: { name: map.domain.name, uuid: map.domain.uuid, pid: map.domain.pid },
-    nodes: map.nodes.map((n) => ({
-      node: n.node,
-      cpus: n.cpus,
-      sizeBytes: n.sizeBytes,
-      backing: n.backing.reason === undefined
-        ? { kind: n.backing.kind, path: n.backing.path, id: n.backing.id, migratable: n.backing.migratable }
-        : { kind: n.backing.kind, path: n.backing.path, id: n.backing.id, migratable: n.backing.migratable, reason: n.backing.reason },
-      hva: n.hva.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
-    })),
+    nodes: map.nodes.map((n) => {
+      const out: Record<string, unknown> = {
+        node: n.node, cpus: n.cpus, sizeBytes: n.sizeBytes, backing: backingJson(n.backing), hva: rangesJson(n.hva),
+      };
+      if (n.devices) {
+        out.devices = n.devices.map((d) => ({ model: d.model, sizeBytes: d.sizeBytes, backing: backingJson(d.backing), hva: rangesJson(d.hva) }));
+      }
+      return out;
+    }),
   };
 }

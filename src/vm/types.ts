@@ -28,6 +28,18 @@ export interface GuestNodeBacking {
   reason?: string;
 }
 
+/**
+ * A memory device (libvirt <memory model='dimm|nvdimm|...'>) plugged into a guest node. Its
+ * RAM is a ramblock of its own ("mem" + libvirt alias), apart from the cell's memory, and may
+ * have another backing (an NVDIMM on a file or /dev/dax).
+ */
+export interface GuestMemoryDevice {
+  model: string;
+  sizeBytes: number;
+  backing: GuestNodeBacking;
+  hva: HvaRange[];
+}
+
 export interface GuestNode {
   node: number;
   /** Guest cpulist ("0-1") or null for a CPU-less node. */
@@ -36,6 +48,8 @@ export interface GuestNode {
   backing: GuestNodeBacking;
   /** Host virtual address ranges of this node's RAM inside the QEMU process, sorted, half-open. */
   hva: HvaRange[];
+  /** Memory devices plugged into this node; absent when there are none. Not part of `hva`. */
+  devices?: GuestMemoryDevice[];
 }
 
 /** Every guest NUMA node of one running domain mapped to host virtual addresses. */

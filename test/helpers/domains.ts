@@ -48,7 +48,10 @@ export function fixtureXml(file: string, name: string): string {
 
 export async function startDomain(file: string, prefix: string, opts: { uri?: string; xml?: string } = {}): Promise<TestDomain> {
   const base = file.replace(/\.xml$/, '');
-  const name = `${prefix}${base}-${Math.random().toString(36).slice(2, 7)}`;
+  // A caller-supplied XML keeps its own name (it must start with `prefix`).
+  const given = opts.xml ? /<name>([^<]+)<\/name>/.exec(opts.xml)?.[1] : undefined;
+  if (opts.xml && !given?.startsWith(prefix)) throw new Error(`test domain XML must be named ${prefix}*`);
+  const name = given ?? `${prefix}${base}-${Math.random().toString(36).slice(2, 7)}`;
   const xml = opts.xml ?? fixtureXml(file, name);
   const dir = mkdtempSync(join(tmpdir(), 'vmtier-dom-'));
   try {

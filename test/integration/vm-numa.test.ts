@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import type { GuestNodeMap } from '../../src/vm/types.js';
-import { destroyDomains, hmp, startDomain, type TestDomain } from '../helpers/domains.js';
+import { destroyDomains, fixtureXml, hmp, startDomain, virsh, type TestDomain } from '../helpers/domains.js';
 
 const PREFIX = 'vmtier-test-a-';
 const MiB = 2 ** 20;
@@ -131,6 +131,32 @@ describe('guest NUMA → HVA on real domains', () => {
     const map = await inv.numaMap(d.uuid);
     assert.deepEqual(map.nodes.map((n) => [n.node, n.cpus, n.sizeBytes, n.backing.id]), [[0, '0-1', 256 * MiB, 'pc.ram']]);
     await checkAgainstProc(d, map, [{ node: 0, gpa: 0, offset: 0 }, { node: 0, gpa: 255 * MiB, offset: 255 * MiB }]);
+  });
+
+  test('memory devices: a dimm and a file-backed NVDIMM on node 1 are listed with their own ranges and backing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmtier-nvdimm-'));
+    const nv = join(dir, 'nvdimm.img');
+    writeFileSync(nv, '');
+    spawnSync('truncate', ['-s', '130M', nv]);
+    const name = `${PREFIX}memdev-${Math.random().toString(36).slice(2, 7)}`;
+    const d = await startDomain('memory-devices.xml', PREFIX, { xml: fixtureXml('memory-devices.xml', name).replace('@NVDIMM_PATH@', nv) });
+    try {
+      const map = await inv.numaMap(d.uuid);
+      assert.equal(map.nodes[0]!.devices, undefined);
+      const [dimm, nvdimm] = map.nodes[1]!.devices!;
+      assert.deepEqual([dimm!.model, dimm!.sizeBytes, dimm!.backing.kind, dimm!.backing.id], ['dimm', 128 * MiB, 'memfd', 'memdimm0']);
+      assert.deepEqual([nvdimm!.model, nvdimm!.backing.kind, nvdimm!.backing.path], ['nvdimm', 'file', nv]);
+      // Independent: the GPA base libvirt assigned each device (live XML) resolved by virsh gpa2hva.
+      const bases = [...(await virsh(['dumpxml', d.name])).matchAll(/<address type='dimm' slot='\d+' base='(0x[0-9a-f]+)'/g)].map((m) => Number(m[1]));
+      assert.equal(bases.length, 2);
+      assert.equal(await virshGpa2hva(d.name, bases[0]!), dimm!.hva[0]!.start);
+      assert.equal(await virshGpa2hva(d.name, bases[1]!), nvdimm!.hva[0]!.start);
+      for (const dev of [dimm!, nvdimm!]) mapsLine(d.pid, dev.hva[0]!.start, dev.hva[0]!.end);
+      assert.equal(mapsLine(d.pid, nvdimm!.hva[0]!.start, nvdimm!.hva[0]!.end).path, nv);
+    } finally {
+      await d.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('placement: every page of every node counted; resident pages agree with smaps Rss', async () => {

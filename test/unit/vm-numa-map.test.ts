@@ -159,3 +159,37 @@ test('legacy layout: several cells inside one pc.ram block are sliced in node or
   const map = await buildGuestNodeMap({ domain: { name: 'old', uuid: 'u', pid: 1 }, config: parseDomainXml(xml), monitor: mon, proc: procFrom(maps) });
   assert.deepEqual(map.nodes.map((n) => n.hva[0]), [{ start: 0x7f0000000000, end: 0x7f000c000000 }, { start: 0x7f000c000000, end: 0x7f0010000000 }]);
 });
+
+test('memory devices: dimm and a devdax NVDIMM listed on their node; JSON carries devices and the reason only then', async () => {
+  const xml = `<domain><name>m</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><cpu><numa>
+    <cell id='0' cpus='0' memory='128' unit='MiB'/><cell id='1' memory='128' unit='MiB'/></numa></cpu>
+    <devices><memory model='dimm'><target><size unit='MiB'>128</size><node>1</node></target><alias name='dimm0'/></memory>
+    <memory model='nvdimm'><source><path>/dev/dax0.0</path></source><target><size unit='MiB'>64</size><node>1</node></target><alias name='nvdimm1'/></memory>
+    </devices></domain>`;
+  const ramblock = '              Block Name    PSize              Offset               Used              Total\n' +
+    '              memnvdimm1    2 MiB  0x0000000018000000 0x0000000004000000 0x0000000004000000\n' +
+    '               ram-node0    4 KiB  0x0000000000000000 0x0000000008000000 0x0000000008000000\n' +
+    '               ram-node1    4 KiB  0x0000000008000000 0x0000000008000000 0x0000000008000000\n' +
+    '                memdimm0    4 KiB  0x0000000010000000 0x0000000008000000 0x0000000008000000\n';
+  const mtree = 'FlatView #0\n AS "memory", root: system\n Root memory region: system\n' +
+    '  0000000000000000-0000000007ffffff (prio 0, ram): ram-node0\n' +
+    '  0000000008000000-000000000fffffff (prio 0, ram): ram-node1\n' +
+    '  0000000100000000-0000000107ffffff (prio 0, ram): memdimm0\n' +
+    '  0000000108000000-000000010bffffff (prio 0, nv-ram): memnvdimm1\n';
+  const gpa = ['Host virtual address for 0x0 (ram-node0) is 0x7f1000000000', 'Host virtual address for 0x8000000 (ram-node1) is 0x7f2000000000',
+    'Host virtual address for 0x100000000 (memdimm0) is 0x7f3000000000', 'Host virtual address for 0x108000000 (memnvdimm1) is 0x7f4000000000'].join('\n');
+  const maps = ['7f1000000000-7f1008000000 rw-p 00000000 00:00 0 ', '7f2000000000-7f2008000000 rw-p 00000000 00:00 0 ',
+    '7f3000000000-7f3008000000 rw-p 00000000 00:00 0 ', '7f4000000000-7f4004000000 rw-s 00000000 00:06 7 /dev/dax0.0'].join('\n');
+  const map = await buildGuestNodeMap({ domain: { name: 'm', uuid: 'u', pid: 1 }, config: parseDomainXml(xml), monitor: replayMonitor(ramblock, mtree, gpa), proc: procFrom(maps) });
+  assert.equal(map.nodes[0]!.devices, undefined);
+  assert.deepEqual(map.nodes[1]!.hva, [{ start: 0x7f2000000000, end: 0x7f2008000000 }], 'devices are not part of the cell range');
+  const [dimm, nv] = map.nodes[1]!.devices!;
+  assert.deepEqual(dimm, { model: 'dimm', sizeBytes: 128 * MiB, backing: { kind: 'anonymous', path: null, id: 'memdimm0', migratable: true }, hva: [{ start: 0x7f3000000000, end: 0x7f3008000000 }] });
+  assert.equal(nv!.backing.kind, 'devdax');
+  assert.equal(nv!.backing.migratable, false);
+  const json = guestNodeMapJson(map) as { nodes: Array<Record<string, unknown>> };
+  assert.deepEqual(Object.keys(json.nodes[0]!), ['node', 'cpus', 'sizeBytes', 'backing', 'hva']);
+  const devs = json.nodes[1]!.devices as Array<{ backing: Record<string, unknown>; hva: unknown }>;
+  assert.deepEqual(Object.keys(devs[1]!.backing), ['kind', 'path', 'id', 'migratable', 'reason']);
+  assert.deepEqual(devs[1]!.hva, [{ start: '0x7f4000000000', end: '0x7f4004000000' }]);
+});
