@@ -17,6 +17,7 @@
  *   kdamonds/<k>/contexts/0/schemes/0/access_pattern/{sz,nr_accesses,age}/{min,max}
  *   kdamonds/<k>/contexts/0/schemes/0/tried_regions/<r>/{start,end,nr_accesses,age}
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile, readdir, access } from 'node:fs/promises';
 import { KernelError, VmtierError } from '../errors.js';
 import type { HvaRange } from './tracker.js';
@@ -29,6 +30,13 @@ export interface SysfsIo {
   write(path: string, value: string): Promise<void>;
   list(dir: string): Promise<string[]>;
   exists(path: string): Promise<boolean>;
+  /**
+   * Optional synchronous read for bulk reads of small files (thousands of region files per
+   * snapshot): a sysfs read never blocks, and promise overhead dominated under TCG.
+   */
+  readSync?(path: string): string;
+  /** Optional synchronous write, for the same reason (thousands of init-region files). */
+  writeSync?(path: string, value: string): void;
 }
 
 /** The real files. */
@@ -38,6 +46,8 @@ export const nodeSysfsIo: SysfsIo = {
   write: (p, v) => writeFile(p, v),
   list: (d) => readdir(d),
   exists: (p) => access(p).then(() => true, () => false),
+  readSync: (p) => readFileSync(p, 'utf8'),
+  writeSync: (p, v) => writeFileSync(p, v),
 };
 
 export type KdamondState = 'on' | 'off';
@@ -63,7 +73,7 @@ export interface DamonRegion {
   end: number;
   /** Samples (of sample_us) in the last aggregation interval in which the region was accessed. */
   nrAccesses: number;
-  /** Aggregation intervals the region has kept a similar access frequency. */
+  /** Aggregation intervals the region has kept a similar access frequency (-1: not read). */
   age: number;
 }
 
@@ -191,10 +201,21 @@ export class DamonSysfs {
     const t = `${ctx}/targets/0`;
     await this.write(`${t}/pid_target`, cfg.pid);
     await this.write(`${t}/regions/nr_regions`, cfg.regions.length);
+    const writeSync = this.io.writeSync?.bind(this.io);
     for (let i = 0; i < cfg.regions.length; i++) {
-      // start before end: the kernel checks start < end only at 'on', but keep files consistent.
-      await this.write(`${t}/regions/${i}/start`, cfg.regions[i]!.start);
-      await this.write(`${t}/regions/${i}/end`, cfg.regions[i]!.end);
+      const r = cfg.regions[i]!;
+      if (writeSync) {
+        const path = `${t}/regions/${i}/`;
+        try {
+          writeSync(`${path}start`, String(r.start));
+          writeSync(`${path}end`, String(r.end));
+        } catch (e) {
+          throw new KernelError('write', errnoOf(e), `writing region ${i} under ${path}: ${(e as Error).message}`, { path });
+        }
+      } else {
+        await this.write(`${t}/regions/${i}/start`, r.start);
+        await this.write(`${t}/regions/${i}/end`, r.end);
+      }
     }
     await this.write(`${ctx}/schemes/nr_schemes`, 1);
     const s = `${ctx}/schemes/0`;
@@ -227,6 +248,26 @@ export class DamonSysfs {
       throw new KernelError('readdir', errnoOf(e), `listing ${dir}: ${(e as Error).message}`, { path: dir });
     }
     const out: DamonRegion[] = new Array(names.length);
+    const readSync = this.io.readSync?.bind(this.io);
+    if (readSync) {
+      for (let i = 0; i < names.length; i++) {
+        const d = `${dir}/${names[i]}`;
+        const num = (f: string): number => {
+          let s: string;
+          try {
+            s = readSync(`${d}/${f}`).trim();
+          } catch (e) {
+            throw new KernelError('read', errnoOf(e), `reading ${d}/${f}: ${(e as Error).message}`, { path: `${d}/${f}` });
+          }
+          const n = Number(s);
+          if (!Number.isSafeInteger(n)) throw new VmtierError('KERNEL_ERROR', `${d}/${f} holds "${s}", not an integer`);
+          return n;
+        };
+        // age is not read: the tracker does not use it, and each file costs a syscall round trip.
+        out[i] = { start: num('start'), end: num('end'), nrAccesses: num('nr_accesses'), age: -1 };
+      }
+      return out.sort((x, y) => x.start - y.start);
+    }
     // A few files at a time: sysfs reads are cheap, but thousands of them in parallel are not.
     const BATCH = 32;
     for (let b = 0; b < names.length; b += BATCH) {

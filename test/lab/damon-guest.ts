@@ -1,0 +1,226 @@
+// Runs INSIDE the lab guest (node dist/test/lab/damon-guest.js <case> ...), driven by
+// test/lab/damon.test.ts: starts the lab workload (lab/workload.c), tracks it with the real
+// DamonTracker over the guest kernel's DAMON sysfs, and prints one JSON line with what it
+// observed. The host test asserts on that line; this file decides nothing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { DamonTracker } from '../../src/scan/damon.js';
+import { DAMON_SYSFS_ROOT } from '../../src/scan/damon-sysfs.js';
+import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
+import { KernelError, isVmtierError } from '../../src/errors.js';
+
+interface Target {
+  child: ChildProcess;
+  first: Record<string, unknown>;
+}
+
+function startTarget(argv: string[]): Promise<Target> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stderr: string[] = [];
+    createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+    createInterface({ input: child.stdout! }).once('line', (l) => resolve({ child, first: JSON.parse(l) as Record<string, unknown> }));
+    child.once('exit', (code) => reject(new Error(`${argv[0]} exited ${code}: ${stderr.join('\n')}`)));
+  });
+}
+
+const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) : Number(v));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function layout(t: Target): { base: number; bytes: number; hot: HvaRange[] } {
+  return {
+    base: hexNum(t.first.base),
+    bytes: Number(t.first.bytes),
+    hot: (t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) })),
+  };
+}
+
+function describeError(e: unknown): Record<string, unknown> {
+  if (e instanceof KernelError) return { code: e.code, errno: e.errno, message: e.message };
+  if (isVmtierError(e)) return { code: e.code, message: e.message, details: e.details };
+  return { code: 'UNTYPED', message: String((e as Error)?.stack ?? e) };
+}
+
+/**
+ * Hot-set accuracy, with the same definitions as the kmod lab test so the figures sit side
+ * by side: precision of "seen in >= 1 scan", recall of "seen in every scan"; plus the
+ * mirror pair (precision of "every scan", recall of ">= 1 scan").
+ */
+function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
+  const r = res.ranges[0]!;
+  const n = r.counts.length;
+  const isHot = new Uint8Array(n);
+  for (const h of hot) for (let a = h.start; a < h.end; a += PAGE_SIZE) isHot[(a - r.start) / PAGE_SIZE] = 1;
+  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0, present = 0;
+  for (let i = 0; i < n; i++) {
+    hotTotal += isHot[i]!;
+    if (r.present[i]) present++;
+    if (r.counts[i]! > 0) { seen++; seenHot += isHot[i]!; }
+    if (r.counts[i] === res.scans) { full++; fullHot += isHot[i]!; }
+  }
+  return {
+    pages: n, hotPages: hotTotal, presentPages: present, seenPages: seen, fullPages: full,
+    precision: seen ? seenHot / seen : 0,
+    recall: hotTotal ? fullHot / hotTotal : 0,
+    precisionFull: full ? fullHot / full : 0,
+    recallSeen: hotTotal ? seenHot / hotTotal : 0,
+  };
+}
+
+function kdamondThreads(): number[] {
+  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).filter((n) => {
+    try {
+      return readFileSync(`/proc/${n}/comm`, 'utf8').startsWith('kdamond');
+    } catch {
+      return false;
+    }
+  }).map(Number);
+}
+
+function sysfsState(): { nrKdamonds: number; threads: number[] } {
+  return { nrKdamonds: Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/nr_kdamonds`, 'utf8').trim()), threads: kdamondThreads() };
+}
+
+async function caseAccuracy(workload: string, wargs: string[], scans: number, intervalMs: number, minRegions?: number, maxRegions?: number, minAccesses?: number): Promise<unknown> {
+  const t = await startTarget([workload, ...wargs]);
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  const tracker = new DamonTracker({ runDir, minRegions, maxRegions, minAccesses, initialIntervalMs: intervalMs });
+  try {
+    const l = layout(t);
+    const t0 = performance.now();
+    await tracker.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
+    const trackMs = performance.now() - t0;
+    // Regions adapt over a few aggregation intervals; a daemon keeps its tracker running between rounds.
+    await sleep(5 * intervalMs);
+    const ops = readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/operations`, 'utf8').trim();
+    const attrs = Object.fromEntries(['sample_us', 'aggr_us'].map((f) => [f, Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/monitoring_attrs/intervals/${f}`, 'utf8'))]));
+    const nr = Object.fromEntries(['min', 'max'].map((f) => [f, Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/monitoring_attrs/nr_regions/${f}`, 'utf8'))]));
+    const res = await tracker.scan({ scans, intervalMs });
+    const regions = readdirSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/schemes/0/tried_regions`).filter((n) => /^\d+$/.test(n)).length;
+    return { ops, attrs, nrRegions: nr, regionsAtEnd: regions, trackMs, scanMs: res.elapsedMs, scans, intervalMs, ...accuracy(res, l.hot) };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+/** The target exits during a scan: the scan must reject typed and leave no kdamond behind. */
+async function caseExit(workload: string): Promise<unknown> {
+  const t = await startTarget([workload, '--size', '16m', '--hot', '4m', '--duration', '3']);
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  const tracker = new DamonTracker({ runDir });
+  const l = layout(t);
+  await tracker.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
+  const during = sysfsState();
+  let outcome: Record<string, unknown>;
+  const t0 = performance.now();
+  try {
+    const res = await tracker.scan({ scans: 40, intervalMs: 200 });
+    outcome = { ok: true, scans: res.scans };
+  } catch (e) {
+    outcome = { ok: false, ...describeError(e) };
+  }
+  const ms = performance.now() - t0;
+  await sleep(300);
+  return { during, outcome, ms, after: sysfsState(), stateFiles: readdirSync(runDir) };
+}
+
+/**
+ * Crash-restart: a child process creates a kdamond through DamonTracker and is SIGKILLed;
+ * a new tracker on the same run dir must find the stale kdamond, remove it, and work.
+ */
+async function caseCrash(workload: string, self: string): Promise<unknown> {
+  const t = await startTarget([workload, '--size', '16m', '--hot', '4m']);
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  try {
+    const l = layout(t);
+    const child = spawn(process.execPath, [self, 'hold', runDir, String(t.child.pid), String(l.base), String(l.base + l.bytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const ready = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once('line', resolve);
+      child.once('exit', (c) => reject(new Error(`holder exited ${c}`)));
+    });
+    const held = { ...sysfsState(), record: JSON.parse(readFileSync(join(runDir, 'damon-kdamond.json'), 'utf8')) as unknown, ready };
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const afterKill = sysfsState();
+    const fresh = new DamonTracker({ runDir });
+    let outcome: Record<string, unknown>;
+    try {
+      await fresh.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
+      const res = await fresh.scan({ scans: 3, intervalMs: 200 });
+      outcome = { ok: true, ...accuracy(res, l.hot), kdamondPid: fresh.owner?.kdamondPid };
+    } catch (e) {
+      outcome = { ok: false, ...describeError(e) };
+    } finally {
+      await fresh.close();
+    }
+    await sleep(300);
+    return { held, afterKill, outcome, after: sysfsState(), stateFiles: readdirSync(runDir) };
+  } finally {
+    t.child.kill('SIGKILL');
+  }
+}
+
+/** Helper process of caseCrash: track, report, then wait to be killed. */
+async function hold(runDir: string, pid: number, start: number, end: number): Promise<void> {
+  const tracker = new DamonTracker({ runDir, exitHook: false });
+  await tracker.track(pid, [{ start, end }]);
+  process.stdout.write(JSON.stringify({ kdamond: tracker.kdamond }) + '\n');
+  await sleep(600_000);
+}
+
+/** `vmtier scan --tracker damon --json` on the workload, as a user runs it. */
+async function caseCli(workload: string, bin: string): Promise<unknown> {
+  const t = await startTarget([workload, '--size', '32m', '--hot', '8m']);
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  try {
+    const l = layout(t);
+    const r = spawnSync(process.execPath, [bin, 'scan', '--pid', String(t.child.pid), '--tracker', 'damon', '--scans', '4',
+      '--interval-ms', '200', '--json', '--run-dir', runDir], { encoding: 'utf8', timeout: 240_000 });
+    const rr = spawnSync(process.execPath, [bin, 'scan', '--pid', String(t.child.pid), '--tracker', 'damon', '--scans', '3',
+      '--interval-ms', '200', '--range', `0x${l.base.toString(16)}-0x${(l.base + l.bytes).toString(16)}`, '--json', '--run-dir', runDir],
+    { encoding: 'utf8', timeout: 240_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, ranged: { status: rr.status, stdout: rr.stdout, stderr: rr.stderr }, layout: { base: l.base, bytes: l.bytes, hot: l.hot }, after: sysfsState(), stateFiles: readdirSync(runDir) };
+  } finally {
+    t.child.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const [kase, ...args] = process.argv.slice(2);
+  const workload = process.env.VMTIER_WORKLOAD ?? '';
+  if (kase !== 'hold' && !existsSync(workload)) throw new Error(`VMTIER_WORKLOAD=${workload} does not exist`);
+  let out: unknown;
+  switch (kase) {
+    case 'accuracy': {
+      // accuracy <scans> <intervalMs> <minRegions|-> <maxRegions|-> <minAccesses|-> -- <workload args>
+      const [scans, intervalMs, minR, maxR, minA, sep, ...wargs] = args;
+      if (sep !== '--') throw new Error('usage: accuracy scans intervalMs minRegions maxRegions minAccesses -- workload-args');
+      const opt = (s: string | undefined) => (s === undefined || s === '-' ? undefined : Number(s));
+      out = await caseAccuracy(workload, wargs, Number(scans), Number(intervalMs), opt(minR), opt(maxR), opt(minA));
+      break;
+    }
+    case 'exit':
+      out = await caseExit(workload);
+      break;
+    case 'crash':
+      out = await caseCrash(workload, process.argv[1]!);
+      break;
+    case 'hold':
+      await hold(args[0]!, Number(args[1]), Number(args[2]), Number(args[3]));
+      return;
+    case 'cli':
+      out = await caseCli(workload, args[0]!);
+      break;
+    default:
+      throw new Error(`unknown case ${kase}`);
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  process.stdout.write(JSON.stringify({ fatal: describeError(e) }) + '\n');
+  process.exit(1);
+});
