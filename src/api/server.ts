@@ -23,6 +23,29 @@ import { vmRoutes } from './routes/vms.js';
 
 export const API_VERSION = '0.1.0';
 
+/**
+ * A union of literals reports one "must be equal to constant" per branch plus an anyOf
+ * summary; say instead which values are allowed, and every other problem once.
+ */
+export function validationMessage(errs: ReadonlyArray<{ instancePath?: string; keyword?: string; message?: string; params?: unknown }>, dataVar: string): Error {
+  const allowed = new Map<string, unknown[]>();
+  for (const e of errs) {
+    if (e.keyword === 'const') {
+      const list = allowed.get(e.instancePath ?? '') ?? [];
+      list.push((e.params as { allowedValue?: unknown } | undefined)?.allowedValue);
+      allowed.set(e.instancePath ?? '', list);
+    }
+  }
+  const lines = new Set<string>();
+  for (const e of errs) {
+    const where = `${dataVar}${e.instancePath ?? ''}`;
+    const values = allowed.get(e.instancePath ?? '');
+    if (values && (e.keyword === 'const' || e.keyword === 'anyOf')) lines.add(`${where} must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
+    else lines.add(`${where} ${e.message ?? 'is invalid'}`);
+  }
+  return new Error([...lines].join('; '));
+}
+
 export interface ApiOptions {
   inventory: VmInventory;
   store: Store;
@@ -41,6 +64,7 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
     // API logs warnings and errors only.
     ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }, { level: 'warn' }) } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1 << 20,
+    schemaErrorFormatter: validationMessage,
     // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);

@@ -175,6 +175,9 @@ test('policy: defaults, versioned PUTs, strict validation that leaves the stored
     assert.equal(r.statusCode, 400, JSON.stringify(payload));
     assert.equal(r.json().error.code, code, JSON.stringify(payload));
   }
+  const msg = (await app.inject({ method: 'PUT', url, headers: AUTH, payload: { mode: 'fast' } })).json().error.message;
+  assert.equal(msg, 'body/mode must be one of "off", "observe", "tier"');
+  assert.match((await app.inject({ method: 'PUT', url, headers: AUTH, payload: { mdoe: 'tier' } })).json().error.message, /mdoe|additional/i);
   const badJson = await app.inject({ method: 'PUT', url, headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{"mode": ' });
   assert.equal(badJson.statusCode, 400);
   assert.equal(badJson.json().error.code, 'INVALID_INPUT');
