@@ -119,8 +119,10 @@ export class LibvirtInventory implements VmInventory {
   }
 
   async domainXml(uuid: string): Promise<string> {
-    const c = await this.connection();
-    const d = await this.resolve(uuid);
+    return this.xmlOf(await this.connection(), await this.resolve(uuid));
+  }
+
+  private async xmlOf(c: LibvirtConnection, d: DomainSummary): Promise<string> {
     try {
       return await c.domainXml(d.uuid);
     } catch (e) {
@@ -136,7 +138,7 @@ export class LibvirtInventory implements VmInventory {
   async numaMap(uuid: string): Promise<GuestNodeMap> {
     const c = await this.connection();
     const d = await this.resolve(uuid);
-    const config = parseDomainXml(await this.domainXml(d.uuid));
+    const config = parseDomainXml(await this.xmlOf(c, d));
     const pid = qemuPid(this.runDir, d.name, d.uuid);
     const procFile = (f: string) => () => {
       try {
