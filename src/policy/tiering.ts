@@ -294,6 +294,7 @@ export class TieringPolicy {
     const coldT = Math.min(hotT - 1, Math.floor(th.coldMaxFraction * N + 1e-9));
     const alpha = this.opt.heatAlpha;
     const { heat, coldRounds, coolUntil, hotStreak } = st;
+    // Consecutive hot rounds before a promotion (filters one-round bursts); waived in a shift.
     const hotConfirm = th.hotConfirmRounds;
     const counts = vm.counts;
     const tiers = vm.tiers;

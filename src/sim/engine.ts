@@ -44,6 +44,7 @@ export interface SimView {
   /** DRAM capacity in pages: ⌊dramRatio × pages⌋. */
   capacity: number;
   tiers: Uint8Array;
+  cfg: SimConfig;
   dramUsed(): number;
 }
 
@@ -54,9 +55,14 @@ export interface RoundContext {
   counts: Uint8Array;
   /** Pages with counts > 0, in order of first access this round. */
   seen: Int32Array;
+  /** Per page: true accesses this round (only for pages in `seen`). The tracker cannot see these;
+   *  only tpp uses them, to order its hint faults (a page accessed more faults sooner). */
+  accesses: Float64Array;
   /** The plan the round was gathered with. */
   epochsPerScan: number;
   scansPerRound: number;
+  /** Simulated time of the round (its access and migration cost), ns. */
+  elapsedNs: number;
 }
 
 export interface SimPolicy {
@@ -106,6 +112,7 @@ export class SimRun {
   private readonly lastMoveDir: Int8Array;
   private readonly counts: Uint8Array;
   private readonly seenInScan: Uint8Array;
+  private readonly roundAccesses: Float64Array;
   private scanSeen: number[] = [];
   private roundSeen: number[] = [];
   private pending: Moves | null = null;
@@ -114,6 +121,7 @@ export class SimRun {
   private scanEpochsLeft = 0;
   private scansLeft = 0;
   private nextEpoch = 0;
+  private roundStartNs = 0;
   private readonly migrationNsPerPage: number;
 
   constructor(
@@ -132,8 +140,9 @@ export class SimRun {
     this.lastMoveDir = new Int8Array(n);
     this.counts = new Uint8Array(n);
     this.seenInScan = new Uint8Array(n);
+    this.roundAccesses = new Float64Array(n);
     this.migrationNsPerPage = policy.migrationFree ? 0 : SIM_PAGE_BYTES / cfg.migrationGBps;
-    policy.init({ meta, capacity: this.capacity, tiers: this.tiers, dramUsed: () => this.dram });
+    policy.init({ meta, capacity: this.capacity, tiers: this.tiers, cfg, dramUsed: () => this.dram });
     this.startRound();
   }
 
@@ -143,6 +152,7 @@ export class SimRun {
     this.scansPerRound = Math.min(255, Math.max(1, Math.round(p.scansPerRound)));
     this.scanEpochsLeft = this.epochsPerScan;
     this.scansLeft = this.scansPerRound;
+    this.roundStartNs = this.costNs;
   }
 
   step(batch: EpochBatch): void {
@@ -177,6 +187,7 @@ export class SimRun {
         this.dramAccesses += a;
         this.costNs += a * dramLat;
       } else this.costNs += a * slowLat;
+      this.roundAccesses[p] += a;
       if (this.seenInScan[p] === 0) {
         this.seenInScan[p] = 1;
         this.scanSeen.push(p);
@@ -197,8 +208,13 @@ export class SimRun {
       seen: Int32Array.from(this.roundSeen),
       epochsPerScan: this.epochsPerScan,
       scansPerRound: this.scansPerRound,
+      elapsedNs: this.costNs - this.roundStartNs,
+      accesses: this.roundAccesses,
     });
-    for (const p of this.roundSeen) this.counts[p] = 0;
+    for (const p of this.roundSeen) {
+      this.counts[p] = 0;
+      this.roundAccesses[p] = 0;
+    }
     this.roundSeen = [];
     this.pending = m && (m.promote.length > 0 || m.demote.length > 0) ? m : null;
     this.startRound();

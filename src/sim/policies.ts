@@ -198,15 +198,19 @@ export class MemoptSim implements SimPolicy {
  *  - hint faults: every epoch is one scan, and a slow-tier page the scan sees faults;
  *  - promotion: a faulting slow page is promoted if it is on the active LRU — it faulted before
  *    while in the slow tier within the last ACTIVE_WINDOW epochs (TPP's active-LRU check, which
- *    filters one-off touches) — and DRAM has a free page; at most PROMOTE_LIMIT pages per epoch
- *    (numa_balancing_promote_rate_limit_MBps, 65536 MB/s by default, for 1 s epochs);
- *  - demotion: kswapd-style reclaim from the LRU tail (least recently seen DRAM pages) keeps
- *    free DRAM at the demotion watermark (2% of DRAM, TPP's demote_scale_factor) plus the pages
- *    whose promotion failed for lack of room (a failed promotion wakes reclaim).
+ *    filters one-off touches) — in fault order (the most accessed page first: the engine gives tpp
+ *    the round's true access counts for this, which no tracker could), under a promotion rate limit of 1/10 of the
+ *    migration bandwidth over the epoch's simulated time (the kernel documentation's rule of thumb
+ *    for numa_balancing_promote_rate_limit_MBps: "less than 1/10 of the PMEM node write
+ *    bandwidth"; the 65536 MB/s default would be no limit at all);
+ *  - demotion: kswapd-style reclaim from the LRU tail (least recently seen DRAM pages) makes room
+ *    for the promotions that fit the rate limit and keeps free DRAM at the demotion watermark (2% of
+ *    DRAM, TPP's demote_scale_factor); a promotion that finds no free page wakes that reclaim, so
+ *    the reclaimed page takes effect with the promotion from the next epoch.
  */
 export class TppSim implements SimPolicy {
   readonly name = 'tpp';
-  static readonly PROMOTE_LIMIT = 65536 * (1048576 / SIM_PAGE_BYTES);
+  static readonly RATE_LIMIT_SHARE = 0.1;
   static readonly HEADROOM = 0.02;
   static readonly ACTIVE_WINDOW = 16;
   private view!: SimView;
@@ -266,12 +270,17 @@ export class TppSim implements SimPolicy {
         this.slowSeen[p] = e;
       }
     }
+    // Hint faults come in access order: a page accessed k times in the epoch faults, on average,
+    // 1/(k+1) into it. Ordering by accesses gives tpp the faults the kernel would see first.
+    candidates.sort((a, b) => ctx.accesses[b]! - ctx.accesses[a]! || a - b);
     const free = capacity - this.view.dramUsed();
-    const promoteN = Math.min(candidates.length, TppSim.PROMOTE_LIMIT, Math.max(0, free));
+    const limit = Math.floor((TppSim.RATE_LIMIT_SHARE * this.view.cfg.migrationGBps * ctx.elapsedNs) / SIM_PAGE_BYTES);
+    const promoteN = Math.min(candidates.length, limit, capacity);
     const promote = candidates.slice(0, promoteN);
-    const failed = Math.min(candidates.length, TppSim.PROMOTE_LIMIT) - promoteN;
+    // kswapd: reclaim (demote) from the LRU tail until the promotions fit and free DRAM is back at
+    // the watermark.
     const watermark = Math.ceil(TppSim.HEADROOM * capacity);
-    let need = watermark + failed - (free - promoteN);
+    let need = Math.min(watermark, capacity - promoteN) - (free - promoteN);
     const demote: number[] = [];
     while (need > 0 && this.tail >= 0) {
       const p = this.tail;
