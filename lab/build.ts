@@ -12,6 +12,8 @@ import { labBinDir, repoRoot } from './paths.js';
 /** The JSON line the workload prints first: ground truth for tests. */
 export interface WorkloadLayout {
   pid: number;
+  /** 0 at start, 1 after --phase-after (the hot set moved). */
+  phase: number;
   /** Start of the footprint mapping (2 MiB aligned). */
   base: number;
   bytes: number;
@@ -20,6 +22,38 @@ export interface WorkloadLayout {
   /** Hot ranges [start, end) in the current phase (addresses as numbers). */
   hot: Array<{ start: number; end: number }>;
   node: number | null;
+  /** Pages held by a pipe (--vmsplice), if any. */
+  pinned?: { start: number; end: number };
+}
+
+function hexAddr(v: unknown, what: string): number {
+  if (typeof v !== 'string' || !/^0x[0-9a-f]+$/.test(v)) throw new VmtierError('INVALID_INPUT', `workload layout: bad ${what} ${String(v)}`);
+  return Number.parseInt(v.slice(2), 16);
+}
+
+/** Parses one layout line of the workload (addresses arrive as lowercase hex strings). */
+export function parseWorkloadLayout(line: string): WorkloadLayout {
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    throw new VmtierError('INVALID_INPUT', `workload layout is not JSON: ${line.slice(0, 200)}`);
+  }
+  const range = (r: unknown, what: string) => {
+    const o = r as { start?: unknown; end?: unknown };
+    return { start: hexAddr(o?.start, `${what}.start`), end: hexAddr(o?.end, `${what}.end`) };
+  };
+  return {
+    pid: Number(j.pid),
+    phase: Number(j.phase),
+    base: hexAddr(j.base, 'base'),
+    bytes: Number(j.bytes),
+    pageSize: Number(j.pageSize),
+    thp: j.thp === true,
+    hot: (Array.isArray(j.hot) ? j.hot : []).map((r, i) => range(r, `hot[${i}]`)),
+    node: typeof j.node === 'number' ? j.node : null,
+    ...(j.pinned ? { pinned: range(j.pinned, 'pinned') } : {}),
+  };
 }
 
 /** Compiles `source` (relative to the repository) to .cache/lab/bin/<name> if missing or older. */

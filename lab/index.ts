@@ -11,7 +11,7 @@ export { LabSession, commandScript } from './session.js';
 export type { LabCommandOptions, LabProcess, LabResult, LabSessionOptions } from './session.js';
 export { labMachine, LAB_TOPOLOGIES } from './topology.js';
 export type { LabMachine, LabNvdimm, LabTopologyName } from './topology.js';
-export { ensureWorkload, ensureLabBinary } from './build.js';
+export { ensureWorkload, ensureLabBinary, parseWorkloadLayout } from './build.js';
 export type { WorkloadLayout } from './build.js';
 
 export interface RunInLabOptions extends Omit<LabSessionOptions, 'topology'>, Pick<LabCommandOptions, 'onStdout' | 'onStderr'> {
