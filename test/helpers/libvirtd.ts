@@ -7,6 +7,7 @@
  *   const inv = createLibvirtInventory({ uri: d.uri, ... });
  *   await d.stop();     // daemon gone: calls give LIBVIRT_UNAVAILABLE (API: 503)
  *   await d.start();    // same socket again: clients reconnect
+ *   d.pause(); d.resume();   // a hung daemon (SIGSTOP/SIGCONT), socket still open
  *   await d.cleanup();  // stop + remove the temp dir (call in `after`)
  *
  * How: libvirtd runs unprivileged (as user `nobody`, i.e. a "session" daemon) with HOME and
@@ -30,6 +31,9 @@ export interface PrivateLibvirtd {
   running(): boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a daemon that hangs without closing its socket. */
+  pause(): void;
+  resume(): void;
   cleanup(): Promise<void>;
 }
 
@@ -83,8 +87,15 @@ export async function startPrivateLibvirtd(): Promise<PrivateLibvirtd> {
       }
       throw new Error(`private libvirtd did not open ${socket} within 10 s; see ${logFile}`);
     },
+    pause() {
+      if (d.running()) child!.kill('SIGSTOP');
+    },
+    resume() {
+      if (d.running()) child!.kill('SIGCONT');
+    },
     async stop() {
       if (!child || !d.running()) return;
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       const killer = setTimeout(() => child?.kill('SIGKILL'), 5000);
       await exited;

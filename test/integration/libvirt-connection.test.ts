@@ -114,6 +114,26 @@ describe('libvirt connection', () => {
       }
     });
 
+    test('a hung daemon does not stall node: the call waits on a pool thread while timers keep firing', async () => {
+      const c = await LibvirtConnection.open({ uri: d.uri, events: false });
+      try {
+        d.pause();
+        let settled = false;
+        const pending = c.listDomains().finally(() => { settled = true; });
+        const t0 = Date.now();
+        await new Promise((r) => setTimeout(r, 50));
+        const lag = Date.now() - t0 - 50;
+        assert.ok(lag < 150, `main thread stalled ${lag} ms`);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(settled, false, 'the call is really waiting on the hung daemon');
+        d.resume();
+        assert.deepEqual(await pending, []);
+      } finally {
+        d.resume();
+        await c.close();
+      }
+    });
+
     test('inventory created while the daemon is down starts UNAVAILABLE and recovers', async () => {
       await d.stop();
       const inv = createLibvirtInventory({ uri: d.uri, probeMs: 200, backoffMs: { min: 100, max: 400 } });
