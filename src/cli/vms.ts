@@ -36,6 +36,11 @@ export function formatNuma(m: GuestNodeMap): string {
     lines.push([String(n.node).padEnd(4), (n.cpus ?? '-').padEnd(8), mib(n.sizeBytes).padStart(10), backing.padEnd(26),
       n.hva.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(' ')].join('  '));
     if (!b.migratable && b.reason) lines.push(`      (${b.reason})`);
+    for (const d of n.devices ?? []) {
+      const db = d.backing;
+      lines.push(`      + ${d.model} ${mib(d.sizeBytes)} ${db.kind}${db.path ? ` ${db.path}` : ''} [${db.id}]${db.migratable ? '' : ' NOT MIGRATABLE'}  ` +
+        d.hva.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(' '));
+    }
   }
   return lines.join('\n');
 }
