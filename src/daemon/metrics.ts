@@ -1,0 +1,94 @@
+/**
+ * The engine's Prometheus metrics, labelled by VM uuid and name. They are registered on the API's
+ * registry (so /metrics serves them next to the store-backed hotness gauges) or on a private one.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { MoveClass, MoveCounts, RoundSummary } from './status.js';
+
+const STATUS_LABEL: Record<MoveClass, string> = {
+  moved: 'moved',
+  busy: 'busy',
+  notPresent: 'not_present',
+  noMemory: 'no_memory',
+  fault: 'fault',
+  other: 'other',
+};
+
+export class EngineMetrics {
+  readonly registry: Registry;
+  private readonly rounds: Counter<'vm' | 'name' | 'mode'>;
+  private readonly roundErrors: Counter<'vm' | 'name'>;
+  private readonly pages: Counter<'vm' | 'name' | 'direction' | 'status'>;
+  private readonly movedBytes: Counter<'vm' | 'name' | 'direction'>;
+  private readonly madvised: Counter<'vm' | 'name'>;
+  private readonly trackerUp: Gauge<'vm' | 'name' | 'tracker'>;
+  private readonly roundSeconds: Gauge<'vm' | 'name'>;
+  private readonly scanSeconds: Gauge<'vm' | 'name'>;
+  private readonly bytes: Gauge<'vm' | 'name' | 'class'>;
+  private readonly failures: Gauge<'vm' | 'name'>;
+  private readonly trackersOf = new Map<string, Set<string>>();
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const r = [registry];
+    this.rounds = new Counter({ name: 'vmtier_engine_rounds_total', help: 'tiering rounds completed per VM and mode', labelNames: ['vm', 'name', 'mode'], registers: r });
+    this.roundErrors = new Counter({ name: 'vmtier_engine_round_errors_total', help: 'rounds that failed (the VM backs off)', labelNames: ['vm', 'name'], registers: r });
+    this.pages = new Counter({
+      name: 'vmtier_engine_move_pages_total',
+      help: 'pages the engine asked move_pages to move, by direction and per-page outcome',
+      labelNames: ['vm', 'name', 'direction', 'status'],
+      registers: r,
+    });
+    this.movedBytes = new Counter({ name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm', 'name', 'direction'], registers: r });
+    this.madvised = new Counter({ name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm', 'name'], registers: r });
+    this.trackerUp = new Gauge({ name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm', 'name', 'tracker'], registers: r });
+    this.roundSeconds = new Gauge({ name: 'vmtier_engine_round_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.scanSeconds = new Gauge({ name: 'vmtier_engine_scan_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.bytes = new Gauge({ name: 'vmtier_engine_vm_bytes', help: 'newest round: tracked, resident, hot, warm, cold bytes', labelNames: ['vm', 'name', 'class'], registers: r });
+    this.failures = new Gauge({ name: 'vmtier_engine_consecutive_failures', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm', 'name'], registers: r });
+  }
+
+  round(vm: string, name: string, s: RoundSummary): void {
+    this.rounds.inc({ vm, name, mode: s.mode });
+    this.roundSeconds.set({ vm, name }, s.durationMs / 1000);
+    this.scanSeconds.set({ vm, name }, s.scanMs / 1000);
+    for (const [cls, v] of [['tracked', s.trackedBytes], ['resident', s.residentBytes], ['hot', s.hotBytes], ['warm', s.warmBytes], ['cold', s.coldBytes]] as const) {
+      this.bytes.set({ vm, name, class: cls }, v);
+    }
+    this.failures.set({ vm, name }, 0);
+    if (s.madvisedColdBytes > 0) this.madvised.inc({ vm, name }, s.madvisedColdBytes);
+  }
+
+  moves(vm: string, name: string, direction: 'promote' | 'demote', c: MoveCounts, pageBytes: number): void {
+    for (const [cls, label] of Object.entries(STATUS_LABEL) as Array<[MoveClass, string]>) {
+      const n = c.byClass[cls];
+      if (n > 0) this.pages.inc({ vm, name, direction, status: label }, n);
+    }
+    if (c.byClass.moved > 0) this.movedBytes.inc({ vm, name, direction }, c.byClass.moved * pageBytes);
+  }
+
+  roundFailed(vm: string, name: string, consecutive: number): void {
+    this.roundErrors.inc({ vm, name });
+    this.failures.set({ vm, name }, consecutive);
+  }
+
+  tracker(vm: string, name: string, tracker: string, up: boolean): void {
+    const seen = this.trackersOf.get(vm) ?? new Set<string>();
+    // One series per VM: the tracker in use now.
+    for (const t of seen) if (t !== tracker) this.trackerUp.remove({ vm, name, tracker: t });
+    seen.clear();
+    seen.add(tracker);
+    this.trackersOf.set(vm, seen);
+    this.trackerUp.set({ vm, name, tracker }, up ? 1 : 0);
+  }
+
+  /** A VM's loop ended: drop its gauges (counters stay, as Prometheus expects). */
+  forget(vm: string, name: string): void {
+    for (const tracker of this.trackersOf.get(vm) ?? []) this.trackerUp.remove({ vm, name, tracker });
+    this.trackersOf.delete(vm);
+    this.roundSeconds.remove({ vm, name });
+    this.scanSeconds.remove({ vm, name });
+    this.failures.remove({ vm, name });
+    for (const cls of ['tracked', 'resident', 'hot', 'warm', 'cold']) this.bytes.remove({ vm, name, class: cls });
+  }
+}

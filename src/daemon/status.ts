@@ -1,0 +1,86 @@
+/**
+ * What the engine reports about itself and each managed VM (read by the API's /v1/engine routes
+ * and logged). Plain data: no behaviour, so the API depends on these types only.
+ */
+import type { KernelTiering } from '../host/topology.js';
+
+export type MoveClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
+
+export interface MoveCounts {
+  requested: number;
+  byClass: Record<MoveClass, number>;
+}
+
+export interface TrackerStatus {
+  /** The tracker asked for ('auto' resolved), e.g. "kmod", "damon", "replay". */
+  name: string;
+  available: boolean;
+  /** Why it is unavailable (error code and message), while it is. */
+  error: { code: string; message: string } | null;
+}
+
+export interface RoundSummary {
+  round: number;
+  /** ms since epoch, end of the round. */
+  t: number;
+  mode: 'observe' | 'tier';
+  scans: number;
+  intervalMs: number;
+  scanMs: number;
+  durationMs: number;
+  trackedBytes: number;
+  residentBytes: number;
+  hotBytes: number;
+  warmBytes: number;
+  coldBytes: number;
+  /** Pages the policy chose this round (in observe mode: what it would have moved). */
+  decided: { promotePages: number; demotePages: number };
+  moves: { promote: MoveCounts; demote: MoveCounts };
+  promotionPaused: boolean;
+  /** Moves the policy chose that were not attempted, by reason. */
+  skipped: Record<string, number>;
+  madvisedColdBytes: number;
+  unmovablePages: number;
+}
+
+export interface VmEngineStatus {
+  uuid: string;
+  name: string;
+  /** Mode of the current policy; the loop idles while it is 'off'. */
+  mode: 'off' | 'observe' | 'tier';
+  policyVersion: number;
+  state: 'starting' | 'running' | 'idle' | 'backoff' | 'stopped';
+  tracker: TrackerStatus | null;
+  rounds: number;
+  lastRound: RoundSummary | null;
+  totals: { promote: MoveCounts; demote: MoveCounts; madvisedColdBytes: number };
+  /** Consecutive failed rounds, and the last failure. */
+  failures: number;
+  lastError: { code: string; message: string; t: number } | null;
+  backoffUntil: number | null;
+}
+
+export interface EngineStatus {
+  running: boolean;
+  /** Tracker override for every VM (serve --tracker), or null: each policy's tracker. */
+  trackerOverride: string | null;
+  kernel: KernelTiering | null;
+  /** The kernel's own tiering that may fight vmtier over the same pages. */
+  warnings: string[];
+  vms: VmEngineStatus[];
+}
+
+/** Read side of the engine, as the API sees it. */
+export interface EngineView {
+  status(): EngineStatus;
+  vm(uuid: string): VmEngineStatus | null;
+}
+
+export function emptyMoveCounts(): MoveCounts {
+  return { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
+}
+
+export function addMoveCounts(into: MoveCounts, add: MoveCounts): void {
+  into.requested += add.requested;
+  for (const k of Object.keys(into.byClass) as MoveClass[]) into.byClass[k] += add.byClass[k];
+}

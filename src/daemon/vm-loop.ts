@@ -1,0 +1,646 @@
+/**
+ * One VM's tiering loop: read its policy, (re)map guest nodes to HVA ranges, scan with its tracker,
+ * read where every page sits, let src/policy decide, move within the budgets, mark cold DRAM pages
+ * MADV_COLD if asked, and record the round (store samples, migration log, metrics, one log line).
+ *
+ * Every step is asynchronous or chunked (move_pages in batches with a turn of the event loop between
+ * them), so a VM with a slow scan or a stuck move never holds up another VM or the API. The loop's
+ * AbortSignal reaches the tracker and the mover: a destroyed domain ends its loop mid-scan or
+ * mid-move. A tracker that cannot run here (no module, DAMON refused) is reported as unavailable
+ * and retried with backoff, while placement is still observed and recorded every round.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { KernelError, VmtierError, isVmtierError } from '../errors.js';
+import type { HostTopology } from '../host/topology.js';
+import { movePagesToNode, queryPageNodes } from '../migrate/move.js';
+import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
+import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
+import type { HotnessSample, Store } from '../store/store.js';
+import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
+import type { VmInventory } from '../vm/inventory.js';
+import { Backoff } from './backoff.js';
+import type { MigrationBudget } from './budget.js';
+import type { EngineMetrics } from './metrics.js';
+import { PageMap } from './page-map.js';
+import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
+
+const ESRCH = 3;
+const ENOENT = 2;
+/** Pages per move_pages call, and per placement query chunk between event-loop turns. */
+const MOVE_BATCH = 1024;
+const QUERY_CHUNK = 16384;
+/** Pages of per-page bookkeeping done between event-loop turns. */
+const WORK_CHUNK = 1 << 18;
+/** process_madvise takes at most IOV_MAX (1024) ranges per call. */
+const MADVISE_IOVECS = 512;
+
+export interface TrackerChoice {
+  /** Name reported in status and metrics. */
+  name: string;
+  create(): Tracker;
+}
+
+export interface VmLoopDeps {
+  uuid: string;
+  name: string;
+  inventory: VmInventory;
+  store: Store;
+  logger: Logger;
+  metrics: EngineMetrics;
+  budget: MigrationBudget;
+  /** Host topology, cached by the engine (nodes' free memory changes as pages move). */
+  host: () => HostTopology;
+  /** The tracker for this policy (engine override, else the policy's own). */
+  trackerFor: (policy: TierPolicy) => TrackerChoice;
+  /** DRAM this VM may hold this round (the engine splits the top tier between tiered VMs). */
+  dramShare: (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number) => number;
+  /** Destination overrides (serve --promote-node/--demote-node); else the freest node of the tier. */
+  targetNodes?: { top?: number; slow?: number };
+  /** Sleep between rounds while the policy is off. */
+  idleMs: number;
+  /** Backoff of failing rounds and of a tracker that cannot start. */
+  backoff: { baseMs: number; maxMs: number };
+  now: () => number;
+  /** Called once when the loop ends (VM gone, engine stopping). */
+  onEnd: (reason: string) => void;
+}
+
+function errInfo(e: unknown): { code: string; message: string } {
+  if (isVmtierError(e)) return { code: e.code, message: e.message };
+  return { code: 'INTERNAL', message: (e as Error)?.message ?? String(e) };
+}
+
+function isGone(e: unknown): boolean {
+  if (e instanceof KernelError && e.errno === ESRCH) return true;
+  return isVmtierError(e, 'VM_GONE') || isVmtierError(e, 'VM_NOT_FOUND');
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class VmLoop {
+  readonly uuid: string;
+  readonly name: string;
+  private readonly d: VmLoopDeps;
+  private readonly log: Logger;
+  private readonly ctl = new AbortController();
+  private readonly roundBackoff: Backoff;
+  private readonly trackerBackoff: Backoff;
+  private done: Promise<void> | null = null;
+
+  private pageMap: PageMap | null = null;
+  private pid = 0;
+  private pidfd = -1;
+  private tracker: Tracker | null = null;
+  private trackerStatus: TrackerStatus | null = null;
+  private policyCore: TieringPolicy | null = null;
+  private policyMode: 'observe' | 'tier' | null = null;
+  private plan: ScanPlan | null = null;
+  /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
+  private coldRounds = new Uint16Array(0);
+  private layoutStale = true;
+
+  private status: VmEngineStatus;
+
+  constructor(deps: VmLoopDeps) {
+    this.d = deps;
+    this.uuid = deps.uuid;
+    this.name = deps.name;
+    this.log = deps.logger.child({ vm: deps.uuid, name: deps.name });
+    this.roundBackoff = new Backoff({ ...deps.backoff, now: deps.now });
+    this.trackerBackoff = new Backoff({ baseMs: Math.max(deps.backoff.baseMs, 5000), maxMs: Math.max(deps.backoff.maxMs, 300_000), now: deps.now });
+    this.status = {
+      uuid: deps.uuid,
+      name: deps.name,
+      mode: DEFAULT_POLICY.mode,
+      policyVersion: 0,
+      state: 'starting',
+      tracker: null,
+      rounds: 0,
+      lastRound: null,
+      totals: { promote: emptyMoveCounts(), demote: emptyMoveCounts(), madvisedColdBytes: 0 },
+      failures: 0,
+      lastError: null,
+      backoffUntil: null,
+    };
+  }
+
+  snapshot(): VmEngineStatus {
+    return structuredClone(this.status);
+  }
+
+  /** The domain's layout may have changed (memory hotplug, restart): remap before the next round. */
+  invalidateLayout(): void {
+    this.layoutStale = true;
+  }
+
+  start(): Promise<void> {
+    this.done ??= this.run();
+    return this.done;
+  }
+
+  /** Ends the loop (mid-scan or mid-move) and waits for it. */
+  async stop(reason: Error = new VmtierError('VM_GONE', 'loop stopped')): Promise<void> {
+    if (!this.ctl.signal.aborted) this.ctl.abort(reason);
+    await this.done;
+  }
+
+  private get signal(): AbortSignal {
+    return this.ctl.signal;
+  }
+
+  private async pause(ms: number): Promise<void> {
+    if (ms <= 0) return;
+    await sleep(ms, undefined, { signal: this.signal }).catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    let reason = 'stopped';
+    try {
+      while (!this.signal.aborted) {
+        const rec = this.d.store.currentPolicy(this.uuid);
+        const policy = rec?.policy ?? DEFAULT_POLICY;
+        this.status.mode = policy.mode;
+        this.status.policyVersion = rec?.version ?? 0;
+        if (policy.mode === 'off') {
+          if (this.status.state !== 'idle') this.log.info('policy mode off: loop idle');
+          this.status.state = 'idle';
+          await this.releaseTracker();
+          this.policyMode = null;
+          await this.pause(this.d.idleMs);
+          continue;
+        }
+        if (!this.roundBackoff.ready()) {
+          this.status.state = 'backoff';
+          // Wake at least every idleMs so a policy change or stop is seen.
+          await this.pause(Math.min(this.roundBackoff.remainingMs(), this.d.idleMs));
+          continue;
+        }
+        this.status.state = 'running';
+        try {
+          await this.round(policy);
+          this.roundBackoff.success();
+          this.status.failures = 0;
+          this.status.backoffUntil = null;
+        } catch (e) {
+          if (this.signal.aborted) break;
+          if (isGone(e) || (await this.domainGone())) {
+            reason = 'domain gone';
+            break;
+          }
+          const delay = this.roundBackoff.failure();
+          this.status.failures = this.roundBackoff.failures;
+          this.status.lastError = { ...errInfo(e), t: this.d.now() };
+          this.status.backoffUntil = this.roundBackoff.blockedUntil;
+          this.d.metrics.roundFailed(this.uuid, this.name, this.roundBackoff.failures);
+          this.layoutStale = true;
+          this.log.warn({ err: e, failures: this.roundBackoff.failures, backoffMs: delay }, 'round failed; backing off');
+        }
+      }
+    } finally {
+      if (this.signal.aborted) {
+        const r = this.signal.reason;
+        reason = r instanceof Error ? r.message : 'stopped';
+      }
+      this.status.state = 'stopped';
+      await this.releaseTracker();
+      if (this.pidfd >= 0) {
+        closeFd(this.pidfd);
+        this.pidfd = -1;
+      }
+      this.log.info({ reason, rounds: this.status.rounds }, 'loop ended');
+      this.d.onEnd(reason);
+    }
+  }
+
+  private async domainGone(): Promise<boolean> {
+    try {
+      const d = await this.d.inventory.resolve(this.uuid);
+      return d.state === 'shutoff' || d.state === 'crashed';
+    } catch (e) {
+      return isVmtierError(e, 'VM_NOT_FOUND');
+    }
+  }
+
+  private async releaseTracker(): Promise<void> {
+    const t = this.tracker;
+    this.tracker = null;
+    if (t) await t.close().catch((err) => this.log.warn({ err }, 'tracker close failed'));
+  }
+
+  private async ensureLayout(): Promise<PageMap> {
+    if (this.pageMap && !this.layoutStale) return this.pageMap;
+    const map = await this.d.inventory.numaMap(this.uuid);
+    this.signal.throwIfAborted();
+    const pm = PageMap.fromNumaMap(map);
+    const pidChanged = map.domain.pid !== this.pid;
+    const sizeChanged = !this.pageMap || pm.totalPages !== this.pageMap.totalPages;
+    this.pageMap = pm;
+    this.pid = map.domain.pid;
+    this.layoutStale = false;
+    if (pidChanged && this.pidfd >= 0) {
+      closeFd(this.pidfd);
+      this.pidfd = -1;
+    }
+    if (pidChanged || sizeChanged) {
+      // New process or layout: the tracker must track the new ranges, and old per-page state is meaningless.
+      await this.releaseTracker();
+      this.policyCore = null;
+      this.coldRounds = new Uint16Array(pm.totalPages);
+      this.log.info({ pid: this.pid, pages: pm.totalPages, guestNodes: pm.guestNodes(), unmovableSegments: pm.segments.filter((s) => !s.migratable).length }, 'guest layout mapped');
+    } else {
+      await this.tracker?.track(this.pid, pm.ranges());
+    }
+    return pm;
+  }
+
+  /** The tracker for this round, or null while it cannot run (reported, retried with backoff). */
+  private async ensureTracker(policy: TierPolicy, pm: PageMap): Promise<Tracker | null> {
+    const choice = this.d.trackerFor(policy);
+    if (this.tracker && this.trackerStatus?.name === choice.name && this.trackerStatus.available) return this.tracker;
+    if (this.trackerStatus?.name === choice.name && !this.trackerStatus.available && !this.trackerBackoff.ready()) return null;
+    if (this.trackerStatus?.name !== choice.name) this.trackerBackoff.success();
+    await this.releaseTracker();
+    let t: Tracker | null = null;
+    try {
+      t = choice.create();
+      await t.track(this.pid, pm.ranges());
+      this.tracker = t;
+      this.trackerBackoff.success();
+      this.trackerStatus = { name: choice.name, available: true, error: null };
+      this.log.info({ tracker: choice.name }, 'tracker ready');
+    } catch (e) {
+      if (t) await t.close().catch(() => undefined);
+      if (isGone(e)) throw e;
+      const wasUp = this.trackerStatus?.available !== false || this.trackerStatus.name !== choice.name;
+      this.trackerStatus = { name: choice.name, available: false, error: errInfo(e) };
+      const delay = this.trackerBackoff.failure();
+      // Once per outage at warn; retries at debug.
+      if (wasUp) this.log.warn({ tracker: choice.name, err: e, retryMs: delay }, 'tracker unavailable: observing placement only');
+      else this.log.debug({ tracker: choice.name, err: e, retryMs: delay }, 'tracker still unavailable');
+    }
+    this.status.tracker = { ...this.trackerStatus! };
+    this.d.metrics.tracker(this.uuid, this.name, choice.name, this.trackerStatus!.available);
+    return this.tracker;
+  }
+
+  /** Where every page sits: host node per page (-1 not present or not queryable), chunked. */
+  private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
+    const node = new Int16Array(pm.totalPages).fill(-1);
+    const addrs = new Float64Array(QUERY_CHUNK);
+    let unqueryable = 0;
+    for (const s of pm.segments) {
+      for (let off = 0; off < s.pages; off += QUERY_CHUNK) {
+        this.signal.throwIfAborted();
+        const n = Math.min(QUERY_CHUNK, s.pages - off);
+        for (let i = 0; i < n; i++) addrs[i] = s.start + (off + i) * PAGE_SIZE;
+        const st = queryPageNodes(this.pid, n === QUERY_CHUNK ? addrs : addrs.subarray(0, n), MOVE_BATCH);
+        const base = s.firstPage + off;
+        for (let i = 0; i < n; i++) {
+          const v = st[i]!;
+          if (v >= 0) node[base + i] = v;
+          else if (v !== -ENOENT) unqueryable++;
+        }
+        await turn();
+      }
+    }
+    return { node, unqueryable };
+  }
+
+  private async round(policy: TierPolicy): Promise<void> {
+    const t0 = performance.now();
+    const mode = policy.mode as 'observe' | 'tier';
+    const pm = await this.ensureLayout();
+    if (pm.totalPages === 0) throw new VmtierError('HVA_MISMATCH', 'the domain has no guest RAM ranges to manage');
+    if (this.policyMode !== mode || !this.policyCore) {
+      // A fresh decision core per mode: observe-mode "decisions" were never carried out.
+      this.policyCore = new TieringPolicy();
+      this.plan = null;
+      this.policyMode = mode;
+    }
+    const core = this.policyCore;
+    const plan = this.plan ?? core.initialPlan(policy);
+    const scans = plan.scansPerRound;
+    const intervalMs = Math.max(10, Math.round(policy.scan.intervalMs * plan.intervalMultiplier));
+    const roundMinMs = scans * intervalMs;
+
+    // 1. scan
+    const tracker = await this.ensureTracker(policy, pm);
+    let counts: Uint8Array | null = null;
+    let scanMs = 0;
+    if (tracker) {
+      const ts = performance.now();
+      try {
+        const res = await tracker.scan({ scans, intervalMs, signal: this.signal });
+        counts = new Uint8Array(pm.totalPages);
+        for (const r of res.ranges) {
+          const p0 = pm.pageOf(r.start);
+          if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
+          counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
+        }
+      } catch (e) {
+        if (this.signal.aborted || isGone(e)) throw e;
+        // A tracker that breaks mid-run is treated like one that cannot start: reported, retried.
+        await this.releaseTracker();
+        this.trackerStatus = { name: this.trackerStatus?.name ?? 'unknown', available: false, error: errInfo(e) };
+        this.status.tracker = { ...this.trackerStatus };
+        this.trackerBackoff.failure();
+        this.d.metrics.tracker(this.uuid, this.name, this.trackerStatus.name, false);
+        this.log.warn({ err: e }, 'scan failed: observing placement only this round');
+        counts = null;
+      }
+      scanMs = performance.now() - ts;
+    }
+
+    // 2. placement
+    const { node: hostNode, unqueryable } = await this.queryNodes(pm);
+    const host = this.d.host();
+    const classOf = new Map<number, 'top' | 'slow'>(host.nodes.map((n) => [n.node, n.tier.class]));
+    const tiers = new Uint8Array(pm.totalPages);
+    let dramPages = 0;
+    for (let p = 0; p < pm.totalPages; p++) {
+      const hn = hostNode[p]!;
+      if (hn < 0) tiers[p] = TIER_NONE;
+      else if (classOf.get(hn) === 'slow') tiers[p] = TIER_SLOW;
+      else {
+        tiers[p] = TIER_DRAM;
+        dramPages++;
+      }
+      if ((p & (WORK_CHUNK - 1)) === WORK_CHUNK - 1) await turn();
+    }
+
+    // 3. per guest node x host node accounting of this round's hotness
+    const hotT = Math.max(1, Math.ceil(policy.thresholds.hotMinFraction * scans));
+    const coldT = Math.floor(policy.thresholds.coldMaxFraction * scans);
+    type Cell = { hot: number; warm: number; cold: number; resident: number; moved: number; failures: number };
+    const cells = new Map<string, Cell>();
+    const cell = (g: number, h: number): Cell => {
+      const k = `${g}:${h}`;
+      let c = cells.get(k);
+      if (!c) cells.set(k, (c = { hot: 0, warm: 0, cold: 0, resident: 0, moved: 0, failures: 0 }));
+      return c;
+    };
+    let hotPages = 0;
+    let warmPages = 0;
+    let coldPages = 0;
+    let residentPages = 0;
+    let unmovablePages = 0;
+    if (this.coldRounds.length !== pm.totalPages) this.coldRounds = new Uint16Array(pm.totalPages);
+    for (const s of pm.segments) {
+      if (!s.migratable) unmovablePages += s.pages;
+      for (let p = s.firstPage; p < s.firstPage + s.pages; p++) {
+        const hn = hostNode[p]!;
+        if (hn < 0) {
+          this.coldRounds[p] = 0;
+          continue;
+        }
+        residentPages++;
+        const c = cell(s.guestNode, hn);
+        c.resident++;
+        if (counts) {
+          const n = counts[p]!;
+          if (n >= hotT) {
+            c.hot++;
+            hotPages++;
+            this.coldRounds[p] = 0;
+          } else if (n <= coldT) {
+            c.cold++;
+            coldPages++;
+            if (this.coldRounds[p]! < 0xffff) this.coldRounds[p]!++;
+          } else {
+            c.warm++;
+            warmPages++;
+            this.coldRounds[p] = 0;
+          }
+        }
+        if ((p & (WORK_CHUNK - 1)) === WORK_CHUNK - 1) await turn();
+      }
+    }
+
+    // 4. decide
+    const summary: RoundSummary = {
+      round: this.status.rounds + 1,
+      t: 0,
+      mode,
+      scans: counts ? scans : 0,
+      intervalMs,
+      scanMs,
+      durationMs: 0,
+      trackedBytes: pm.totalPages * PAGE_SIZE,
+      residentBytes: residentPages * PAGE_SIZE,
+      hotBytes: hotPages * PAGE_SIZE,
+      warmBytes: warmPages * PAGE_SIZE,
+      coldBytes: coldPages * PAGE_SIZE,
+      decided: { promotePages: 0, demotePages: 0 },
+      moves: { promote: emptyMoveCounts(), demote: emptyMoveCounts() },
+      promotionPaused: false,
+      skipped: {},
+      madvisedColdBytes: 0,
+      unmovablePages,
+    };
+    const skip = (why: string, n: number) => {
+      if (n > 0) summary.skipped[why] = (summary.skipped[why] ?? 0) + n;
+    };
+    if (counts) {
+      const dramBytes = dramPages * PAGE_SIZE;
+      const share = this.d.dramShare(this.uuid, policy, dramBytes, (hotPages + warmPages) * PAGE_SIZE);
+      const decision = core.decide({ dramCapacityBytes: share, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] });
+      const vd = decision.vms[0]!;
+      this.plan = vd.plan;
+      summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };
+      if (mode === 'tier') {
+        await this.move(policy, pm, vd.promote, vd.demote, host, summary, skip, (g, h, moved, failed) => {
+          const c = cell(g, h);
+          c.moved += moved;
+          c.failures += failed;
+        });
+        if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, vd.demote);
+      }
+    }
+    if (unqueryable > 0) skip('unqueryable', unqueryable);
+
+    // 5. pace the round like a real tracker would (a replayed or failed scan returns at once)
+    const elapsed = performance.now() - t0;
+    if (elapsed < roundMinMs) await this.pause(roundMinMs - elapsed);
+    this.signal.throwIfAborted();
+
+    // 6. record
+    const t = this.d.now();
+    summary.t = t;
+    summary.durationMs = performance.now() - t0;
+    const samples: HotnessSample[] = [];
+    for (const [k, c] of cells) {
+      const [g, h] = k.split(':').map(Number) as [number, number];
+      samples.push({
+        t,
+        vmUuid: this.uuid,
+        guestNode: g,
+        hostNode: h,
+        hostTier: classOf.get(h) ?? 'top',
+        hotBytes: c.hot * PAGE_SIZE,
+        warmBytes: c.warm * PAGE_SIZE,
+        coldBytes: c.cold * PAGE_SIZE,
+        scannedBytes: counts ? c.resident * PAGE_SIZE : 0,
+        scanMs,
+        movedBytes: c.moved * PAGE_SIZE,
+        failures: c.failures,
+      });
+    }
+    if (samples.length > 0) this.d.store.insertSamples(samples);
+    this.status.rounds++;
+    this.status.lastRound = summary;
+    addMoveCounts(this.status.totals.promote, summary.moves.promote);
+    addMoveCounts(this.status.totals.demote, summary.moves.demote);
+    this.status.totals.madvisedColdBytes += summary.madvisedColdBytes;
+    this.d.metrics.round(this.uuid, this.name, summary);
+    this.log.info(
+      {
+        round: summary.round,
+        mode,
+        tracker: this.trackerStatus?.available ? this.trackerStatus.name : `${this.trackerStatus?.name ?? 'none'} (unavailable)`,
+        scanMs: Math.round(scanMs),
+        ms: Math.round(summary.durationMs),
+        residentMB: +(summary.residentBytes / 2 ** 20).toFixed(1),
+        hotMB: +(summary.hotBytes / 2 ** 20).toFixed(1),
+        coldMB: +(summary.coldBytes / 2 ** 20).toFixed(1),
+        promoted: summary.moves.promote.byClass.moved,
+        demoted: summary.moves.demote.byClass.moved,
+        skipped: summary.skipped,
+      },
+      'round',
+    );
+  }
+
+  /** Executes the decision: demotion first, then promotion, within the budgets; logs each guest node's batch. */
+  private async move(
+    policy: TierPolicy,
+    pm: PageMap,
+    promote: Int32Array,
+    demote: Int32Array,
+    host: HostTopology,
+    summary: RoundSummary,
+    skip: (why: string, n: number) => void,
+    account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
+  ): Promise<void> {
+    const movable = (list: Int32Array, dir: string): number[] => {
+      const out: number[] = [];
+      let unmovable = 0;
+      for (const p of list) {
+        if (pm.movable(p)) out.push(p);
+        else unmovable++;
+      }
+      skip(`${dir}: unmovable backing`, unmovable);
+      return out;
+    };
+    const top = host.nodes.filter((n) => n.tier.class === 'top');
+    const slow = host.nodes.filter((n) => n.tier.class === 'slow');
+    const freest = (ns: typeof top) => (ns.length === 0 ? null : ns.reduce((a, b) => (b.memFreeBytes > a.memFreeBytes ? b : a)).node);
+    const topNode = this.d.targetNodes?.top ?? freest(top);
+    const slowNode = this.d.targetNodes?.slow ?? freest(slow);
+    let dem = movable(demote, 'demote');
+    let pro = movable(promote, 'promote');
+    if (slowNode === null) {
+      skip('demote: no slow-tier node', dem.length);
+      dem = [];
+    }
+    if (topNode === null) {
+      skip('promote: no top-tier node', pro.length);
+      pro = [];
+    }
+    const dramFree = top.reduce((s, n) => s + n.memFreeBytes, 0);
+    const mbps = policy.migration.maxMBps;
+    const bp = this.d.budget.plan(this.uuid, mbps, { demoteBytes: dem.length * PAGE_SIZE, promoteBytes: pro.length * PAGE_SIZE, dramFreeBytes: dramFree });
+    summary.promotionPaused = bp.promotionPaused;
+    const perRound = policy.migration.maxBytesPerRound ?? Infinity;
+    const demN = Math.min(dem.length, Math.floor(Math.min(bp.demoteBytes, perRound) / PAGE_SIZE));
+    const proN = Math.min(pro.length, Math.floor(Math.min(bp.promoteBytes, Math.max(0, perRound - demN * PAGE_SIZE)) / PAGE_SIZE));
+    skip('demote: budget', dem.length - demN);
+    skip(bp.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
+    if (demN > 0) summary.moves.demote = await this.moveTo(pm, dem.slice(0, demN), slowNode!, 'demote', account);
+    if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
+    const attempted = summary.moves.demote.requested + summary.moves.promote.requested;
+    if (attempted > 0) this.d.budget.consume(this.uuid, mbps, attempted * PAGE_SIZE);
+  }
+
+  /** Moves pages (grouped by guest node, in the policy's order) in batches with event-loop turns between. */
+  private async moveTo(
+    pm: PageMap,
+    pages: number[],
+    target: number,
+    direction: 'promote' | 'demote',
+    account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
+  ): Promise<MoveCounts> {
+    const byGuest = new Map<number, number[]>();
+    for (const p of pages) {
+      const g = pm.segments[pm.segmentIndexOfPage(p)]!.guestNode;
+      let l = byGuest.get(g);
+      if (!l) byGuest.set(g, (l = []));
+      l.push(pm.addrOf(p));
+    }
+    const total = emptyMoveCounts();
+    for (const [g, addrs] of byGuest) {
+      const c = emptyMoveCounts();
+      const t0 = performance.now();
+      for (let off = 0; off < addrs.length; off += MOVE_BATCH) {
+        this.signal.throwIfAborted();
+        const o = movePagesToNode(this.pid, addrs.slice(off, off + MOVE_BATCH), target, { signal: this.signal, maxFailures: 0 });
+        c.requested += o.requested;
+        for (const k of Object.keys(c.byClass) as Array<keyof MoveCounts['byClass']>) c.byClass[k] += o.byClass[k];
+        await turn();
+      }
+      const failed = c.requested - c.byClass.moved;
+      account(g, target, c.byClass.moved, failed);
+      this.d.store.logMigration({
+        t: this.d.now(),
+        vmUuid: this.uuid,
+        guestNode: g,
+        fromNode: null,
+        toNode: target,
+        direction,
+        pages: c.requested,
+        moved: c.byClass.moved,
+        busy: c.byClass.busy,
+        notPresent: c.byClass.notPresent,
+        noMemory: c.byClass.noMemory,
+        fault: c.byClass.fault,
+        other: c.byClass.other,
+        durationMs: performance.now() - t0,
+      });
+      addMoveCounts(total, c);
+    }
+    this.d.metrics.moves(this.uuid, this.name, direction, total, PAGE_SIZE);
+    return total;
+  }
+
+  /**
+   * MADV_COLD on DRAM pages cold for coldConfirmRounds that stay in DRAM this round, so the
+   * kernel's reclaim agrees with vmtier about them. Returns bytes advised.
+   */
+  private async madviseCold(policy: TierPolicy, pm: PageMap, tiers: Uint8Array, demoted: Int32Array): Promise<number> {
+    const leaving = new Set<number>(demoted);
+    const ranges: Array<{ start: number; end: number }> = [];
+    const need = policy.thresholds.coldConfirmRounds;
+    for (const s of pm.segments) {
+      if (!s.migratable) continue;
+      let runStart = -1;
+      for (let i = 0; i <= s.pages; i++) {
+        const p = s.firstPage + i;
+        const cold = i < s.pages && tiers[p] === TIER_DRAM && this.coldRounds[p]! >= need && !leaving.has(p);
+        if (cold && runStart < 0) runStart = i;
+        else if (!cold && runStart >= 0) {
+          ranges.push({ start: s.start + runStart * PAGE_SIZE, end: s.start + i * PAGE_SIZE });
+          runStart = -1;
+        }
+      }
+    }
+    if (ranges.length === 0) return 0;
+    if (this.pidfd < 0) this.pidfd = pidfdOpen(this.pid);
+    let bytes = 0;
+    for (let off = 0; off < ranges.length; off += MADVISE_IOVECS) {
+      this.signal.throwIfAborted();
+      bytes += processMadvise(this.pidfd, ranges.slice(off, off + MADVISE_IOVECS), MADV_COLD);
+      await turn();
+    }
+    return bytes;
+  }
+}
