@@ -104,6 +104,8 @@ export const VmDetailResponse = Type.Intersect([
   }),
 ]);
 
+const HvaRangeSchema = Type.Object({ start: HexAddress, end: HexAddress });
+
 export const NumaResponse = Type.Object({
   domain: Type.Object({ name: Type.String(), uuid: Type.String(), pid: Type.Integer() }),
   nodes: Type.Array(
@@ -112,7 +114,13 @@ export const NumaResponse = Type.Object({
       cpus: Nullable(Type.String()),
       sizeBytes: Type.Integer(),
       backing: BackingSchema,
-      hva: Type.Array(Type.Object({ start: HexAddress, end: HexAddress }), { description: 'half-open [start, end) host virtual address ranges' }),
+      hva: Type.Array(HvaRangeSchema, { description: 'half-open [start, end) host virtual address ranges' }),
+      devices: Type.Optional(
+        Type.Array(
+          Type.Object({ model: Type.String(), sizeBytes: Type.Integer(), backing: BackingSchema, hva: Type.Array(HvaRangeSchema) }),
+          { description: 'memory devices (dimm, nvdimm) plugged into this node, each its own ramblock; absent when none' },
+        ),
+      ),
     }),
   ),
 });

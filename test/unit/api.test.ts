@@ -31,7 +31,10 @@ async function setup(t: { after: (fn: () => unknown) => void }, token: string | 
       domain: { name: 'vm-a', uuid: A, pid: 4242 },
       nodes: [
         { node: 0, cpus: '0-1', sizeBytes: 256 << 20, backing: { kind: 'memfd', path: null, id: 'ram-node0', migratable: true }, hva: [{ start: 0x7f0000000000, end: 0x7f0010000000 }] },
-        { node: 1, cpus: null, sizeBytes: 128 << 20, backing: { kind: 'devdax', path: '/dev/dax0.0', id: 'ram-node1', migratable: false, reason: 'devdax pages are not movable' }, hva: [{ start: 0x7e0000000000, end: 0x7e0008000000 }] },
+        {
+          node: 1, cpus: null, sizeBytes: 128 << 20, backing: { kind: 'devdax', path: '/dev/dax0.0', id: 'ram-node1', migratable: false, reason: 'devdax pages are not movable' }, hva: [{ start: 0x7e0000000000, end: 0x7e0008000000 }],
+          devices: [{ model: 'nvdimm', sizeBytes: 1 << 30, backing: { kind: 'file', path: '/srv/pmem0', id: 'memnvdimm0', migratable: true }, hva: [{ start: 0x7d0000000000, end: 0x7d0040000000 }] }],
+        },
       ],
     },
     placement: {
@@ -129,6 +132,10 @@ test('GET /numa prints HVAs as lowercase hex and records the guest layout; /plac
   const m = r.json();
   assert.deepEqual(m.domain, { name: 'vm-a', uuid: A, pid: 4242 });
   assert.deepEqual(m.nodes[0].hva, [{ start: '0x7f0000000000', end: '0x7f0010000000' }]);
+  assert.equal('devices' in m.nodes[0], false, 'no devices key on a node without memory devices');
+  assert.deepEqual(m.nodes[1].devices, [
+    { model: 'nvdimm', sizeBytes: 1 << 30, backing: { kind: 'file', path: '/srv/pmem0', id: 'memnvdimm0', migratable: true }, hva: [{ start: '0x7d0000000000', end: '0x7d0040000000' }] },
+  ]);
   assert.deepEqual(m.nodes[1].backing, { kind: 'devdax', path: '/dev/dax0.0', id: 'ram-node1', migratable: false, reason: 'devdax pages are not movable' });
   assert.equal(store.getVm(A)?.firstSeen, NOW);
   const detail = (await app.inject({ url: `/v1/vms/${A}`, headers: AUTH })).json();

@@ -3,12 +3,17 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from 'typebox';
 import { isVmtierError } from '../../errors.js';
 import { DEFAULT_POLICY } from '../../policy/schema.js';
+import type { HvaRange } from '../../scan/tracker.js';
 import type { DomainSummary } from '../../vm/types.js';
-import { iso, knownVm, type ApiContext } from '../context.js';
+import { iso, type ApiContext } from '../context.js';
 import { NumaResponse, PlacementResponse, VmDetailResponse, VmListResponse, VmParams, VmSummary, errors } from '../schemas.js';
 
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
+}
+
+function hexRanges(rs: readonly HvaRange[]): Array<{ start: string; end: string }> {
+  return rs.map((r) => ({ start: hex(r.start), end: hex(r.end) }));
 }
 
 function summary(ctx: ApiContext, d: DomainSummary, running: boolean): Static<typeof VmSummary> {
@@ -89,7 +94,11 @@ export const vmRoutes: FastifyPluginAsyncTypebox = async (app) => {
       ctx.store.replaceGuestNodes(map.domain.uuid, map.nodes, now);
       return {
         domain: map.domain,
-        nodes: map.nodes.map((n) => ({ ...n, hva: n.hva.map((r) => ({ start: hex(r.start), end: hex(r.end) })) })),
+        nodes: map.nodes.map(({ devices, hva, ...n }) => ({
+          ...n,
+          hva: hexRanges(hva),
+          ...(devices ? { devices: devices.map((d) => ({ ...d, hva: hexRanges(d.hva) })) } : {}),
+        })),
       };
     },
   );
