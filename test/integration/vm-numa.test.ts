@@ -139,8 +139,9 @@ describe('guest NUMA → HVA on real domains', () => {
     writeFileSync(nv, '');
     spawnSync('truncate', ['-s', '130M', nv]);
     const name = `${PREFIX}memdev-${Math.random().toString(36).slice(2, 7)}`;
-    const d = await startDomain('memory-devices.xml', PREFIX, { xml: fixtureXml('memory-devices.xml', name).replace('@NVDIMM_PATH@', nv) });
+    let d: TestDomain | undefined;
     try {
+      d = await startDomain('memory-devices.xml', PREFIX, { xml: fixtureXml('memory-devices.xml', name).replace('@NVDIMM_PATH@', nv) });
       const map = await inv.numaMap(d.uuid);
       assert.equal(map.nodes[0]!.devices, undefined);
       const [dimm, nvdimm] = map.nodes[1]!.devices!;
@@ -154,7 +155,7 @@ describe('guest NUMA → HVA on real domains', () => {
       for (const dev of [dimm!, nvdimm!]) mapsLine(d.pid, dev.hva[0]!.start, dev.hva[0]!.end);
       assert.equal(mapsLine(d.pid, nvdimm!.hva[0]!.start, nvdimm!.hva[0]!.end).path, nv);
     } finally {
-      await d.destroy();
+      await d?.destroy();
       rmSync(dir, { recursive: true, force: true });
     }
   });
