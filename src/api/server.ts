@@ -3,7 +3,7 @@
  * place (errors.ts), OpenAPI generated from the route schemas, Prometheus at /metrics.
  * Route plugins from src/api/routes/index.ts are registered after the core routes.
  */
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -12,7 +12,7 @@ import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import { installBearerAuth } from './auth.js';
 import type { AnyFastify, ApiContext } from './context.js';
-import { installErrorHandling } from './errors.js';
+import { installErrorHandling, toHttpError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { HealthResponse } from './schemas.js';
 import { historyRoutes } from './routes/history.js';
@@ -65,6 +65,11 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
     ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }, { level: 'warn' }) } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1 << 20,
     schemaErrorFormatter: validationMessage,
+    // Errors fastify raises before routing (bad URL encoding, over-long params) get the same body.
+    frameworkErrors: (err, _req, reply) => {
+      const { status, body } = toHttpError(err);
+      void (reply as unknown as FastifyReply).code(status).send(body);
+    },
     // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);

@@ -253,6 +253,11 @@ test('/metrics exports the newest round per VM and libvirt connectivity', async 
 
 test('errors: unknown routes are JSON 404; server faults are 500 without internals; client codes are never 5xx', async (t) => {
   const { app, inv } = await setup(t);
+  for (const [url, status] of [['/v1/vms/%ZZ', 400], [`/v1/vms/${'a'.repeat(1000)}`, 414]] as const) {
+    const r = await app.inject({ url, headers: AUTH });
+    assert.equal(r.statusCode, status, url);
+    assert.equal(r.json().error.code, 'INVALID_INPUT', url);
+  }
   const nf = await app.inject({ url: '/nope' });
   assert.equal(nf.statusCode, 404);
   assert.equal(nf.json().error.code, 'NOT_FOUND');
