@@ -20,7 +20,8 @@ setup_fail() {
 }
 
 setup() {
-  modprobe -a nfit nd_pmem dax_pmem kmem || setup_fail "modprobe nfit nd_pmem dax_pmem kmem"
+  # device_dax: the driver behind /dev/daxX.Y (no udev here to load it by alias).
+  modprobe -a nfit nd_pmem dax_pmem device_dax kmem || setup_fail "modprobe nfit nd_pmem dax_pmem device_dax kmem"
   t=0
   while [ "$(ls -d /sys/bus/nd/devices/region* 2>/dev/null | wc -l)" -lt "$LAB_NVDIMM_COUNT" ]; do
     t=$((t + 1)); [ $t -gt 100 ] && setup_fail "expected $LAB_NVDIMM_COUNT NVDIMM regions"

@@ -3,8 +3,8 @@
  * page's outcome. Failures are per page (the kernel reports them in status[]), never thrown
  * away: callers see how many pages moved, were busy, not present, out of memory, and which.
  */
-import { MPOL_MF_MOVE, movePagesRaw } from '../sys/syscalls.js';
-import { errnoName } from '../errors.js';
+import { MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw } from '../sys/syscalls.js';
+import { errnoName, KernelError } from '../errors.js';
 
 /** Pages per move_pages call: the seed used 1024 x 4 KiB; bigger batches gain little and hold mmap_lock longer. */
 export const DEFAULT_BATCH = 1024;
@@ -16,7 +16,10 @@ export interface MoveOutcome {
   /** Pages that ended on the target node (already there counts as moved). */
   moved: number;
   byClass: Record<MoveStatusClass, number>;
-  /** Count per raw result: "node:N" for pages left on another node, or the errno name. */
+  /**
+   * Count per raw result: "node:N", or the errno name, or "unmoved"/"ENOMEM" for pages the kernel
+   * gave no status for. Raw: an EBUSY page found on the target node afterwards counts as moved.
+   */
   byStatus: Record<string, number>;
   /** First failures (address + errno name), at most `maxFailures`. */
   failures: Array<{ addr: number; error: string }>;
@@ -73,13 +76,32 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     const slice: number[] = new Array(n);
     for (let i = 0; i < n; i++) slice[i] = addrs[off + i]!;
     const nodes = new Int32Array(n).fill(node);
-    const status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
+    let status: Int32Array;
+    // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
+    // pages pinned: no status for the batch at all), or ENOMEM for the whole call once the
+    // target node is full (while earlier pages of the batch did move).
+    let unreported: { cls: MoveStatusClass; key: string } = { cls: 'busy', key: 'unmoved' };
+    try {
+      status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
+    } catch (e) {
+      if (!(e instanceof KernelError) || e.errno !== 12) throw e;
+      status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
+      unreported = { cls: 'noMemory', key: 'ENOMEM' };
+    }
     out.calls++;
+    // Those, and EBUSY (also given for the second 4 KiB address of a THP that the first address
+    // already moved), are checked with a query: a page on the target node moved.
+    let onTarget: Int32Array | null = null;
+    if (status.some((s) => s === MOVE_STATUS_UNSET || s === -16)) {
+      onTarget = movePagesRaw(pid, slice, null, 0);
+      out.calls++;
+    }
     for (let i = 0; i < n; i++) {
       const s = status[i]!;
-      const cls = classifyStatus(s, node);
+      const cls = onTarget !== null && onTarget[i] === node ? 'moved' : s === MOVE_STATUS_UNSET ? unreported.cls : classifyStatus(s, node);
       out.byClass[cls]++;
-      const key = s >= 0 ? `node:${s}` : errnoName(-s);
+      // The kernel's own answer, even where the query showed the page moved after all.
+      const key = s === MOVE_STATUS_UNSET ? unreported.key : s >= 0 ? `node:${s}` : errnoName(-s);
       out.byStatus[key] = (out.byStatus[key] ?? 0) + 1;
       if (cls !== 'moved' && out.failures.length < maxFailures) out.failures.push({ addr: slice[i]!, error: key });
     }

@@ -8,6 +8,8 @@ import { KernelError, VmtierError } from '../errors.js';
 
 const SYS = { move_pages: 279, pidfd_open: 434, process_madvise: 440, close: 3 } as const;
 export const MPOL_MF_MOVE = 1 << 1;
+/** A move_pages status entry the kernel did not write (no node id or -errno is this negative). */
+export const MOVE_STATUS_UNSET = -0x7fffffff;
 export const MPOL_MF_MOVE_ALL = 1 << 2;
 export const MADV_COLD = 20;
 export const MADV_PAGEOUT = 21;
@@ -32,7 +34,9 @@ function sys(): SyscallFn {
  */
 export function movePagesRaw(pid: number, addrs: ArrayLike<number>, nodes: Int32Array | null, flags: number): Int32Array {
   const n = addrs.length;
-  const status = new Int32Array(n);
+  // The kernel leaves status[] untouched for a batch it could not finish (it returns a count of
+  // unmoved pages, or ENOMEM): the sentinel lets callers see which entries it never wrote.
+  const status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
   if (n === 0) return status;
   const pages = new BigUint64Array(n);
   for (let i = 0; i < n; i++) pages[i] = BigInt(addrs[i]!);
