@@ -1,6 +1,7 @@
 /** What route plugins get from the server: `app.vmtier` (decorated once in server.ts). */
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { EngineView } from '../daemon/status.js';
 import type { HostTopology } from '../host/topology.js';
 import type { Store, VmRecord } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
@@ -17,6 +18,8 @@ export interface ApiContext {
   /** Prometheus registry served at /metrics; other parts may register their metrics here. */
   metrics: Registry;
   now: () => number;
+  /** The tiering engine, when `vmtier serve` runs one (set after the API is built). */
+  engine?: EngineView;
 }
 
 declare module 'fastify' {

@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 import { buildApi } from '../api/server.js';
 import type { AnyFastify } from '../api/context.js';
 import { isLoopback, loadConfig, type ConfigFlags, type VmtierConfig } from '../config.js';
+import { Engine } from '../daemon/engine.js';
+import { engineSettings, type EngineFlags, type EngineSettings } from '../daemon/options.js';
 import { VmtierError } from '../errors.js';
 import { readHostTopology } from '../host/topology.js';
 import { createLogger } from '../log.js';
@@ -21,13 +23,15 @@ export interface Service {
   app: AnyFastify;
   store: Store;
   inventory: VmInventory;
+  /** The tiering engine (null with --no-engine). */
+  engine: Engine | null;
   /** http://host:port actually bound (port 0 in the config picks a free one). */
   url: string;
   close(): Promise<void>;
 }
 
 /** Starts the service; throws CONFIG_ERROR before opening anything when the config is unsafe. */
-export async function startService(cfg: VmtierConfig, logger: Logger): Promise<Service> {
+export async function startService(cfg: VmtierConfig, logger: Logger, engineCfg: EngineSettings = engineSettings({}, {})): Promise<Service> {
   if (!cfg.token && !isLoopback(cfg.listen.host)) {
     throw new VmtierError('CONFIG_ERROR', `refusing to listen on ${cfg.listen.host} without a token: set VMTIER_TOKEN (or --token / token: in the config)`);
   }
@@ -66,6 +70,19 @@ export async function startService(cfg: VmtierConfig, logger: Logger): Promise<S
     }
     throw e;
   }
+  let engine: Engine | null = null;
+  if (engineCfg.enabled) {
+    engine = new Engine({
+      ...engineCfg.options,
+      inventory,
+      store,
+      logger,
+      registry: app.vmtier.metrics,
+      readHost: () => readHostTopology({ tierOverrides: cfg.tierOverrides }),
+    });
+    app.vmtier.engine = engine;
+    await engine.start();
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
   const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
@@ -75,10 +92,12 @@ export async function startService(cfg: VmtierConfig, logger: Logger): Promise<S
     app,
     store,
     inventory,
+    engine,
     url,
     close() {
       closing ??= (async () => {
         clearInterval(retentionTimer);
+        await engine?.stop(); // ends every VM loop, mid-scan or mid-move
         sightings.stop();
         await app.close(); // waits for requests in flight
         await inventory.close();
@@ -98,11 +117,21 @@ export function registerServe(program: Command): void {
     .option('--uri <uri>', 'libvirt URI (env: VMTIER_URI; default qemu:///system)')
     .option('--listen <host:port>', 'listen address (env: VMTIER_LISTEN; default 127.0.0.1:8477)')
     .option('--token <token>', 'bearer token for /v1 (env: VMTIER_TOKEN; required off loopback)')
-    .action(async (flags: ConfigFlags) => {
+    .option('--no-engine', 'API only: do not run the tiering engine (env: VMTIER_ENGINE=off)')
+    .option('--tracker <name>', 'tracker for every VM, overriding each policy: kmod|damon|replay|auto (env: VMTIER_TRACKER)')
+    .option('--replay-trace <file>', 'trace (.csv/.csv.gz) for --tracker replay (env: VMTIER_REPLAY_TRACE)')
+    .option('--manage <regex>', 'manage only domains whose name matches (env: VMTIER_MANAGE)')
+    .option('--promote-node <n>', 'host node to promote to (default: freest top-tier node; env: VMTIER_PROMOTE_NODE)')
+    .option('--demote-node <n>', 'host node to demote to (default: freest slow-tier node; env: VMTIER_DEMOTE_NODE)')
+    .option('--host-mbps <MBps>', 'host-wide migration rate limit (default 1024; env: VMTIER_HOST_MBPS)')
+    .option('--dram-watermark-mb <MB>', 'promotion pauses below this much free DRAM (default 256; env: VMTIER_DRAM_WATERMARK_MB)')
+    .option('--resync-ms <ms>', 'period of the full domain listing (default 5000; env: VMTIER_RESYNC_MS)')
+    .action(async (flags: ConfigFlags & EngineFlags) => {
       const cfg = loadConfig(flags);
+      const engineCfg = engineSettings(flags);
       const logger = createLogger();
-      const svc = await startService(cfg, logger);
-      logger.info({ url: svc.url, db: cfg.db, uri: cfg.uri, auth: cfg.token ? 'bearer' : 'none (loopback)' }, 'vmtier serving');
+      const svc = await startService(cfg, logger, engineCfg);
+      logger.info({ url: svc.url, db: cfg.db, uri: cfg.uri, auth: cfg.token ? 'bearer' : 'none (loopback)', ...engineCfg.describe }, 'vmtier serving');
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           logger.info({ signal }, 'shutting down');

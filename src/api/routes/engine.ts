@@ -1,0 +1,107 @@
+/**
+ * GET /v1/engine and GET /v1/vms/{uuid}/engine: what the tiering engine (src/daemon) is doing —
+ * per VM its mode, tracker (and why it is unavailable), last round, move outcomes by status,
+ * backoff; host-wide the kernel's own tiering state and coexistence warnings.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { VmtierError } from '../../errors.js';
+import { VmParams, errors } from '../schemas.js';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(s: T) => Type.Union([s, Type.Null()]);
+const Mode = Type.Union([Type.Literal('off'), Type.Literal('observe'), Type.Literal('tier')]);
+const ErrorInfo = Type.Object({ code: Type.String(), message: Type.String() });
+
+const MoveCounts = Type.Object({
+  requested: Type.Integer(),
+  byClass: Type.Object({
+    moved: Type.Integer({ description: 'ended on the target node (already there counts)' }),
+    busy: Type.Integer(),
+    notPresent: Type.Integer(),
+    noMemory: Type.Integer(),
+    fault: Type.Integer({ description: 'not movable (EFAULT: devdax, PFN maps)' }),
+    other: Type.Integer(),
+  }),
+});
+
+const RoundSummary = Type.Object({
+  round: Type.Integer(),
+  t: Type.Number({ description: 'ms since epoch' }),
+  mode: Type.Union([Type.Literal('observe'), Type.Literal('tier')]),
+  scans: Type.Integer({ description: '0 when the tracker was unavailable (placement only)' }),
+  intervalMs: Type.Number(),
+  scanMs: Type.Number(),
+  durationMs: Type.Number(),
+  trackedBytes: Type.Integer(),
+  residentBytes: Type.Integer(),
+  hotBytes: Type.Integer(),
+  warmBytes: Type.Integer(),
+  coldBytes: Type.Integer(),
+  decided: Type.Object({ promotePages: Type.Integer(), demotePages: Type.Integer() }),
+  moves: Type.Object({ promote: MoveCounts, demote: MoveCounts }),
+  promotionPaused: Type.Boolean(),
+  skipped: Type.Record(Type.String(), Type.Integer(), { description: 'pages chosen but not moved, by reason' }),
+  madvisedColdBytes: Type.Integer(),
+  unmovablePages: Type.Integer(),
+});
+
+export const VmEngineResponse = Type.Object({
+  uuid: Type.String(),
+  name: Type.String(),
+  mode: Mode,
+  policyVersion: Type.Integer(),
+  state: Type.Union([Type.Literal('starting'), Type.Literal('running'), Type.Literal('idle'), Type.Literal('backoff'), Type.Literal('stopped')]),
+  tracker: Nullable(Type.Object({ name: Type.String(), available: Type.Boolean(), error: Nullable(ErrorInfo) })),
+  rounds: Type.Integer(),
+  lastRound: Nullable(RoundSummary),
+  totals: Type.Object({ promote: MoveCounts, demote: MoveCounts, madvisedColdBytes: Type.Integer() }),
+  failures: Type.Integer(),
+  lastError: Nullable(Type.Object({ code: Type.String(), message: Type.String(), t: Type.Number() })),
+  backoffUntil: Nullable(Type.Number()),
+});
+
+export const EngineResponse = Type.Object({
+  running: Type.Boolean(),
+  trackerOverride: Nullable(Type.String()),
+  kernel: Nullable(
+    Type.Object({
+      numaBalancing: Nullable(Type.Object({ value: Type.Integer(), mode: Type.String() })),
+      demotionEnabled: Nullable(Type.Boolean()),
+      promoteRateLimitMBps: Nullable(Type.Number()),
+    }),
+  ),
+  warnings: Type.Array(Type.String(), { description: 'the kernel also tiers the memory vmtier manages' }),
+  vms: Type.Array(VmEngineResponse),
+});
+
+function noEngine(): never {
+  throw new VmtierError('NOT_FOUND', 'the tiering engine is not running in this service');
+}
+
+export const engineRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const ctx = app.vmtier;
+  const common = { tags: ['engine'], security: [{ bearerAuth: [] }] };
+
+  app.get(
+    '/v1/engine',
+    { schema: { ...common, summary: 'Tiering engine: managed VMs, trackers, last rounds, kernel coexistence', response: { 200: EngineResponse, ...errors(401, 404) } } },
+    async () => (ctx.engine ?? noEngine()).status(),
+  );
+
+  app.get(
+    '/v1/vms/:uuid/engine',
+    {
+      schema: {
+        ...common,
+        params: VmParams,
+        summary: "One VM's tiering loop (404 when no loop manages it: not running, or filtered out)",
+        response: { 200: VmEngineResponse, ...errors(400, 401, 404) },
+      },
+    },
+    async (req) => {
+      const s = (ctx.engine ?? noEngine()).vm(req.params.uuid.toLowerCase());
+      if (!s) throw new VmtierError('VM_NOT_FOUND', `no tiering loop manages VM ${req.params.uuid}`);
+      return s;
+    },
+  );
+};

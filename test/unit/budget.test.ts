@@ -1,0 +1,106 @@
+// Migration budgets and backoff, driven by an injected clock (no sleeping, no timing).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MigrationBudget, TokenBucket } from '../../src/daemon/budget.js';
+import { Backoff } from '../../src/daemon/backoff.js';
+
+const MB = 1 << 20;
+
+function clock(start = 1_000_000) {
+  let t = start;
+  return { now: () => t, advance: (ms: number) => (t += ms) };
+}
+
+test('token bucket: starts full at rate x burst, pays, refills with time, never above capacity', () => {
+  const b = new TokenBucket(10 * MB, 2, 0);
+  assert.equal(b.available(0), 20 * MB);
+  b.take(15 * MB, 0);
+  assert.equal(b.available(0), 5 * MB);
+  assert.equal(b.available(500), 10 * MB); // +5 MB in 0.5 s
+  assert.equal(b.available(60_000), 20 * MB); // capped
+  b.take(30 * MB, 60_000); // overrun: paid back by waiting
+  assert.equal(b.available(60_000), 0);
+  assert.equal(b.available(61_000), 0); // -10 MB + 10 MB
+  assert.equal(b.available(62_000), 10 * MB);
+});
+
+test('token bucket: a lower rate drops tokens above the new capacity', () => {
+  const b = new TokenBucket(100 * MB, 1, 0);
+  b.setRate(10 * MB, 0);
+  assert.equal(b.available(0), 10 * MB);
+});
+
+test('per-VM budget: a VM gets its own MB/s, and only that', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 0, now: c.now });
+  assert.equal(budget.available('a', 10), 10 * MB);
+  budget.consume('a', 10, 10 * MB);
+  assert.equal(budget.available('a', 10), 0);
+  assert.equal(budget.available('b', 10), 10 * MB, 'another VM has its own bucket');
+  c.advance(300);
+  assert.equal(budget.available('a', 10), 3 * MB);
+  // A policy change to 20 MB/s takes effect at once (tokens kept, capacity raised).
+  c.advance(700);
+  assert.equal(budget.available('a', 20), 10 * MB);
+  c.advance(1000);
+  assert.equal(budget.available('a', 20), 20 * MB);
+});
+
+test('host-wide budget caps the sum over VMs', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 30, burstSeconds: 1, dramFreeWatermarkBytes: 0, now: c.now });
+  assert.equal(budget.available('a', 100), 30 * MB);
+  budget.consume('a', 100, 25 * MB);
+  assert.equal(budget.available('b', 100), 5 * MB, 'b is limited by what a left of the host bucket');
+  c.advance(1000);
+  assert.equal(budget.available('b', 100), 30 * MB);
+});
+
+test('plan: demotion first, promotion gets the rest of the grant', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 100 * MB, now: c.now });
+  const p = budget.plan('a', 50, { demoteBytes: 30 * MB, promoteBytes: 40 * MB, dramFreeBytes: 10_000 * MB });
+  assert.equal(p.grantedBytes, 50 * MB);
+  assert.equal(p.demoteBytes, 30 * MB);
+  assert.equal(p.promoteBytes, 20 * MB);
+  assert.equal(p.promotionPaused, false);
+  assert.equal(p.dramShort, false);
+});
+
+test('plan: promotion pauses under the DRAM free watermark; demotion still runs', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 100 * MB, now: c.now });
+  const short = budget.plan('a', 500, { demoteBytes: 0, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
+  assert.equal(short.dramShort, true);
+  assert.equal(short.promotionPaused, true);
+  assert.equal(short.promoteBytes, 0);
+  // Demoting 50 MB frees DRAM: promotion may use what ends up above the watermark (60+50-100 = 10 MB).
+  const mixed = budget.plan('a', 500, { demoteBytes: 50 * MB, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
+  assert.equal(mixed.demoteBytes, 50 * MB);
+  assert.equal(mixed.promoteBytes, 10 * MB);
+  assert.equal(mixed.promotionPaused, false);
+  assert.equal(mixed.dramShort, true);
+});
+
+test('plan: maxMBps 0 moves nothing', () => {
+  const budget = new MigrationBudget({ now: clock().now, dramFreeWatermarkBytes: 0 });
+  const p = budget.plan('a', 0, { demoteBytes: MB, promoteBytes: MB, dramFreeBytes: 1e12 });
+  assert.equal(p.demoteBytes + p.promoteBytes, 0);
+});
+
+test('backoff: exponential from base, capped, reset by success', () => {
+  const c = clock(0);
+  const b = new Backoff({ baseMs: 100, maxMs: 1000, now: c.now });
+  assert.equal(b.ready(), true);
+  assert.deepEqual([b.failure(), b.failure(), b.failure(), b.failure(), b.failure(), b.failure()], [100, 200, 400, 800, 1000, 1000]);
+  assert.equal(b.failures, 6);
+  assert.equal(b.ready(), false);
+  assert.equal(b.remainingMs(), 1000);
+  c.advance(999);
+  assert.equal(b.ready(), false);
+  c.advance(1);
+  assert.equal(b.ready(), true);
+  b.success();
+  assert.equal(b.failures, 0);
+  assert.equal(b.failure(), 100);
+});
