@@ -402,8 +402,14 @@ export class DamonTracker implements Tracker {
     const counts = new Uint8Array(n);
     try {
       await this.applyInterval(Math.max(1, req.intervalMs));
+      let lastSnapshot = -Infinity;
       for (let s = 0; s < req.scans; s++) {
         if (req.signal?.aborted) throw abortError(req.signal);
+        // Measured in the lab: a snapshot requested right after the previous one returned
+        // sometimes came back with every region at nr_accesses 0 (whole scans lost). Requesting
+        // it half an interval later lands it inside the next aggregation interval.
+        const gap = this.intervalMs / 2 - (performance.now() - lastSnapshot);
+        if (gap > 0) await sleep(gap, undefined, { signal: req.signal }).catch(() => { throw abortError(req.signal!); });
         let regions: DamonRegion[];
         try {
           regions = await this.sysfs.snapshotRegions(k);
@@ -414,6 +420,7 @@ export class DamonTracker implements Tracker {
         if (!processAlive(this.pid, this.procRoot) || (await this.sysfs.state(k)) === 'off') {
           throw (await this.goneError()) ?? new VmtierError('KERNEL_ERROR', `kdamond ${k} stopped during the scan`);
         }
+        lastSnapshot = performance.now();
         this.accumulate(regions, counts);
         req.onScan?.(s);
       }

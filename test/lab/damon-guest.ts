@@ -54,7 +54,10 @@ function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
   const isHot = new Uint8Array(n);
   for (const h of hot) for (let a = h.start; a < h.end; a += PAGE_SIZE) isHot[(a - r.start) / PAGE_SIZE] = 1;
   let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0, present = 0;
+  const hotHist = new Array<number>(res.scans + 1).fill(0);
+  const coldHist = new Array<number>(res.scans + 1).fill(0);
   for (let i = 0; i < n; i++) {
+    (isHot[i] ? hotHist : coldHist)[r.counts[i]!]!++;
     hotTotal += isHot[i]!;
     if (r.present[i]) present++;
     if (r.counts[i]! > 0) { seen++; seenHot += isHot[i]!; }
@@ -66,7 +69,8 @@ function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
     recall: hotTotal ? fullHot / hotTotal : 0,
     precisionFull: full ? fullHot / full : 0,
     recallSeen: hotTotal ? seenHot / hotTotal : 0,
-  };
+    hotHist, coldHist,
+  } as unknown as Record<string, number>;
 }
 
 function kdamondThreads(): number[] {
@@ -100,6 +104,29 @@ async function caseAccuracy(workload: string, wargs: string[], scans: number, in
     const res = await tracker.scan({ scans, intervalMs });
     const regions = readdirSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/schemes/0/tried_regions`).filter((n) => /^\d+$/.test(n)).length;
     return { ops, attrs, nrRegions: nr, regionsAtEnd: regions, trackMs, scanMs: res.elapsedMs, scans, intervalMs, ...accuracy(res, l.hot) };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+/** Diagnostic: rounds of one scan each, with the time and hot/cold pages seen per scan. */
+async function casePerScan(workload: string, wargs: string[], rounds: number, intervalMs: number): Promise<unknown> {
+  const t = await startTarget([workload, ...wargs]);
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  const tracker = new DamonTracker({ runDir, initialIntervalMs: intervalMs });
+  try {
+    const l = layout(t);
+    await tracker.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
+    await sleep(5 * intervalMs);
+    const per: Array<{ ms: number; hotSeen: number; coldSeen: number }> = [];
+    for (let i = 0; i < rounds; i++) {
+      const t0 = performance.now();
+      const res = await tracker.scan({ scans: 1, intervalMs });
+      const a = accuracy(res, l.hot) as unknown as { hotHist: number[]; coldHist: number[] };
+      per.push({ ms: Math.round(performance.now() - t0), hotSeen: a.hotHist[1]!, coldSeen: a.coldHist[1]! });
+    }
+    return { per };
   } finally {
     await tracker.close();
     t.child.kill('SIGKILL');
@@ -200,6 +227,12 @@ async function main(): Promise<void> {
       if (sep !== '--') throw new Error('usage: accuracy scans intervalMs minRegions maxRegions minAccesses -- workload-args');
       const opt = (s: string | undefined) => (s === undefined || s === '-' ? undefined : Number(s));
       out = await caseAccuracy(workload, wargs, Number(scans), Number(intervalMs), opt(minR), opt(maxR), opt(minA));
+      break;
+    }
+    case 'perscan': {
+      const [rounds, intervalMs, sep, ...wargs] = args;
+      if (sep !== '--') throw new Error('usage: perscan rounds intervalMs -- workload-args');
+      out = await casePerScan(workload, wargs, Number(rounds), Number(intervalMs));
       break;
     }
     case 'exit':
