@@ -52,9 +52,13 @@ static int vti_find_vm_fd(const void *p, struct file *file, unsigned int fd)
 	struct module *owner = file->f_op ? file->f_op->owner : NULL;
 	struct kvm *kvm;
 
-	/* kvm's VM files are anonymous inodes named "kvm-vm" owned by kvm.ko. */
-	if (!owner || strcmp(module_name(owner), "kvm") ||
-	    strcmp(file->f_path.dentry->d_name.name, "kvm-vm"))
+	/*
+	 * kvm's VM files are anonymous inodes named "kvm-vm"; kvm_init() makes
+	 * the vendor module (kvm_amd or kvm_intel) the owner of their fops.
+	 */
+	if (!owner || strcmp(file->f_path.dentry->d_name.name, "kvm-vm") ||
+	    (strcmp(module_name(owner), "kvm_amd") &&
+	     strcmp(module_name(owner), "kvm_intel")))
 		return 0;
 	kvm = file->private_data;
 	/* A VM fd passed in from another process is not this one's VM. */

@@ -149,6 +149,48 @@ async function caseAbi(target: string): Promise<unknown> {
   return out;
 }
 
+/**
+ * A KVM VM (test/lab/kmod-vmm.c) whose guest writes a known hot set: scanned through its TDP
+ * tables (auto mode must pick them), then through the process page tables for contrast.
+ */
+async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: boolean): Promise<unknown> {
+  const t = await startTarget([vmm, '64', '16', '8', ...(thp ? ['thp'] : [])]);
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  const range = { start: base, end: base + bytes };
+  // The guest's code page is fetched on every loop: it is hot too (its whole 2 MiB with THP).
+  const hot = [{ start: base, end: base + (thp ? 2 << 20 : PAGE_SIZE) }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
+  const tdp = new KmodTracker();
+  const proc = new KmodTracker({ target: 'process' });
+  try {
+    await tdp.track(t.child.pid!, [range]);
+    const mode = tdp.mode();
+    // Wait for the guest's first pass over its RAM: until then cold pages are being touched.
+    const warm0 = Date.now();
+    let present = 0;
+    while (Date.now() - warm0 < 120_000) {
+      const w = await tdp.scan({ scans: 1, intervalMs: 0 });
+      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
+      if (present === bytes / PAGE_SIZE) break;
+      await sleep(500);
+    }
+    const warmMs = Date.now() - warm0;
+    const res = await tdp.scan({ scans, intervalMs });
+    await proc.track(t.child.pid!, [range]);
+    const pres = await proc.scan({ scans, intervalMs });
+    // The VM goes away in the middle of a TDP scan.
+    const dying = tdp.scan({ scans: 10, intervalMs: 300 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    await sleep(800);
+    t.child.kill('SIGKILL');
+    const destroyed = await dying;
+    return { mode, warmMs, presentAfterWarm: present, tdp: { ...accuracy(res, hot), stats: tdp.lastRoundStats() }, process: { mode: proc.mode(), ...accuracy(pres, hot) }, destroyed };
+  } finally {
+    await tdp.close();
+    await proc.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
 const [what, ...rest] = process.argv.slice(2);
 let result: unknown;
 try {
@@ -169,6 +211,9 @@ try {
       break;
     case 'churn':
       result = await caseChurn(rest[0]!, Number(rest[1] ?? 8));
+      break;
+    case 'kvm':
+      result = await caseKvm(rest[0]!, Number(rest[1] ?? 4), Number(rest[2] ?? 1000), rest[3] === 'thp');
       break;
     case 'abi':
       result = await caseAbi(rest[0]!);
