@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { stringify } from 'yaml';
 import { VmtierError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
@@ -34,7 +35,8 @@ export async function renderOpenApi(): Promise<string> {
     token: 'rendering-only-token-not-used',
   });
   try {
-    const doc = app.swagger({ yaml: true }) as unknown as string;
+    // Plain YAML without anchors/aliases: routes that share a tags array stay readable.
+    const doc = stringify(app.swagger(), { aliasDuplicateObjects: false, lineWidth: 100 });
     return `# Generated from the route schemas by \`npm run openapi\`; do not edit by hand.\n${doc}`;
   } finally {
     await app.close();
