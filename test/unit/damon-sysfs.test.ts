@@ -14,11 +14,11 @@ const MiB = 1024 * 1024;
 const TARGET = 4242;
 const BASE = 0x7f0000000000;
 
-function setup(opts: { avail?: string[] } = {}) {
+function setup(opts: { avail?: string[]; sync?: boolean } = {}) {
   const k = new FakeDamonKernel({ availOperations: opts.avail });
   k.addProcess(TARGET, 'workload');
   const runDir = mkdtempSync(join(tmpdir(), 'vmtier-damon-run-'));
-  const mk = () => new DamonTracker({ sysfsRoot: k.root, io: k.io(), procRoot: k.procRoot, runDir, exitHook: false });
+  const mk = () => new DamonTracker({ sysfsRoot: k.root, io: k.io({ sync: opts.sync }), procRoot: k.procRoot, runDir, exitHook: false });
   return { k, runDir, mk, done: () => { k.cleanup(); rmSync(runDir, { recursive: true, force: true }); } };
 }
 
@@ -56,8 +56,8 @@ test('creates its own kdamond with fvaddr, fixed regions and a stat scheme that 
   }
 });
 
-test('one scan per aggregation snapshot: a page counts when its region had nr_accesses >= 1', async () => {
-  const { k, mk, done } = setup();
+for (const sync of [false, true]) test(`one scan per aggregation snapshot: a page counts when its region had nr_accesses >= 1 (${sync ? 'sync' : 'async'} bulk io)`, async () => {
+  const { k, mk, done } = setup({ sync });
   try {
     // 4 MiB tracked, all present; hot: [1 MiB, 2 MiB) always, [3 MiB, 3 MiB+64 KiB) in updates 0 and 2 only.
     k.setPresent(TARGET, BASE, BASE + 4 * MiB);

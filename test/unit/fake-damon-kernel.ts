@@ -302,9 +302,20 @@ export class FakeDamonKernel {
     }
   }
 
-  /** The SysfsIo to hand to DamonSysfs / DamonTracker. Records every write. */
-  io(): SysfsIo {
+  /**
+   * The SysfsIo to hand to DamonSysfs / DamonTracker. Records every write. With `sync`,
+   * it also offers the synchronous bulk read/write the real io has.
+   */
+  io(opts: { sync?: boolean } = {}): SysfsIo {
+    const syncPart: Pick<SysfsIo, 'readSync' | 'writeSync'> = opts.sync ? {
+      readSync: (p) => readFileSync(p, 'utf8'),
+      writeSync: (p, v) => {
+        this.writes.push({ path: p.slice(this.root.length + 1), value: v });
+        this.apply(p, v);
+      },
+    } : {};
     return {
+      ...syncPart,
       read: async (p) => {
         try {
           return readFileSync(p, 'utf8');
