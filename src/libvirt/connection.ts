@@ -52,6 +52,11 @@ export interface LibvirtConnectionOptions {
   probeMs?: number;
   /** Reconnect backoff: first and maximum delay, ms. */
   backoffMs?: { min: number; max: number };
+  /**
+   * libvirt keepalive: a daemon that stops answering (hung, not closed) is declared dead after
+   * about intervalSec * (count + 1) seconds. Default 5 s x 3.
+   */
+  keepAlive?: { intervalSec: number; count: number };
   logger?: Logger;
 }
 
@@ -63,6 +68,8 @@ interface Handle {
   freed: boolean;
   lifecycleId: number;
   closeCbRegistered: boolean;
+  /** dispose() is deregistering callbacks: the connection must stay open until it is done. */
+  releasing: boolean;
 }
 
 type AsyncFn = LibvirtNative[keyof Omit<LibvirtNative, 'types'>];
@@ -105,6 +112,7 @@ export class LibvirtConnection extends EventEmitter {
   private readonly reconnect: boolean;
   private readonly probeMs: number;
   private readonly backoff: { min: number; max: number };
+  private readonly keepAlive: { intervalSec: number; count: number };
   private readonly log?: Logger;
   private h: Handle | null = null;
   private closed = false;
@@ -121,6 +129,7 @@ export class LibvirtConnection extends EventEmitter {
     this.reconnect = opts.reconnect ?? this.events;
     this.probeMs = opts.probeMs ?? 1000;
     this.backoff = opts.backoffMs ?? { min: 200, max: 2000 };
+    this.keepAlive = opts.keepAlive ?? { intervalSec: 5, count: 3 };
     this.log = opts.logger;
     this.n = loadLibvirt();
   }
@@ -167,13 +176,13 @@ export class LibvirtConnection extends EventEmitter {
       this.lastFailure = e?.message ?? 'virConnectOpen failed';
       throw new VmtierError('LIBVIRT_UNAVAILABLE', `cannot connect to ${this.uri}: ${this.lastFailure}`, { uri: this.uri });
     }
-    const h: Handle = { conn, inflight: 0, dead: false, freed: false, lifecycleId: -1, closeCbRegistered: false };
+    const h: Handle = { conn, inflight: 0, dead: false, freed: false, lifecycleId: -1, closeCbRegistered: false, releasing: false };
     if (this.events) {
       byConn.set(conn, this);
       try {
-        // Keepalive detects a daemon that hangs without closing the socket (5 s x 3 misses).
-        if ((await acall(this.n.virConnectSetKeepAlive, conn, 5, 3)) as number < 0) takeLastError();
-        if ((this.n.virConnectRegisterCloseCallback(conn, closeCb, null, null) as number) === 0) h.closeCbRegistered = true;
+        // Keepalive detects a daemon that hangs without closing the socket.
+        if ((await acall(this.n.virConnectSetKeepAlive, conn, this.keepAlive.intervalSec, this.keepAlive.count)) as number < 0) takeLastError();
+        if ((await acall(this.n.virConnectRegisterCloseCallback, conn, closeCb, null, null)) as number === 0) h.closeCbRegistered = true;
         else takeLastError();
         const id = (await acall(this.n.virConnectDomainEventRegisterAny, conn, null, VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycleCb, null, null)) as number;
         if (id < 0) throw this.errorFrom(h, 'virConnectDomainEventRegisterAny');
@@ -230,9 +239,23 @@ export class LibvirtConnection extends EventEmitter {
   /** Releases what the handle holds; the connection itself once no call is using it. */
   private async dispose(h: Handle): Promise<void> {
     h.dead = true;
+    if (h.releasing) return;
+    h.releasing = true;
+    try {
+      await this.releaseCallbacks(h);
+    } finally {
+      h.releasing = false;
+      this.freeIfIdle(h);
+    }
+  }
+
+  private async releaseCallbacks(h: Handle): Promise<void> {
     if (h.closeCbRegistered) {
-      this.n.virConnectUnregisterCloseCallback(h.conn, closeCb);
       h.closeCbRegistered = false;
+      // libvirt runs the close callback holding the lock this call takes, and koffi makes that
+      // thread wait for the main thread to run the JS callback: calling it on the main thread
+      // can deadlock when the daemon dies at that moment. A pool thread just waits its turn.
+      if ((await acall(this.n.virConnectUnregisterCloseCallback, h.conn, closeCb)) as number < 0) takeLastError();
     }
     if (h.lifecycleId >= 0) {
       const id = h.lifecycleId;
@@ -240,11 +263,10 @@ export class LibvirtConnection extends EventEmitter {
       // On a dead connection this fails after removing the callback locally: that is enough.
       if ((await acall(this.n.virConnectDomainEventDeregisterAny, h.conn, id)) as number < 0) takeLastError();
     }
-    this.freeIfIdle(h);
   }
 
   private freeIfIdle(h: Handle): void {
-    if (!h.dead || h.freed || h.inflight > 0 || h.lifecycleId >= 0) return;
+    if (!h.dead || h.freed || h.inflight > 0 || h.releasing) return;
     h.freed = true;
     byConn.delete(h.conn);
     // virConnectClose may talk to the daemon (to say goodbye): never on the main thread.

@@ -27,6 +27,8 @@ export interface LibvirtInventoryOptions {
   /** Liveness probe period and reconnect backoff (ms), passed to the connection. */
   probeMs?: number;
   backoffMs?: { min: number; max: number };
+  /** libvirt keepalive (detects a hung daemon); see LibvirtConnectionOptions. */
+  keepAlive?: { intervalSec: number; count: number };
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -57,7 +59,7 @@ export class LibvirtInventory implements VmInventory {
     this.runDir = opts.runDir ?? qemuRunDir(this.uri);
     const events = opts.events ?? true;
     this.ready = LibvirtConnection.open({
-      uri: this.uri, events, reconnect: events, logger: opts.logger, probeMs: opts.probeMs, backoffMs: opts.backoffMs,
+      uri: this.uri, events, reconnect: events, logger: opts.logger, probeMs: opts.probeMs, backoffMs: opts.backoffMs, keepAlive: opts.keepAlive,
     }).then(
       (c) => {
         this.conn = c;

@@ -134,6 +134,24 @@ describe('libvirt connection', () => {
       }
     });
 
+    test('a daemon that hangs is declared dead by keepalive (UNAVAILABLE), and recovers when it resumes', async () => {
+      const inv = createLibvirtInventory({ uri: d.uri, probeMs: 200, backoffMs: { min: 100, max: 400 }, keepAlive: { intervalSec: 1, count: 1 } });
+      const events: InventoryEvent[] = [];
+      inv.subscribe((e) => events.push(e));
+      try {
+        assert.deepEqual(await inv.list(), []);
+        d.pause();
+        await assert.rejects(inv.list(), { code: 'LIBVIRT_UNAVAILABLE' });
+        assert.ok(events.some((e) => e.type === 'disconnected'));
+        d.resume();
+        await waitFor(events, (e) => e.type === 'reconnected', 5000, 'reconnected');
+        assert.deepEqual(await inv.list(), []);
+      } finally {
+        d.resume();
+        await inv.close();
+      }
+    });
+
     test('inventory created while the daemon is down starts UNAVAILABLE and recovers', async () => {
       await d.stop();
       const inv = createLibvirtInventory({ uri: d.uri, probeMs: 200, backoffMs: { min: 100, max: 400 } });
