@@ -72,3 +72,26 @@ export function installErrorHandling(app: AnyFastify): void {
     void reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 }
+
+/**
+ * A union of literals reports one "must be equal to constant" per branch plus an anyOf
+ * summary; say instead which values are allowed, and every other problem once.
+ */
+export function validationMessage(errs: ReadonlyArray<{ instancePath?: string; keyword?: string; message?: string; params?: unknown }>, dataVar: string): Error {
+  const allowed = new Map<string, unknown[]>();
+  for (const e of errs) {
+    if (e.keyword === 'const') {
+      const list = allowed.get(e.instancePath ?? '') ?? [];
+      list.push((e.params as { allowedValue?: unknown } | undefined)?.allowedValue);
+      allowed.set(e.instancePath ?? '', list);
+    }
+  }
+  const lines = new Set<string>();
+  for (const e of errs) {
+    const where = `${dataVar}${e.instancePath ?? ''}`;
+    const values = allowed.get(e.instancePath ?? '');
+    if (values && (e.keyword === 'const' || e.keyword === 'anyOf')) lines.add(`${where} must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
+    else lines.add(`${where} ${e.message ?? 'is invalid'}`);
+  }
+  return new Error([...lines].join('; '));
+}

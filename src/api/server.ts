@@ -12,7 +12,7 @@ import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import { installBearerAuth } from './auth.js';
 import type { AnyFastify, ApiContext } from './context.js';
-import { installErrorHandling, toHttpError } from './errors.js';
+import { installErrorHandling, toHttpError, validationMessage } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { HealthResponse } from './schemas.js';
 import { historyRoutes } from './routes/history.js';
@@ -22,29 +22,6 @@ import { policyRoutes } from './routes/policy.js';
 import { vmRoutes } from './routes/vms.js';
 
 export const API_VERSION = '0.1.0';
-
-/**
- * A union of literals reports one "must be equal to constant" per branch plus an anyOf
- * summary; say instead which values are allowed, and every other problem once.
- */
-export function validationMessage(errs: ReadonlyArray<{ instancePath?: string; keyword?: string; message?: string; params?: unknown }>, dataVar: string): Error {
-  const allowed = new Map<string, unknown[]>();
-  for (const e of errs) {
-    if (e.keyword === 'const') {
-      const list = allowed.get(e.instancePath ?? '') ?? [];
-      list.push((e.params as { allowedValue?: unknown } | undefined)?.allowedValue);
-      allowed.set(e.instancePath ?? '', list);
-    }
-  }
-  const lines = new Set<string>();
-  for (const e of errs) {
-    const where = `${dataVar}${e.instancePath ?? ''}`;
-    const values = allowed.get(e.instancePath ?? '');
-    if (values && (e.keyword === 'const' || e.keyword === 'anyOf')) lines.add(`${where} must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
-    else lines.add(`${where} ${e.message ?? 'is invalid'}`);
-  }
-  return new Error([...lines].join('; '));
-}
 
 export interface ApiOptions {
   inventory: VmInventory;
@@ -70,8 +47,8 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
       const { status, body } = toHttpError(err);
       void (reply as unknown as FastifyReply).code(status).send(body);
     },
-    // Bodies are checked strictly (no coercion, no silent dropping of unknown fields).
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // TypeBox checks bodies strictly (no coercion, unknown fields rejected, never dropped).
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
 
   const metrics = createMetrics({ store: opts.store, inventory: opts.inventory });
