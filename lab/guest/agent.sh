@@ -71,7 +71,8 @@ while :; do
     [ -e "$k" ] || continue
     id=${k##*/kill-}
     pid=$(cat "$X/pid-$id" 2>/dev/null)
-    [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null
+    # dash's kill takes no "--": a process group is just the negative pid.
+    [ -n "$pid" ] && kill -9 "-$pid" 2>/dev/null
     [ -e "$X/status-$id" ] || { echo 137 >"$X/status-$id.tmp"; mv "$X/status-$id.tmp" "$X/status-$id"; }
     rm -f "$k"
   done
