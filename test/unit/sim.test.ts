@@ -1,0 +1,321 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { loadTrace, scanTrace, readEpochs } from '../../src/sim/trace.js';
+import { DEFAULT_SIM_CONFIG, simulate, simulateSync, type MoveRecord, type RoundContext, type SimPolicy, type SimView } from '../../src/sim/engine.js';
+import { makePolicy, POLICY_NAMES } from '../../src/sim/policies.js';
+import { generateTrace } from '../../src/sim/gen.js';
+import { isVmtierError } from '../../src/errors.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const fixtures = join(root, 'test', 'fixtures', 'traces');
+const cli = join(root, 'bin', 'vmtier.js');
+const cfg = (dramRatio: number) => ({ ...DEFAULT_SIM_CONFIG, dramRatio });
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'vmtier-test-d-sim-'));
+}
+
+async function run(file: string, policy: SimPolicy | string, dramRatio: number, pages?: number) {
+  const t = await loadTrace(file, pages);
+  const moves: MoveRecord[] = [];
+  const r = simulateSync(t.meta, t.batches, typeof policy === 'string' ? makePolicy(policy) : policy, cfg(dramRatio), (m) => moves.push(m));
+  return { r, moves, meta: t.meta };
+}
+
+test('static on a hand-computed trace: first touch fills DRAM, then the slow tier', async () => {
+  // 4 distinct pages, DRAM 50% = 2 pages. Epoch 0: p10 (10) and p11 (5) land in DRAM, p12 (1) in
+  // slow; epoch 1: p12 (4) and p13 (2) slow. Cost = 15*100 + 7*300 = 3600 ns for 22 accesses.
+  const { r } = await run(join(fixtures, 'tiny.csv'), 'static', 0.5);
+  assert.equal(r.pages, 4);
+  assert.equal(r.epochs, 2);
+  assert.equal(r.accesses, 22);
+  assert.equal(r.slowdown, 3600 / (22 * 100));
+  assert.equal(r.dramHitRatio, 15 / 22);
+  assert.equal(r.migratedBytes, 0);
+});
+
+test('oracle on the same trace: each epoch its most accessed pages in DRAM, migration free', async () => {
+  // Epoch 1: DRAM = {p12, p13}: p12 promoted (a migration), p13 placed (not a migration), p10 and
+  // p11 demoted. Cost = 1500 + 300 + 6*100 = 2400 ns.
+  const { r, moves } = await run(join(fixtures, 'tiny.csv'), 'oracle', 0.5);
+  assert.equal(r.slowdown, 2400 / 2200);
+  assert.equal(r.dramHitRatio, 21 / 22);
+  assert.equal(r.migratedBytes, 3 * 4096);
+  assert.equal(r.promotions, 1);
+  assert.equal(r.demotions, 2);
+  // Moves in dense ids (pages 10..13 → 0..3); the epoch-0 placements are moves too.
+  assert.deepEqual(moves[1], { epoch: 1, promote: [2, 3], demote: [0, 1] });
+});
+
+/** A scripted policy: records what the engine shows it and returns fixed moves. */
+class Scripted implements SimPolicy {
+  readonly name = 'scripted';
+  view!: SimView;
+  rounds: { epoch: number; counts: number[] }[] = [];
+  constructor(
+    private readonly planned: { epochsPerScan: number; scansPerRound: number },
+    private readonly moves: (ctx: RoundContext) => { promote: number[]; demote: number[] } | null,
+  ) {}
+  init(view: SimView): void {
+    this.view = view;
+  }
+  plan() {
+    return this.planned;
+  }
+  endRound(ctx: RoundContext) {
+    this.rounds.push({ epoch: ctx.epoch, counts: [...ctx.counts] });
+    return this.moves(ctx);
+  }
+}
+
+test('engine: scans cover epochsPerScan epochs, a round is N scans, moves apply from the next epoch and cost 4096 B / bandwidth', async () => {
+  // --pages 4, DRAM 25% = 1 page. Scan 1 = epochs [0,2): p0, p2 seen; scan 2 = [2,4): p1, p2.
+  // The round ends at epoch 3 with counts p0=1, p1=1, p2=2, p3=0; the policy swaps p1 into DRAM,
+  // in effect from epoch 4.
+  const pol = new Scripted({ epochsPerScan: 2, scansPerRound: 2 }, (ctx) => (ctx.epoch === 3 ? { promote: [1], demote: [0] } : null));
+  const { r, moves } = await run(join(fixtures, 'rounds.csv'), pol, 0.25, 4);
+  assert.deepEqual(pol.rounds, [{ epoch: 3, counts: [1, 1, 2, 0] }], 'one full round (epochs 4-5 do not finish the next)');
+  assert.deepEqual(moves, [{ epoch: 4, promote: [1], demote: [0] }]);
+  // Access cost by hand: e0 100+300, e1 100, e2 300, e3 600+300, e4 300 (p1 now DRAM), e5 100.
+  const accessNs = 100 + 300 + 100 + 300 + 600 + 300 + 300 + 100;
+  const migrationNs = (2 * 4096) / 3.3;
+  assert.ok(Math.abs(r.slowdown - (accessNs + migrationNs) / (11 * 100)) < 1e-12, `slowdown ${r.slowdown}`);
+  assert.equal(r.dramHitRatio, 6 / 11);
+  assert.equal(r.migratedBytes, 2 * 4096);
+  assert.equal(r.pingPongs, 0);
+});
+
+test('engine: DRAM capacity is never exceeded and moves must come from the right tier', async () => {
+  const over = new Scripted({ epochsPerScan: 1, scansPerRound: 1 }, (ctx) => (ctx.epoch === 0 ? { promote: [2], demote: [] } : null));
+  await assert.rejects(run(join(fixtures, 'rounds.csv'), over, 0.25, 4), (e: unknown) => isVmtierError(e, 'INVALID_INPUT') && /exceeded DRAM/.test((e as Error).message));
+  const wrong = new Scripted({ epochsPerScan: 1, scansPerRound: 1 }, (ctx) => (ctx.epoch === 0 ? { promote: [0], demote: [] } : null));
+  await assert.rejects(run(join(fixtures, 'rounds.csv'), wrong, 0.25, 4), /not in the slow tier/);
+  // A move back within the window counts as a ping-pong.
+  const pp = new Scripted({ epochsPerScan: 1, scansPerRound: 1 }, (ctx) =>
+    ctx.epoch === 0 ? { promote: [2], demote: [0] } : ctx.epoch === 2 ? { promote: [0], demote: [2] } : null,
+  );
+  const { r } = await run(join(fixtures, 'rounds.csv'), pp, 0.25, 4);
+  assert.equal(r.pingPongs, 2);
+});
+
+test('traces: vm column, gzip, and INVALID_TRACE errors that name the line', async () => {
+  const two = await scanTrace(join(fixtures, 'two-vms.csv'));
+  assert.deepEqual(two.vms, ['b', 'a']);
+  assert.equal(two.pages, 3);
+  const { r } = await run(join(fixtures, 'two-vms.csv'), 'static', 0.5);
+  // b:5 takes the one DRAM page; a:5 and a:7 are slow. Cost = 3*300... no: b:5 (3) DRAM = 300,
+  // a:5 (1) slow = 300, a:7 (2) slow = 600, b:5 (1) DRAM = 100.
+  assert.equal(r.slowdown, 1300 / 700);
+
+  const dir = tmp();
+  try {
+    const plain = readFileSync(join(fixtures, 'tiny.csv'));
+    writeFileSync(join(dir, 't.csv.gz'), gzipSync(plain));
+    const a = await run(join(fixtures, 'tiny.csv'), 'oracle', 0.5);
+    const b = await run(join(dir, 't.csv.gz'), 'oracle', 0.5);
+    assert.deepEqual(b.r, a.r);
+    const bad: [string, RegExp][] = [
+      ['page,epoch,accesses\n0,1,1\n', /:1: header must be/],
+      ['epoch,page,accesses\n0,1,1\n0,x,1\n', /:3: page must be a non-negative integer/],
+      ['epoch,page,accesses\n0,1,1\n1,1,-2\n', /:3: accesses must be a non-negative integer/],
+      ['epoch,page,accesses\n2,1,1\n1,1,1\n', /:3: epoch 1 after epoch 2/],
+      ['epoch,page,accesses\n0,1\n', /:2: expected 3 fields/],
+      ['', /:1: empty trace/],
+    ];
+    for (const [text, re] of bad) {
+      writeFileSync(join(dir, 'bad.csv'), text);
+      await assert.rejects(scanTrace(join(dir, 'bad.csv')), (e: unknown) => isVmtierError(e, 'INVALID_TRACE') && re.test((e as Error).message), text);
+    }
+    writeFileSync(join(dir, 'corrupt.csv.gz'), gzipSync(plain).subarray(0, 30));
+    await assert.rejects(scanTrace(join(dir, 'corrupt.csv.gz')), (e: unknown) => isVmtierError(e, 'INVALID_TRACE'));
+    await assert.rejects(scanTrace(join(dir, 'missing.csv')), (e: unknown) => isVmtierError(e, 'INVALID_TRACE'));
+    await assert.rejects(scanTrace(join(fixtures, 'tiny.csv'), 12), /page 12 is not below --pages 12/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('memopt: 1:1 pairs only when the hot count exceeds the cold count by 2 or more', async () => {
+  // DRAM 1 page (2 pages, 50%). A (page 0) touched first → DRAM; B (page 1) slow.
+  const dir = tmp();
+  try {
+    const mk = (aEpochs: number[], bEpochs: number[]): string => {
+      const rows: string[] = ['epoch,page,accesses'];
+      for (let e = 0; e < 8; e++) {
+        if (aEpochs.includes(e)) rows.push(`${e},0,1`);
+        if (bEpochs.includes(e)) rows.push(`${e},1,1`);
+      }
+      writeFileSync(join(dir, 'm.csv'), rows.join('\n') + '\n');
+      return join(dir, 'm.csv');
+    };
+    // Round = epochs 0..3 (N=4, interval 1). A count 1, B count 4: gap 3 → swap from epoch 4.
+    let { moves } = await run(mk([0], [0, 1, 2, 3, 4, 5, 6, 7]), 'memopt', 0.5);
+    assert.deepEqual(moves[0], { epoch: 4, promote: [1], demote: [0] });
+    // A count 2, B count 3: gap 1 → no swap.
+    ({ moves } = await run(mk([0, 1], [0, 1, 2]), 'memopt', 0.5));
+    assert.deepEqual(moves, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tpp: a slow page is promoted on its second hint fault (active LRU), the LRU tail is demoted', async () => {
+  const dir = tmp();
+  try {
+    // --pages 100, DRAM 50 pages, reclaim watermark 1 page (2%). Epoch 0: pages 0..49 fill DRAM
+    // (LRU tail = page 0), B = page 50 lands in the slow tier and faults once (now active).
+    // Reclaim restores the watermark by demoting page 0. Epoch 1: B faults again → promoted into
+    // the free page from epoch 2, and reclaim demotes the new tail, page 1.
+    const rows = ['epoch,page,accesses'];
+    for (let p = 0; p < 50; p++) rows.push(`0,${p},1`);
+    for (let e = 0; e < 4; e++) rows.push(`${e},50,10000`);
+    writeFileSync(join(dir, 't.csv'), rows.join('\n') + '\n');
+    const { moves } = await run(join(dir, 't.csv'), 'tpp', 0.5, 100);
+    assert.deepEqual(moves, [
+      { epoch: 1, promote: [], demote: [0] },
+      { epoch: 2, promote: [50], demote: [1] },
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('on generated traces: oracle is a lower bound, static never migrates, every policy respects DRAM', async () => {
+  const dir = tmp();
+  try {
+    for (const kind of ['phase', 'multi']) {
+      const f = join(dir, `${kind}.csv`);
+      await generateTrace(kind, f, { pages: 600, epochs: 120, accesses: 1200, seed: 7, phaseEpochs: 40 });
+      const t = await loadTrace(f);
+      const res = Object.fromEntries(POLICY_NAMES.map((p) => [p, simulateSync(t.meta, t.batches, makePolicy(p), cfg(0.25))]));
+      for (const p of POLICY_NAMES) assert.ok(res.oracle!.slowdown <= res[p]!.slowdown + 1e-12, `${kind}: oracle ${res.oracle!.slowdown} > ${p} ${res[p]!.slowdown}`);
+      assert.equal(res.static!.migratedBytes, 0);
+      assert.ok(res.vmtier!.slowdown < res.static!.slowdown, `${kind}: vmtier should beat static on a shifting workload`);
+      // Streaming and in-memory replays agree.
+      const meta = await scanTrace(f);
+      const streamed = await simulate(meta, readEpochs(f, meta), makePolicy('vmtier'), cfg(0.25));
+      assert.deepEqual(streamed, res.vmtier);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * The independent scorer: reads the trace CSV and the --emit-moves file and recomputes the figures
+ * from the model alone (first touch, moves from their epoch on, latencies, 4096 B per migration).
+ */
+function score(traceCsv: string, movesJsonl: string, o: { dramRatio: number; migrationFree: boolean }) {
+  const lines = traceCsv.trim().split('\n');
+  const hasVm = lines[0]!.startsWith('vm,');
+  const rows = lines.slice(1).map((l) => {
+    const f = l.split(',');
+    return hasVm ? { key: `${f[0]}:${f[2]}`, epoch: +f[1]!, acc: +f[3]! } : { key: f[1]!, epoch: +f[0]!, acc: +f[2]! };
+  });
+  const pages = new Set(rows.map((r) => r.key)).size;
+  const cap = Math.floor(o.dramRatio * pages);
+  const moves = new Map<number, { promote: string[]; demote: string[] }>();
+  const key = (x: number | [string, number]): string => (Array.isArray(x) ? `${x[0]}:${x[1]}` : String(x));
+  for (const l of movesJsonl.split('\n').filter(Boolean)) {
+    const m = JSON.parse(l) as { epoch: number; promote: (number | [string, number])[]; demote: (number | [string, number])[] };
+    moves.set(m.epoch, { promote: m.promote.map(key), demote: m.demote.map(key) });
+  }
+  const tier = new Map<string, 'D' | 'S'>();
+  let dram = 0, cost = 0, acc = 0, hits = 0, migrated = 0;
+  let epoch = -1;
+  const maxEpoch = Math.max(...rows.map((r) => r.epoch));
+  let i = 0;
+  for (epoch = 0; epoch <= maxEpoch; epoch++) {
+    const m = moves.get(epoch);
+    if (m) {
+      for (const p of m.demote) {
+        assert.equal(tier.get(p), 'D');
+        tier.set(p, 'S');
+        dram--;
+        migrated++;
+      }
+      for (const p of m.promote) {
+        if (!tier.has(p)) assert.ok(o.migrationFree, 'only the oracle places untouched pages');
+        else {
+          assert.equal(tier.get(p), 'S');
+          migrated++;
+        }
+        tier.set(p, 'D');
+        dram++;
+      }
+      assert.ok(dram <= cap, `scorer: DRAM exceeded at epoch ${epoch}`);
+    }
+    for (; i < rows.length && rows[i]!.epoch === epoch; i++) {
+      const r = rows[i]!;
+      if (r.acc === 0) continue;
+      if (!tier.has(r.key)) {
+        tier.set(r.key, dram < cap ? 'D' : 'S');
+        if (dram < cap) dram++;
+      }
+      acc += r.acc;
+      if (tier.get(r.key) === 'D') {
+        hits += r.acc;
+        cost += r.acc * 100;
+      } else cost += r.acc * 300;
+    }
+  }
+  if (!o.migrationFree) cost += (migrated * 4096) / 3.3;
+  return { slowdown: cost / (acc * 100), dramHitRatio: hits / acc, migratedBytes: migrated * 4096 };
+}
+
+function vmtierCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('CLI end to end: gen, sim --json keys, and an independent scorer replaying --emit-moves', () => {
+  const dir = tmp();
+  try {
+    for (const kind of ['phase', 'multi']) {
+      const f = join(dir, `${kind}.csv`);
+      const g = vmtierCli(['sim', 'gen', kind, '--out', f, '--pages', '400', '--epochs', '80', '--accesses', '800', '--seed', '5', '--phase-epochs', '30']);
+      assert.equal(g.status, 0, g.stderr);
+      const csv = readFileSync(f, 'utf8');
+      for (const policy of POLICY_NAMES) {
+        const mv = join(dir, `${kind}-${policy}.jsonl`);
+        const s = vmtierCli(['sim', '--trace', f, '--policy', policy, '--dram-ratio', '0.25', '--json', '--emit-moves', mv]);
+        assert.equal(s.status, 0, s.stderr);
+        const out = JSON.parse(s.stdout);
+        assert.deepEqual(Object.keys(out), ['policy', 'epochs', 'pages', 'accesses', 'slowdown', 'dramHitRatio', 'migratedBytes', 'promotions', 'demotions', 'pingPongs']);
+        assert.equal(out.policy, policy);
+        const sc = score(csv, readFileSync(mv, 'utf8'), { dramRatio: 0.25, migrationFree: policy === 'oracle' });
+        assert.ok(Math.abs(sc.slowdown - out.slowdown) < 1e-9, `${kind}/${policy}: scorer slowdown ${sc.slowdown} vs ${out.slowdown}`);
+        assert.ok(Math.abs(sc.dramHitRatio - out.dramHitRatio) < 1e-12, `${kind}/${policy}: hit ratio`);
+        assert.equal(sc.migratedBytes, out.migratedBytes, `${kind}/${policy}: migrated bytes`);
+        if (policy === 'vmtier') assert.ok(out.migratedBytes > 0, `${kind}: vmtier should move something`);
+      }
+    }
+    // The same trace gzipped gives the same result; bad input is a typed error with exit 1.
+    const gz = join(dir, 'p.csv.gz');
+    writeFileSync(gz, gzipSync(readFileSync(join(dir, 'phase.csv'))));
+    const a = vmtierCli(['sim', '--trace', join(dir, 'phase.csv'), '--json']);
+    const b = vmtierCli(['sim', '--trace', gz, '--json']);
+    assert.equal(a.stdout, b.stdout);
+    const bad = vmtierCli(['sim', '--trace', join(fixtures, 'tiny.csv'), '--policy', 'lru']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^INVALID_INPUT: unknown policy "lru"/);
+    writeFileSync(join(dir, 'bad.csv'), 'epoch,page,accesses\n0,1,1\n0,1,x\n');
+    const badTrace = vmtierCli(['sim', '--trace', join(dir, 'bad.csv')]);
+    assert.equal(badTrace.status, 1);
+    assert.match(badTrace.stderr, /^INVALID_TRACE: .*bad\.csv:3: accesses must be a non-negative integer/);
+    const badRatio = vmtierCli(['sim', '--trace', join(fixtures, 'tiny.csv'), '--dram-ratio', '1.5']);
+    assert.equal(badRatio.status, 1);
+    assert.match(badRatio.stderr, /^INVALID_INPUT: --dram-ratio/);
+    const human = vmtierCli(['sim', '--trace', join(fixtures, 'tiny.csv'), '--policy', 'static', '--dram-ratio', '0.5']);
+    assert.equal(human.status, 0);
+    assert.match(human.stdout, /slowdown 1\.6364/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
