@@ -114,7 +114,9 @@ export function classifyBacking(m: MapEntry, id: string, ctx: BackingContext): G
     const ps = kernelPageSizeAt(ctx.smaps(), m.start);
     return ps !== null && ps > 4096 ? result('hugetlbfs', null) : result('memfd', null);
   }
-  if (path === '' || path.startsWith('[')) return result('anonymous', null);
+  // MAP_SHARED|MAP_ANONYMOUS reads "/dev/zero (deleted)", MAP_HUGETLB anonymous "/anon_hugepage (deleted)".
+  if (path === '/anon_hugepage' && deleted) return result('hugetlbfs', null);
+  if (path === '' || path.startsWith('[') || (path === '/dev/zero' && deleted)) return result('anonymous', null);
   const fstype = fsTypeOf(path, ctx.mountinfo());
   if (fstype === 'hugetlbfs') return result('hugetlbfs', path);
   return result('file', path);

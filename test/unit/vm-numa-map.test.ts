@@ -140,6 +140,9 @@ test('backing classification: memfd, hugetlb memfd, file on tmpfs, hugetlbfs fil
   assert.equal(classifyBacking(anon!, 'pc.ram', ctx).kind, 'anonymous');
   assert.deepEqual(classifyBacking(disk!, 'n', ctx), { kind: 'file', path: '/var/lib/libvirt/qemu/ram/1-vm/ram-node0', id: 'n', migratable: true });
   assert.equal(fsTypeOf('/dev/shmx/a', mountinfo), 'ext4');
+  const [zero, anonHuge] = parseMaps('7f7000000000-7f7000400000 rw-s 00000000 00:01 5 /dev/zero (deleted)\n7f8000000000-7f8000400000 rw-s 00000000 00:0f 6 /anon_hugepage (deleted)');
+  assert.equal(classifyBacking(zero!, 'n', ctx).kind, 'anonymous');
+  assert.equal(classifyBacking(anonHuge!, 'n', ctx).kind, 'hugetlbfs');
 });
 
 test('gpa2hva: an answer without an address is MONITOR_ERROR', () => {
