@@ -35,9 +35,14 @@ export function qemuSize(bytes: number): string {
   return String(bytes);
 }
 
-/** Human form for tables: 2147483648 -> "2 GiB", 1.5 GiB -> "1.5 GiB". */
+/** Human form for messages: the largest unit that shows the size exactly in at most two decimals
+ * (1026M -> "1026 MiB", not a rounded "1 GiB"; 1.5G -> "1.5 GiB"), else two decimals. */
 export function humanSize(bytes: number): string {
-  for (const [suffix, unit] of [['TiB', UNITS.T], ['GiB', UNITS.G], ['MiB', UNITS.M], ['KiB', UNITS.K]] as const) {
+  const units = [['TiB', UNITS.T], ['GiB', UNITS.G], ['MiB', UNITS.M], ['KiB', UNITS.K]] as const;
+  for (const [suffix, unit] of units) {
+    if (bytes >= unit && Number.isInteger((bytes * 100) / unit)) return `${bytes / unit} ${suffix}`;
+  }
+  for (const [suffix, unit] of units) {
     if (bytes >= unit) return `${Number((bytes / unit).toFixed(2))} ${suffix}`;
   }
   return `${bytes} B`;
