@@ -221,7 +221,8 @@ test('libvirt: the rendered domain is defined, starts, and dumpxml keeps the top
     tiers: [
       { name: 'pmem', kind: 'pmem', size: '32M', backend: { type: 'memfd', share: true }, distance: 28, hmat: { latencyNs: 300, bandwidth: '5G' },
         nvdimm: { size: '66M', backend: { type: 'file', path: '${dir}/pmem.img', align: '2M' } } },
-      { name: 'cxl', kind: 'cxl', size: '96M', backend: { type: 'memfd', share: true, hostNodes: [0] }, distance: 20, hmat: { latencyNs: 170, bandwidth: '10G' } },
+      { name: 'cxl', kind: 'cxl', size: '96M', backend: { type: 'memfd', share: true, hostNodes: [0] }, distance: 20,
+        hmat: { latencyNs: 170, bandwidth: '10G', cache: { size: '8M', level: 1, associativity: 'direct', policy: 'write-back', line: 64 } } },
     ],
   });
   const layout = resolveProfile(spec, { vars: { dir: work } });
@@ -251,6 +252,7 @@ test('libvirt: the rendered domain is defined, starts, and dumpxml keeps the top
   const ic = d.cpu.numa.interconnects;
   assert.deepEqual(ic.latency.map((x: Record<string, string>) => [Number(x.target), Number(x.value)]), layout.nodes.map((n) => [n.node, n.hmat!.latencyNs]));
   assert.deepEqual(ic.bandwidth.map((x: Record<string, string>) => [Number(x.target), Number(x.value) * 1024]), layout.nodes.map((n) => [n.node, n.hmat!.bandwidthBytesPerSec]));
+  assert.deepEqual([cells[2].cache?.level, cells[2].cache?.associativity, cells[2].cache?.policy, Number(cells[2].cache?.size?.value) * 1024], ['1', 'direct', 'writeback', 8 * MiB]);
   assert.deepEqual(d.numatune.memnode.map((m: Record<string, string>) => [m.cellid, m.mode, m.nodeset]), [['0', 'strict', '0'], ['2', 'strict', '0']]);
   assert.equal(d.memoryBacking.source.type, 'memfd');
   const nv = (d.devices.memory as Array<Record<string, any>>).filter((m) => m.model === 'nvdimm');
