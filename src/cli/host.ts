@@ -1,7 +1,6 @@
 /** `vmtier host [--json]`: the host's NUMA nodes, memory tiers, dax devices and kernel tiering state. */
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
-import { readHostTopology, type HostTopology } from '../host/topology.js';
+import type { HostTopology } from '../host/topology.js';
 
 function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
@@ -44,7 +43,9 @@ export function registerHost(program: Command): void {
     .option('--config <file>', 'YAML config file (tier overrides)')
     .option('--sys-root <dir>', 'sysfs root (for fixtures)', '/sys')
     .option('--proc-root <dir>', 'procfs root (for fixtures)', '/proc')
-    .action((opts: { json?: boolean; config?: string; sysRoot: string; procRoot: string }) => {
+    .action(async (opts: { json?: boolean; config?: string; sysRoot: string; procRoot: string }) => {
+      // Loaded on use: every command's module is imported whenever any command runs.
+      const [{ loadConfig }, { readHostTopology }] = await Promise.all([import('../config.js'), import('../host/topology.js')]);
       const cfg = loadConfig({ config: opts.config });
       const t = readHostTopology({ sysRoot: opts.sysRoot, procRoot: opts.procRoot, tierOverrides: cfg.tierOverrides });
       process.stdout.write(opts.json ? `${JSON.stringify(t)}\n` : `${formatHost(t)}\n`);

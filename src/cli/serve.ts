@@ -1,112 +1,13 @@
 /**
- * `vmtier serve`: the REST API on real libvirtd + SQLite. Records the VMs it sees, applies
- * history retention hourly, and shuts down cleanly on SIGINT/SIGTERM.
+ * `vmtier serve`: the REST API on real libvirtd + SQLite (src/api/service.ts), until
+ * SIGINT/SIGTERM. The service is imported when the command runs, so other commands do not
+ * pay for loading fastify, SQLite and libvirt.
  */
 import type { Command } from 'commander';
-import type { Logger } from 'pino';
-import { buildApi } from '../api/server.js';
-import type { AnyFastify } from '../api/context.js';
-import { isLoopback, loadConfig, type ConfigFlags, type VmtierConfig } from '../config.js';
-import { Engine } from '../daemon/engine.js';
-import { engineSettings, type EngineFlags, type EngineSettings } from '../daemon/options.js';
-import { VmtierError } from '../errors.js';
-import { readHostTopology } from '../host/topology.js';
-import { createLogger } from '../log.js';
-import { recordSightings } from '../store/sightings.js';
-import { Store } from '../store/store.js';
-import type { VmInventory } from '../vm/inventory.js';
-import { createLibvirtInventory } from '../vm/libvirt-inventory.js';
+import type { ConfigFlags } from '../config.js';
+import type { EngineFlags } from '../daemon/options.js';
 
-const RETENTION_PERIOD_MS = 3600_000;
-
-export interface Service {
-  app: AnyFastify;
-  store: Store;
-  inventory: VmInventory;
-  /** The tiering engine (null with --no-engine). */
-  engine: Engine | null;
-  /** http://host:port actually bound (port 0 in the config picks a free one). */
-  url: string;
-  close(): Promise<void>;
-}
-
-/** Starts the service; throws CONFIG_ERROR before opening anything when the config is unsafe. */
-export async function startService(cfg: VmtierConfig, logger: Logger, engineCfg: EngineSettings = engineSettings({}, {})): Promise<Service> {
-  if (!cfg.token && !isLoopback(cfg.listen.host)) {
-    throw new VmtierError('CONFIG_ERROR', `refusing to listen on ${cfg.listen.host} without a token: set VMTIER_TOKEN (or --token / token: in the config)`);
-  }
-  const store = Store.open(cfg.db);
-  const inventory = createLibvirtInventory({ uri: cfg.uri, logger: logger.child({ component: 'libvirt' }) });
-  const sightings = recordSightings(inventory, store, { logger: logger.child({ component: 'sightings' }) });
-  const retain = () => {
-    try {
-      const r = store.applyRetention(Date.now(), cfg.retention);
-      logger.debug({ retention: r }, 'retention applied');
-    } catch (err) {
-      logger.error({ err }, 'retention failed');
-    }
-  };
-  retain();
-  const retentionTimer = setInterval(retain, RETENTION_PERIOD_MS);
-  retentionTimer.unref();
-
-  let app: AnyFastify;
-  try {
-    app = await buildApi({
-      inventory,
-      store,
-      token: cfg.token,
-      logger,
-      readHost: () => readHostTopology({ tierOverrides: cfg.tierOverrides }),
-    });
-    await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
-  } catch (e) {
-    clearInterval(retentionTimer);
-    sightings.stop();
-    await inventory.close();
-    store.close();
-    if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' || (e as NodeJS.ErrnoException).code === 'EACCES' || (e as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') {
-      throw new VmtierError('CONFIG_ERROR', `cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${(e as Error).message}`);
-    }
-    throw e;
-  }
-  let engine: Engine | null = null;
-  if (engineCfg.enabled) {
-    engine = new Engine({
-      ...engineCfg.options,
-      inventory,
-      store,
-      logger,
-      registry: app.vmtier.metrics,
-      readHost: () => readHostTopology({ tierOverrides: cfg.tierOverrides }),
-    });
-    app.vmtier.engine = engine;
-    await engine.start();
-  }
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
-  const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
-  const url = `http://${host}:${port}`;
-  let closing: Promise<void> | null = null;
-  return {
-    app,
-    store,
-    inventory,
-    engine,
-    url,
-    close() {
-      closing ??= (async () => {
-        clearInterval(retentionTimer);
-        await engine?.stop(); // ends every VM loop, mid-scan or mid-move
-        sightings.stop();
-        await app.close(); // waits for requests in flight
-        await inventory.close();
-        store.close();
-      })();
-      return closing;
-    },
-  };
-}
+export type { Service } from '../api/service.js';
 
 export function registerServe(program: Command): void {
   program
@@ -127,6 +28,12 @@ export function registerServe(program: Command): void {
     .option('--dram-watermark-mb <MB>', 'promotion pauses below this much free DRAM (default 256; env: VMTIER_DRAM_WATERMARK_MB)')
     .option('--resync-ms <ms>', 'period of the full domain listing (default 5000; env: VMTIER_RESYNC_MS)')
     .action(async (flags: ConfigFlags & EngineFlags) => {
+      const [{ loadConfig }, { engineSettings }, { createLogger }, { startService }] = await Promise.all([
+        import('../config.js'),
+        import('../daemon/options.js'),
+        import('../log.js'),
+        import('../api/service.js'),
+      ]);
       const cfg = loadConfig(flags);
       const engineCfg = engineSettings(flags);
       const logger = createLogger();
@@ -137,7 +44,7 @@ export function registerServe(program: Command): void {
           logger.info({ signal }, 'shutting down');
           process.off('SIGINT', onInt);
           process.off('SIGTERM', onTerm);
-          svc.close().then(resolve, (err) => {
+          svc.close().then(resolve, (err: unknown) => {
             logger.error({ err }, 'shutdown failed');
             process.exitCode = 1;
             resolve();

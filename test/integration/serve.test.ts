@@ -28,7 +28,8 @@ interface Served {
 
 /** Starts `vmtier serve` on a free loopback port and waits for its "vmtier serving" line. */
 async function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--listen', '127.0.0.1:0', ...args], {
+  // API only: the tiering engine would act on every domain of this shared machine; it has its own tests.
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--no-engine', '--listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
