@@ -17,8 +17,8 @@ export interface MoveOutcome {
   moved: number;
   byClass: Record<MoveStatusClass, number>;
   /**
-   * Count per raw result: "node:N", or the errno name, or "unmoved"/"ENOMEM" for pages the kernel
-   * gave no status for. Raw: an EBUSY page found on the target node afterwards counts as moved.
+   * Count per raw result: "node:N", or the errno name, or "nostatus"/"ENOMEM" for pages the kernel
+   * gave no status for. Raw: such a page found on the target node afterwards counts as moved.
    */
   byStatus: Record<string, number>;
   /** First failures (address + errno name), at most `maxFailures`. */
@@ -80,7 +80,7 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
     // pages pinned: no status for the batch at all), or ENOMEM for the whole call once the
     // target node is full (while earlier pages of the batch did move).
-    let unreported: { cls: MoveStatusClass; key: string } = { cls: 'busy', key: 'unmoved' };
+    let unreported: { cls: MoveStatusClass; key: string } = { cls: 'busy', key: 'nostatus' };
     try {
       status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
     } catch (e) {
