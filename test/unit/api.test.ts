@@ -70,6 +70,19 @@ test('auth: /v1 needs the bearer token; /healthz and /metrics do not', async (t)
   assert.equal((await app.inject({ url: '/metrics' })).statusCode, 200);
 });
 
+test('auth covers every /v1 route, including route plugins from src/api/routes/index.ts', async (t) => {
+  const { app } = await setup(t);
+  const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
+  const routes = Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))
+    .flatMap(([p, ops]) => Object.keys(ops).map((m) => [m.toUpperCase(), p.replace('{uuid}', A)] as const));
+  assert.ok(routes.length >= 8, `found ${routes.length} /v1 routes`);
+  for (const [method, url] of routes) {
+    const r = await app.inject({ method: method as 'GET', url, ...(method === 'GET' ? {} : { payload: {} }) });
+    assert.equal(r.statusCode, 401, `${method} ${url}`);
+    assert.equal(r.json().error.code, 'UNAUTHORIZED', `${method} ${url}`);
+  }
+});
+
 test('without a token (loopback only) /v1 is open', async (t) => {
   const { app } = await setup(t, null);
   assert.equal((await app.inject({ url: '/v1/vms' })).statusCode, 200);
