@@ -277,3 +277,27 @@ test('DamonSysfs.readTriedRegions sorts regions and reports nr_accesses and age'
     done();
   }
 });
+
+test('track() again replaces the tracked set on the same kdamond', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.setPresent(TARGET, BASE, BASE + 4 * MiB);
+    k.accessModel = (r) => (r.start - BASE >= 2 * MiB ? 1 : 0);
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    const first = Number(k.get('kdamonds/0/pid'));
+    await t.track(TARGET, [{ start: BASE + 2 * MiB, end: BASE + 4 * MiB }]);
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/0/state'), 'on');
+    assert.notEqual(Number(k.get('kdamonds/0/pid')), first, 'restarted with the new regions');
+    assert.equal(Number(k.get('kdamonds/0/contexts/0/targets/0/regions/0/start')), BASE + 2 * MiB);
+    const r = await t.scan({ scans: 2, intervalMs: 10 });
+    assert.equal(r.ranges.length, 1);
+    assert.equal(r.ranges[0]!.start, BASE + 2 * MiB);
+    assert.ok(r.ranges[0]!.counts.every((c) => c === 2));
+    await t.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+  } finally {
+    done();
+  }
+});
