@@ -6,19 +6,19 @@ import { Command, CommanderError } from 'commander';
 import { isVmtierError } from './errors.js';
 import { registerCommands } from './cli/index.js';
 
-export function buildProgram(): Command {
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('vmtier')
     .description('Memory tiering for KVM virtual machines: hot pages in DRAM, cold pages in the slow tier')
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  registerCommands(program);
+  await registerCommands(program, argv);
   return program;
 }
 
 async function main(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv)).parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
       process.exitCode = e.exitCode;
