@@ -32,7 +32,7 @@ export function prepare({ host = true } = {}) {
     run('npm', ['ci', '--no-audit', '--no-fund']);
   }
   const stamp = join(root, 'dist', 'src', 'cli.js');
-  const srcT = Math.max(newestMtime(join(root, 'src')), newestMtime(join(root, 'test')), newestMtime(join(root, 'bench')));
+  const srcT = Math.max(newestMtime(join(root, 'src')), newestMtime(join(root, 'test')), newestMtime(join(root, 'bench')), newestMtime(join(root, 'lab')));
   if (!existsSync(stamp) || statSync(stamp).mtimeMs < srcT || process.env.CI) {
     console.error('prepare: building');
     run('npm', ['run', 'build', '--silent']);
