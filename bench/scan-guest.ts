@@ -1,21 +1,26 @@
 /**
  * The part of bench:scan that runs INSIDE the lab guest (bench/scan.ts boots the lab and runs
- * this): for one workload footprint, the CPU time of a kmod read-and-clear pass against the
- * kernel's own clear_refs walk (`echo 1 > /proc/PID/clear_refs`) over the same process, plus
- * the share of the kmod pass spent decoding in TypeScript and the cost of the TLB flush.
+ * this): for one workload footprint, the CPU time of one kmod read-and-clear pass over it
+ * (the read(2) calls on /dev/vmtier_idle, i.e. the module's walk) against the kernel's own
+ * clear_refs walk (`echo 1 > /proc/PID/clear_refs`) over the same process, and the CPU time
+ * of decoding that pass's stream in TypeScript (into per-page counts, as KmodTracker does).
  * Prints one JSON line.
  *
  *   node dist/bench/scan-guest.js <workload binary> <MiB> <on|off> <repeats>
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { KmodTracker } from '../src/scan/kmod.js';
+import { IOC_SET_LIMIT, IOC_SET_TARGET } from '../src/scan/kmod.js';
+import { decodeKmodStream, PageState } from '../src/scan/kmod-stream.js';
+import { ioctlBuffer } from '../src/sys/ioctl.js';
 
 const [workload, mibArg, thpArg, repArg] = process.argv.slice(2);
 const mib = Number(mibArg);
-const repeats = Number(repArg ?? 5);
+const repeats = Number(repArg ?? 7);
 const gib = mib / 1024;
+const F_CLEAR = 1;
+const F_NOFLUSH = 2;
 
 function cpuMs(): number {
   const u = process.cpuUsage();
@@ -27,49 +32,91 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-// --rate 0: the whole footprint is touched once, then left alone; every pass below walks the
-// same populated page tables with the A bits already clear (a scanner's steady state).
-const child = spawn(workload!, ['--size', `${mib}m`, '--hot', `${mib}m`, '--rate', '0', '--thp', thpArg!], { stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(workload!, [String(mib), thpArg === 'on' ? 'idle-thp' : 'idle'], { stdio: ['ignore', 'pipe', 'pipe'] });
+const touched: Array<() => void> = [];
+createInterface({ input: child.stderr! }).on('line', (l) => { if (l === 'touched') touched.shift()?.(); });
 const first = await new Promise<string>((resolve, reject) => {
   createInterface({ input: child.stdout! }).once('line', resolve);
-  child.once('exit', (c) => reject(new Error(`workload exited ${c}`)));
+  child.once('exit', (c) => reject(new Error(`kmod-target exited ${c}`)));
 });
 const layout = JSON.parse(first) as { pid: number; base: string; bytes: number };
 const pid = layout.pid;
-const range = { start: parseInt(layout.base, 16), end: parseInt(layout.base, 16) + layout.bytes };
+const start = parseInt(layout.base, 16);
+const end = start + layout.bytes;
+const pages = layout.bytes / 4096;
 
-async function kmodRun(flush: boolean): Promise<{ cpuMsPerPass: number; decodeShare: number; kernelMsPerPass: number; hugeShare: number }> {
-  const t = new KmodTracker({ flush });
+/** Has the target write every page again (all A bits set) before the next measured pass. */
+function touchAll(): Promise<void> {
+  return new Promise((resolve) => {
+    touched.push(resolve);
+    child.kill('SIGHUP');
+  });
+}
+
+/** One pass: the stream chunks (kept, so decoding can be timed apart) and the read CPU time. */
+function readPass(fd: number): { chunks: { buf: Buffer; at: number }[]; cpu: number } {
+  const chunks: { buf: Buffer; at: number }[] = [];
+  let off = start;
+  const c0 = cpuMs();
+  while (off < end) {
+    const buf = Buffer.alloc(64 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, off);
+    chunks.push({ buf: buf.subarray(0, n), at: off });
+    // The end mark (the last 8 bytes) is where the next read starts.
+    off = Number(buf.readBigUInt64BE(n - 8));
+  }
+  return { chunks, cpu: cpuMs() - c0 };
+}
+
+function decodePass(chunks: { buf: Buffer; at: number }[], counts: Uint8Array, present: Uint8Array, shift: Uint8Array): number {
+  const c0 = cpuMs();
+  present.fill(0);
+  for (const { buf, at } of chunks) {
+    decodeKmodStream(buf, at, end, (s, e, state, sh) => {
+      if (state === PageState.NotPresent) return;
+      const i0 = (s - start) / 4096;
+      const i1 = (e - start) / 4096;
+      present.fill(1, i0, i1);
+      shift.fill(sh, i0, i1);
+      if (state === PageState.Accessed) for (let i = i0; i < i1; i++) counts[i]!++;
+    });
+  }
+  return cpuMs() - c0;
+}
+
+async function kmodRun(flags: number, accessed: boolean): Promise<{ readMs: number; decodeMs: number; huge: number }> {
+  const fd = openSync('/dev/vmtier_idle', 'r');
   try {
-    await t.track(pid, [range]);
-    await t.scan({ scans: 1, intervalMs: 0 }); // warm-up: JIT, and every A bit cleared
-    const cpu: number[] = [];
-    const share: number[] = [];
-    const kern: number[] = [];
-    let huge = 0;
-    let walk0 = t.lastRoundStats()!.kernelWalkNs;
+    const t = Buffer.alloc(24);
+    t.writeInt32LE(pid, 0);
+    t.writeUInt32LE(flags | 8 /* F_PROCESS */, 4);
+    ioctlBuffer(fd, IOC_SET_TARGET, t, 'SET_TARGET');
+    const l = Buffer.alloc(8);
+    l.writeBigUInt64LE(BigInt(end));
+    ioctlBuffer(fd, IOC_SET_LIMIT, l, 'SET_LIMIT');
+    const counts = new Uint8Array(pages);
+    const present = new Uint8Array(pages);
+    const shift = new Uint8Array(pages);
+    decodePass(readPass(fd).chunks, counts, present, shift); // warm-up: JIT, and every A bit cleared
+    const reads: number[] = [];
+    const decodes: number[] = [];
     for (let i = 0; i < repeats; i++) {
-      const c0 = cpuMs();
-      const res = await t.scan({ scans: 1, intervalMs: 0 }); // 2 passes: the clearing pass and scan 1
-      const c1 = cpuMs();
-      const st = t.lastRoundStats()!;
-      cpu.push((c1 - c0) / 2);
-      share.push(st.decodeMs / (st.decodeMs + st.readMs));
-      kern.push((st.kernelWalkNs - walk0) / 2 / 1e6);
-      walk0 = st.kernelWalkNs;
-      const r = res.ranges[0]!;
-      huge = r.pageShift.filter((s) => s === 21).length / r.pageShift.length;
+      if (accessed) await touchAll();
+      const p = readPass(fd);
+      reads.push(p.cpu);
+      decodes.push(decodePass(p.chunks, counts, present, shift));
     }
-    return { cpuMsPerPass: median(cpu), decodeShare: median(share), kernelMsPerPass: median(kern), hugeShare: huge };
+    return { readMs: median(reads), decodeMs: median(decodes), huge: shift.filter((s) => s === 21).length / pages };
   } finally {
-    await t.close();
+    closeSync(fd);
   }
 }
 
-function clearRefsRun(): number {
+async function clearRefsRun(accessed: boolean): Promise<number> {
   const cpu: number[] = [];
   writeFileSync(`/proc/${pid}/clear_refs`, '1'); // warm-up
   for (let i = 0; i < repeats; i++) {
+    if (accessed) await touchAll();
     const c0 = cpuMs();
     writeFileSync(`/proc/${pid}/clear_refs`, '1');
     cpu.push(cpuMs() - c0);
@@ -78,18 +125,22 @@ function clearRefsRun(): number {
 }
 
 try {
-  const kmod = await kmodRun(true);
-  const noflush = await kmodRun(false);
-  const clearRefs = clearRefsRun();
-  process.stdout.write(`${JSON.stringify({
-    mib, thp: thpArg === 'on', repeats, hugeShare: kmod.hugeShare,
-    kmodCpuMsPerGiB: kmod.cpuMsPerPass / gib,
-    kmodKernelMsPerGiB: kmod.kernelMsPerPass / gib,
-    kmodNoFlushCpuMsPerGiB: noflush.cpuMsPerPass / gib,
-    clearRefsCpuMsPerGiB: clearRefs / gib,
-    ratioKmodToClearRefs: kmod.cpuMsPerPass / clearRefs,
-    decodeShare: kmod.decodeShare,
-  })}\n`);
+  const out: Record<string, unknown> = { mib, thp: thpArg === 'on', repeats };
+  for (const accessed of [true, false]) {
+    const kmod = await kmodRun(F_CLEAR, accessed);
+    const noflush = await kmodRun(F_CLEAR | F_NOFLUSH, accessed);
+    const clearRefs = await clearRefsRun(accessed);
+    out[accessed ? 'accessed' : 'idle'] = {
+      hugeShare: kmod.huge,
+      kmodReadCpuMsPerGiB: kmod.readMs / gib,
+      kmodNoFlushReadCpuMsPerGiB: noflush.readMs / gib,
+      decodeCpuMsPerGiB: kmod.decodeMs / gib,
+      clearRefsCpuMsPerGiB: clearRefs / gib,
+      ratioKmodToClearRefs: kmod.readMs / clearRefs,
+      decodeShare: kmod.decodeMs / (kmod.decodeMs + kmod.readMs),
+    };
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   child.kill('SIGKILL');
 }

@@ -191,6 +191,20 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
   }
 }
 
+/** `vmtier scan --tracker kmod --json` (the CLI over this tracker) on the workload's footprint. */
+async function caseCli(workload: string): Promise<unknown> {
+  const t = await startTarget([workload, '--size', '32m', '--hot', '4m', '--layout', 'contiguous', '--thp', 'off', '--rate', '10']);
+  try {
+    const base = hexNum(t.first.base);
+    const range = `0x${base.toString(16)}-0x${(base + Number(t.first.bytes)).toString(16)}`;
+    const r = spawnSync(process.execPath, ['bin/vmtier.js', 'scan', '--pid', String(t.child.pid), '--tracker', 'kmod', '--scans', '3',
+      '--interval-ms', '1000', '--range', range, '--json'], { encoding: 'utf8' });
+    return { status: r.status, stderr: r.stderr.slice(-2000), json: r.status === 0 ? JSON.parse(r.stdout) as unknown : null, hot: t.first.hot };
+  } finally {
+    t.child.kill('SIGKILL');
+  }
+}
+
 const [what, ...rest] = process.argv.slice(2);
 let result: unknown;
 try {
@@ -214,6 +228,9 @@ try {
       break;
     case 'kvm':
       result = await caseKvm(rest[0]!, Number(rest[1] ?? 4), Number(rest[2] ?? 1000), rest[3] === 'thp');
+      break;
+    case 'cli':
+      result = await caseCli(rest[0]!);
       break;
     case 'abi':
       result = await caseAbi(rest[0]!);

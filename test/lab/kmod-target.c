@@ -2,9 +2,11 @@
 /*
  * A target for the kmod lab tests that changes its own page tables while it is scanned:
  *   kmod-target <MiB> idle    touch every page once (4 KiB pages), then wait
+ *   kmod-target <MiB> idle-thp  the same with THPs (MADV_HUGEPAGE before the first touch)
  *   kmod-target <MiB> churn   loop over 2 MiB chunks: MADV_DONTNEED, touch, MADV_COLLAPSE,
  *                             and every 8th chunk a MAP_FIXED remap (page tables come and go)
- * SIGUSR1 munmaps the second half; SIGUSR2 collapses the whole mapping into THPs.
+ * SIGUSR1 munmaps the second half; SIGUSR2 collapses the whole mapping into THPs; SIGHUP
+ * touches every page again and then prints "touched" on stderr (bench:scan sets A bits so).
  * Prints {"pid":..,"base":"0x..","bytes":..} first. Runs until killed.
  */
 #define _GNU_SOURCE
@@ -21,10 +23,11 @@
 #endif
 #define HUGE (2UL << 20)
 
-static volatile sig_atomic_t do_unmap, do_collapse;
+static volatile sig_atomic_t do_unmap, do_collapse, do_touch;
 
 static void on_usr1(int s) { (void)s; do_unmap = 1; }
 static void on_usr2(int s) { (void)s; do_collapse = 1; }
+static void on_hup(int s) { (void)s; do_touch = 1; }
 
 static void touch(char *p, size_t len)
 {
@@ -38,14 +41,16 @@ int main(int argc, char **argv)
 		return 2;
 	size_t bytes = strtoul(argv[1], 0, 0) << 20;
 	int churn = !strcmp(argv[2], "churn");
+	int thp = !strcmp(argv[2], "idle-thp");
 	char *raw = mmap(0, bytes + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED)
 		return 1;
 	char *mem = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
-	madvise(mem, bytes, MADV_NOHUGEPAGE);
+	madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	touch(mem, bytes);
 	signal(SIGUSR1, on_usr1);
 	signal(SIGUSR2, on_usr2);
+	signal(SIGHUP, on_hup);
 	printf("{\"pid\":%d,\"base\":\"0x%lx\",\"bytes\":%zu}\n", getpid(), (unsigned long)mem, bytes);
 	fflush(stdout);
 	for (size_t round = 0;; round++) {
@@ -61,6 +66,11 @@ int main(int argc, char **argv)
 				perror("MADV_COLLAPSE");
 			else
 				fprintf(stderr, "collapsed\n");
+		}
+		if (do_touch) {
+			do_touch = 0;
+			touch(mem, bytes);
+			fprintf(stderr, "touched\n");
 		}
 		if (!churn) {
 			usleep(20000);

@@ -114,6 +114,17 @@ describe('kmod in the lab (Debian 6.12)', { timeout: 1_800_000 }, () => {
     await assertCleanDmesg();
   });
 
+  test('`vmtier scan --tracker kmod --json` reports the hot set as the one run with count 3', async () => {
+    const r = await guest('cli', workload);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.json.tracker, 'kmod');
+    assert.equal(r.json.scans, 3);
+    const hot = r.hot as Array<{ start: string; end: string }>;
+    const full = (r.json.ranges as Array<{ start: string; end: string; count: number }>).filter((x) => x.count === 3);
+    assert.deepEqual(full.map((x) => [x.start, x.end]), hot.map((h) => [h.start, h.end]));
+    await assertCleanDmesg();
+  });
+
   test('ABI guards: CAP_SYS_ADMIN to open, kernel threads refused, missing pid ESRCH, no VM for --target kvm', async () => {
     const r = await guest('abi', target);
     assert.equal(r.kthread.errno, 22);
