@@ -3,7 +3,7 @@
 // DamonTracker over the guest kernel's DAMON sysfs, and prints one JSON line with what it
 // observed. The host test asserts on that line; this file decides nothing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DamonTracker } from '../../src/scan/damon.js';
@@ -206,10 +206,17 @@ async function caseCli(workload: string, bin: string): Promise<unknown> {
     const l = layout(t);
     const r = spawnSync(process.execPath, [bin, 'scan', '--pid', String(t.child.pid), '--tracker', 'damon', '--scans', '4',
       '--interval-ms', '200', '--json', '--run-dir', runDir], { encoding: 'utf8', timeout: 240_000 });
+    const range = `0x${l.base.toString(16)}-0x${(l.base + l.bytes).toString(16)}`;
     const rr = spawnSync(process.execPath, [bin, 'scan', '--pid', String(t.child.pid), '--tracker', 'damon', '--scans', '3',
-      '--interval-ms', '200', '--range', `0x${l.base.toString(16)}-0x${(l.base + l.bytes).toString(16)}`, '--json', '--run-dir', runDir],
+      '--interval-ms', '200', '--range', range, '--json', '--run-dir', runDir],
     { encoding: 'utf8', timeout: 240_000 });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr, ranged: { status: rr.status, stdout: rr.stdout, stderr: rr.stderr }, layout: { base: l.base, bytes: l.bytes, hot: l.hot }, after: sysfsState(), stateFiles: readdirSync(runDir) };
+    // --record: what DAMON saw becomes a trace (replayed on the host by the test).
+    const rec = join(runDir, 'rec.csv');
+    const rc = spawnSync(process.execPath, [bin, 'scan', '--pid', String(t.child.pid), '--tracker', 'damon', '--scans', '3',
+      '--interval-ms', '200', '--range', range, '--json', '--run-dir', runDir, '--record', rec], { encoding: 'utf8', timeout: 240_000 });
+    const recorded = { status: rc.status, stdout: rc.stdout, stderr: rc.stderr, trace: existsSync(rec) ? readFileSync(rec, 'utf8') : '' };
+    rmSync(rec, { force: true });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, ranged: { status: rr.status, stdout: rr.stdout, stderr: rr.stderr }, recorded, range, layout: { base: l.base, bytes: l.bytes, hot: l.hot }, after: sysfsState(), stateFiles: readdirSync(runDir) };
   } finally {
     t.child.kill('SIGKILL');
   }

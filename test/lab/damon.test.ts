@@ -5,7 +5,12 @@
 // prints what it saw; the assertions are here. Every case ends with the guest's dmesg checked.
 import { before, after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LabSession, ensureWorkload } from '../../lab/index.js';
+import { repoRoot } from '../../lab/paths.js';
 
 const BAD_DMESG = /WARNING:|BUG:|Oops|general protection|Call Trace|RIP:|refcount_t:|list_(add|del) corruption|sleeping function called|soft lockup|rcu_\w+ (self-)?detected stall|hung_task|UBSAN|KASAN/;
 
@@ -130,6 +135,23 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
       { start: `0x${hot[0].start.toString(16)}`, end: `0x${hot[0].end.toString(16)}`, count: ranged.scans },
       { start: `0x${hot[0].end.toString(16)}`, end: `0x${(base + bytes).toString(16)}`, count: 0 },
     ]);
+    // --record turned what DAMON saw into a trace; replaying it over the same range reproduces the output.
+    assert.equal(r.recorded.status, 0, r.recorded.stderr);
+    const dir = mkdtempSync(join(tmpdir(), 'vmtier-damon-rec-'));
+    try {
+      const trace = join(dir, 'rec.csv');
+      writeFileSync(trace, r.recorded.trace);
+      const rp = spawnSync(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'scan', '--tracker', 'replay', '--trace', trace,
+        '--range', r.range, '--scans', '3', '--json'], { encoding: 'utf8' });
+      assert.equal(rp.status, 0, rp.stderr);
+      const replayed = JSON.parse(rp.stdout);
+      const recorded = JSON.parse(r.recorded.stdout);
+      assert.equal(recorded.tracker, 'damon');
+      assert.deepEqual(replayed.ranges, recorded.ranges);
+      assert.ok(recorded.ranges.some((x: { count: number }) => x.count > 0), 'the recording saw the hot set');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     assertNoKdamondLeft(r.after, 'after the CLI');
     assert.deepEqual(r.stateFiles, []);
     await assertCleanDmesg();
