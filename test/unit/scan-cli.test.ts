@@ -58,6 +58,22 @@ test('--record writes what the tracker saw as a trace that replays to the same o
   }
 });
 
+test('long scans report progress on stderr, the JSON stays alone on stdout', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmtier-scan-prog-'));
+  try {
+    const trace = join(dir, 't.csv');
+    writeFileSync(trace, TRACE);
+    // 2 scans x 1500 ms is a long scan by the CLI's measure; replay does not sleep.
+    const r = vmtier(['--tracker', 'replay', '--trace', trace, '--scans', '2', '--interval-ms', '1500', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /scan 1\/2\n/);
+    assert.match(r.stderr, /scan 2\/2\n/);
+    assert.equal(JSON.parse(r.stdout).scans, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad input is a typed error on stderr with exit 1 and nothing on stdout', () => {
   const cases: [string[], RegExp][] = [
     [['--tracker', 'replay', '--trace', '/nonexistent.csv', '--json'], /^NOT_FOUND: /],

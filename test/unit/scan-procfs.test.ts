@@ -1,0 +1,61 @@
+// What trackers read from /proc: mappings (default tracking set) and page presence, on
+// captured maps text and on a real process of this machine (the lab workload, built here).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { defaultRanges, parseMaps, processAlive, readMaps, readPresence } from '../../src/scan/procfs.js';
+import { ensureWorkload } from '../../lab/build.js';
+import { KernelError } from '../../src/errors.js';
+
+const MAPS = `55d0c0a00000-55d0c0a02000 r--p 00000000 08:01 1234 /usr/bin/qemu-system-x86_64
+55d0c0c00000-55d0c0c10000 rw-p 00200000 08:01 1234 /usr/bin/qemu-system-x86_64
+55d0c0c10000-55d0c0c30000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0040000000 rw-s 00000000 00:01 77 /memfd:memory-backend-memfd (deleted)
+7f0040000000-7f0040001000 ---p 00000000 00:00 0
+7f0040001000-7f0040801000 rw-p 00000000 00:00 0
+7f0050000000-7f0050100000 rw-s 00000000 08:01 999 /var/lib/data.bin
+7f0060000000-7f0060002000 r--p 00000000 00:00 0 [vvar]
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+`;
+
+test('defaultRanges: writable private and anonymous-shared (memfd) mappings, touching ones merged', () => {
+  const maps = parseMaps(MAPS);
+  assert.equal(maps.length, 9);
+  assert.equal(maps[3]!.path, '/memfd:memory-backend-memfd (deleted)');
+  assert.deepEqual(defaultRanges(maps), [
+    { start: 0x55d0c0c00000, end: 0x55d0c0c30000 },
+    { start: 0x7f0000000000, end: 0x7f0040000000 },
+    { start: 0x7f0040001000, end: 0x7f0040801000 },
+    { start: 0x7ffc00000000, end: 0x7ffc00021000 },
+  ]);
+});
+
+test('readPresence and readMaps on a real process; a gone pid is ESRCH', async () => {
+  const child = spawn(ensureWorkload(), ['--size', '8m', '--hot', '1m', '--rate', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const first = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once('line', resolve);
+      child.once('exit', (c) => reject(new Error(`workload exited ${c}`)));
+    });
+    const layout = JSON.parse(first) as { base: string; bytes: number };
+    const base = parseInt(layout.base, 16);
+    const pid = child.pid!;
+    // The workload touched every page of its footprint: all present.
+    const p = readPresence(pid, { start: base, end: base + layout.bytes });
+    assert.equal(p.length, layout.bytes / 4096);
+    assert.equal(p.reduce((a, b) => a + b, 0), p.length);
+    // The footprint is inside the default tracking set.
+    const ranges = defaultRanges(readMaps(pid));
+    assert.ok(ranges.some((r) => r.start <= base && r.end >= base + layout.bytes));
+    // Far below any mapping: nothing present.
+    assert.equal(readPresence(pid, { start: 0x10000, end: 0x20000 }).reduce((a, b) => a + b, 0), 0);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    assert.equal(processAlive(pid), false);
+    assert.throws(() => readMaps(pid), (e) => e instanceof KernelError && e.errno === 3);
+    assert.throws(() => readPresence(pid, { start: base, end: base + 4096 }), (e) => e instanceof KernelError && e.errno === 3);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
