@@ -25,18 +25,20 @@ try {
       timeoutMs: 1_800_000,
       onStderr: (s) => process.stderr.write(s),
     });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as {
-      hugeKiB: number; vmtier: { toSlow: number; toFast: number }; c: { toSlow: number; toFast: number };
-    };
+    type Dir = { toSlow: number; toFast: number };
+    type Samples = { toSlow: number[]; toFast: number[] };
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { hugeKiB: number; vmtier: Dir; c: Dir; samples: { vmtier: Samples; c: Samples } };
+    const spread = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
     const pages = thp === 'on' ? `2 MiB THP (${Math.round((r.hugeKiB / 1024 / mib) * 100)} % huge)` : '4 KiB';
     for (const dir of ['toSlow', 'toFast'] as const) {
       const v = r.vmtier[dir];
       const c = r.c[dir];
-      rows.push(`| ${pages} | ${dir === 'toSlow' ? 'DRAM → slow (node 0 → 1)' : 'slow → DRAM (node 1 → 0)'} | ${v.toFixed(0)} | ${c.toFixed(0)} | ${(v / c).toFixed(2)} |`);
+      rows.push(`| ${pages} | ${dir === 'toSlow' ? 'DRAM → slow (node 0 → 1)' : 'slow → DRAM (node 1 → 0)'} | ` +
+        `${v.toFixed(0)} (${spread(r.samples.vmtier[dir])}) | ${c.toFixed(0)} (${spread(r.samples.c[dir])}) | ${(v / c).toFixed(2)} |`);
     }
   }
-  console.log(`lab (TCG), ${mib} MiB footprint, batches of 1024 pages, median of ${rounds} rounds, MB/s:\n`);
-  console.log('| pages | direction | vmtier (koffi) | C loop | vmtier / C |');
+  console.log(`lab (TCG), ${mib} MiB footprint, batches of 1024 pages, MB/s as median (min–max) of ${rounds} rounds:\n`);
+  console.log('| pages | direction | vmtier (koffi) | C loop | vmtier / C (medians) |');
   console.log('|---|---|---|---|---|');
   for (const row of rows) console.log(row);
 } finally {
