@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync, copyFileSync, cpSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync,
+  closeSync, copyFileSync, cpSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
   renameSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -170,7 +170,9 @@ export class LabSession {
   }
 
   private async boot(vmlinuz: string, initrd: string, progress: (l: string) => void): Promise<void> {
+    removeOrphanRunDirs();
     mkdirSync(this.xchg, { recursive: true });
+    writeFileSync(join(this.runDir, 'owner.pid'), `${process.pid}\n`);
     for (const d of this.machine.nvdimms) {
       // Sparse: only what the guest touches takes space.
       const fd = openSync(d.path, 'w');
@@ -349,6 +351,34 @@ export class LabSession {
 function describe(command: string[] | string): string {
   const s = typeof command === 'string' ? command : command.join(' ');
   return s.length > 200 ? `${s.slice(0, 200)}...` : s;
+}
+
+/**
+ * Run directories of sessions whose process died without closing them (killed test runs): their
+ * QEMU died with them (pdeathsig), but the sparse NVDIMM files would stay.
+ */
+function removeOrphanRunDirs(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(labCacheDir).filter((e) => e.startsWith('run-'));
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const dir = join(labCacheDir, e);
+    let owner = 0;
+    try {
+      owner = Number.parseInt(readFileSync(join(dir, 'owner.pid'), 'utf8'), 10);
+    } catch {
+      continue; // being created right now, or not ours to judge
+    }
+    if (!owner || owner === process.pid) continue;
+    try {
+      process.kill(owner, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') rmSync(dir, { recursive: true, force: true });
+    }
+  }
 }
 
 function installExitHook(): void {
