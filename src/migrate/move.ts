@@ -91,14 +91,17 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     out.calls++;
     // Those, and EBUSY (also given for the second 4 KiB address of a THP that the first address
     // already moved), are checked with a query: a page on the target node moved.
-    let onTarget: Int32Array | null = null;
-    if (status.some((s) => s === MOVE_STATUS_UNSET || s === -16)) {
-      onTarget = movePagesRaw(pid, slice, null, 0);
+    const recheck: number[] = [];
+    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -16) recheck.push(i);
+    const onTarget = new Uint8Array(n);
+    if (recheck.length > 0) {
+      const where = movePagesRaw(pid, recheck.map((i) => slice[i]!), null, 0);
       out.calls++;
+      recheck.forEach((i, k) => { onTarget[i] = where[k] === node ? 1 : 0; });
     }
     for (let i = 0; i < n; i++) {
       const s = status[i]!;
-      const cls = onTarget !== null && onTarget[i] === node ? 'moved' : s === MOVE_STATUS_UNSET ? unreported.cls : classifyStatus(s, node);
+      const cls = onTarget[i] ? 'moved' : s === MOVE_STATUS_UNSET ? unreported.cls : classifyStatus(s, node);
       out.byClass[cls]++;
       // The kernel's own answer, even where the query showed the page moved after all.
       const key = s === MOVE_STATUS_UNSET ? unreported.key : s >= 0 ? `node:${s}` : errnoName(-s);
