@@ -17,7 +17,7 @@
  * 0..aggr_us/sample_us); a page counts as seen in that scan iff its region's nr_accesses
  * >= minAccesses (default 1). So counts are per region, not per page: every page of a
  * region gets the region's verdict. Precision and recall against a known hot set are
- * measured in test/lab/damon-tracker.test.ts and reported in README.
+ * measured in test/lab/damon.test.ts and reported in README.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -68,7 +68,7 @@ export const DAMON_STATE_FILE = 'damon-kdamond.json';
 const ESRCH = 3;
 const REGION_BYTES = 2 * 1024 * 1024;
 
-/** The platform of this machine reports a kdamond it owns; foreign threads are found by name. */
+/** kdamond threads by name: also finds kdamonds that sysfs does not show (DAMON_RECLAIM, DAMON_LRU_SORT). */
 function kdamondThreads(procRoot: string): number[] {
   const out: number[] = [];
   let names: string[];

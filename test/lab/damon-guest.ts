@@ -133,25 +133,33 @@ async function casePerScan(workload: string, wargs: string[], rounds: number, in
   }
 }
 
-/** The target exits during a scan: the scan must reject typed and leave no kdamond behind. */
+/** The target exits during a scan (killed after the second scan): the scan must reject typed and leave no kdamond behind. */
 async function caseExit(workload: string): Promise<unknown> {
-  const t = await startTarget([workload, '--size', '16m', '--hot', '4m', '--duration', '3']);
+  const t = await startTarget([workload, '--size', '16m', '--hot', '4m']);
   const runDir = mkdtempSync('/tmp/vmtier-damon-');
   const tracker = new DamonTracker({ runDir });
   const l = layout(t);
   await tracker.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
   const during = sysfsState();
   let outcome: Record<string, unknown>;
+  let killedAfter = -1;
   const t0 = performance.now();
   try {
-    const res = await tracker.scan({ scans: 40, intervalMs: 200 });
+    const res = await tracker.scan({
+      scans: 40, intervalMs: 200, onScan: (i) => {
+        if (i === 1) {
+          killedAfter = i;
+          t.child.kill('SIGKILL');
+        }
+      },
+    });
     outcome = { ok: true, scans: res.scans };
   } catch (e) {
     outcome = { ok: false, ...describeError(e) };
   }
   const ms = performance.now() - t0;
   await sleep(300);
-  return { during, outcome, ms, after: sysfsState(), stateFiles: readdirSync(runDir) };
+  return { during, outcome, killedAfter, ms, after: sysfsState(), stateFiles: readdirSync(runDir) };
 }
 
 /**

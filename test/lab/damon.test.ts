@@ -82,7 +82,8 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
     const r = await guest('exit');
     assert.equal(r.during.nrKdamonds, 1, 'the tracker created one kdamond');
     assert.equal(r.during.threads.length, 1);
-    assert.equal(r.outcome.ok, false);
+    assert.equal(r.killedAfter, 1, 'the target was killed after the second scan');
+    assert.equal(r.outcome.ok, false, JSON.stringify(r.outcome));
     assert.equal(r.outcome.code, 'KERNEL_ERROR');
     assert.equal(r.outcome.errno, 3);
     assertNoKdamondLeft(r.after, 'after exit');
