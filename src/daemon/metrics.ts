@@ -2,7 +2,7 @@
  * The engine's Prometheus metrics, labelled by VM uuid and name. They are registered on the API's
  * registry (so /metrics serves them next to the store-backed hotness gauges) or on a private one.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import type { MoveClass, MoveCounts, RoundSummary } from './status.js';
 
 const STATUS_LABEL: Record<MoveClass, string> = {
@@ -13,6 +13,14 @@ const STATUS_LABEL: Record<MoveClass, string> = {
   fault: 'fault',
   other: 'other',
 };
+
+/** A metric already on the registry (an engine restarted in the same process) is reused, not registered twice. */
+function counter<L extends string>(registry: Registry, cfg: CounterConfiguration<L>): Counter<L> {
+  return (registry.getSingleMetric(cfg.name) as Counter<L> | undefined) ?? new Counter(cfg);
+}
+function gauge<L extends string>(registry: Registry, cfg: GaugeConfiguration<L>): Gauge<L> {
+  return (registry.getSingleMetric(cfg.name) as Gauge<L> | undefined) ?? new Gauge(cfg);
+}
 
 export class EngineMetrics {
   readonly registry: Registry;
@@ -31,21 +39,21 @@ export class EngineMetrics {
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
     const r = [registry];
-    this.rounds = new Counter({ name: 'vmtier_engine_rounds_total', help: 'tiering rounds completed per VM and mode', labelNames: ['vm', 'name', 'mode'], registers: r });
-    this.roundErrors = new Counter({ name: 'vmtier_engine_round_errors_total', help: 'rounds that failed (the VM backs off)', labelNames: ['vm', 'name'], registers: r });
-    this.pages = new Counter({
+    this.rounds = counter(registry, { name: 'vmtier_engine_rounds_total', help: 'tiering rounds completed per VM and mode', labelNames: ['vm', 'name', 'mode'], registers: r });
+    this.roundErrors = counter(registry, { name: 'vmtier_engine_round_errors_total', help: 'rounds that failed (the VM backs off)', labelNames: ['vm', 'name'], registers: r });
+    this.pages = counter(registry, {
       name: 'vmtier_engine_move_pages_total',
       help: 'pages the engine asked move_pages to move, by direction and per-page outcome',
       labelNames: ['vm', 'name', 'direction', 'status'],
       registers: r,
     });
-    this.movedBytes = new Counter({ name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm', 'name', 'direction'], registers: r });
-    this.madvised = new Counter({ name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm', 'name'], registers: r });
-    this.trackerUp = new Gauge({ name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm', 'name', 'tracker'], registers: r });
-    this.roundSeconds = new Gauge({ name: 'vmtier_engine_round_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
-    this.scanSeconds = new Gauge({ name: 'vmtier_engine_scan_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
-    this.bytes = new Gauge({ name: 'vmtier_engine_vm_bytes', help: 'newest round: tracked, resident, hot, warm, cold bytes', labelNames: ['vm', 'name', 'class'], registers: r });
-    this.failures = new Gauge({ name: 'vmtier_engine_consecutive_failures', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm', 'name'], registers: r });
+    this.movedBytes = counter(registry, { name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm', 'name', 'direction'], registers: r });
+    this.madvised = counter(registry, { name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm', 'name'], registers: r });
+    this.trackerUp = gauge(registry, { name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm', 'name', 'tracker'], registers: r });
+    this.roundSeconds = gauge(registry, { name: 'vmtier_engine_round_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.bytes = gauge(registry, { name: 'vmtier_engine_vm_bytes', help: 'newest round: tracked, resident, hot, warm, cold bytes', labelNames: ['vm', 'name', 'class'], registers: r });
+    this.failures = gauge(registry, { name: 'vmtier_engine_consecutive_failures', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm', 'name'], registers: r });
   }
 
   round(vm: string, name: string, s: RoundSummary): void {

@@ -41,6 +41,8 @@ export interface RoundSummary {
   skipped: Record<string, number>;
   madvisedColdBytes: number;
   unmovablePages: number;
+  /** Longest single synchronous move_pages batch (query or move) of the round, in ms. */
+  longestSyscallMs: number;
 }
 
 export interface VmEngineStatus {

@@ -13,7 +13,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import type { HostTopology } from '../host/topology.js';
-import { movePagesToNode, queryPageNodes } from '../migrate/move.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
 import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
 import type { HotnessSample, Store } from '../store/store.js';
@@ -23,17 +22,18 @@ import { Backoff } from './backoff.js';
 import type { MigrationBudget } from './budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
+import { VmWorker } from './vm-worker.js';
 import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
 
 const ESRCH = 3;
-const ENOENT = 2;
-/** Pages per move_pages call, and per placement query chunk between event-loop turns. */
+/** Pages per move_pages call (in the VM's worker thread). */
 const MOVE_BATCH = 1024;
-const QUERY_CHUNK = 16384;
 /** Pages of per-page bookkeeping done between event-loop turns. */
-const WORK_CHUNK = 1 << 18;
+const WORK_CHUNK = 1 << 14;
 /** process_madvise takes at most IOV_MAX (1024) ranges per call. */
 const MADVISE_IOVECS = 512;
+/** Host node ids are below the kernel's MAX_NUMNODES (1024 on x86_64). */
+const MAX_NODES = 1024;
 
 export interface TrackerChoice {
   /** Name reported in status and metrics. */
@@ -93,12 +93,31 @@ export class VmLoop {
   private pidfd = -1;
   private tracker: Tracker | null = null;
   private trackerStatus: TrackerStatus | null = null;
-  private policyCore: TieringPolicy | null = null;
+  /** Only for initialPlan (pure, cheap); decisions run in the decision worker. */
+  private readonly planner = new TieringPolicy();
+  /** The next decision must start from fresh policy state (new layout, new mode). */
+  private freshPolicy = true;
   private policyMode: 'observe' | 'tier' | null = null;
   private plan: ScanPlan | null = null;
   /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
   private coldRounds = new Uint16Array(0);
   private layoutStale = true;
+  /** Longest synchronous move_pages section of the current round (it holds the event loop). */
+  private longestSyscallMs = 0;
+  /**
+   * Per-page arrays reused from round to round: allocating megabytes of typed arrays every round
+   * makes V8 run full collections for the external memory, which stalls the event loop.
+   */
+  private bufs: { pages: number; counts: Uint8Array; tiers: Uint8Array } | null = null;
+  /** Decisions and move_pages run in this VM's own thread (vm-thread.ts). */
+  private readonly worker = new VmWorker();
+
+  private buffers(pages: number): { counts: Uint8Array; tiers: Uint8Array } {
+    if (!this.bufs || this.bufs.pages !== pages) {
+      this.bufs = { pages, counts: new Uint8Array(pages), tiers: new Uint8Array(pages) };
+    }
+    return this.bufs;
+  }
 
   private status: VmEngineStatus;
 
@@ -203,6 +222,7 @@ export class VmLoop {
         reason = r instanceof Error ? r.message : 'stopped';
       }
       this.status.state = 'stopped';
+      await this.worker.close().catch(() => undefined);
       await this.releaseTracker();
       if (this.pidfd >= 0) {
         closeFd(this.pidfd);
@@ -245,7 +265,7 @@ export class VmLoop {
     if (pidChanged || sizeChanged) {
       // New process or layout: the tracker must track the new ranges, and old per-page state is meaningless.
       await this.releaseTracker();
-      this.policyCore = null;
+      this.freshPolicy = true;
       this.coldRounds = new Uint16Array(pm.totalPages);
       this.log.info({ pid: this.pid, pages: pm.totalPages, guestNodes: pm.guestNodes(), unmovableSegments: pm.segments.filter((s) => !s.migratable).length }, 'guest layout mapped');
     } else {
@@ -284,42 +304,34 @@ export class VmLoop {
     return this.tracker;
   }
 
-  /** Where every page sits: host node per page (-1 not present or not queryable), chunked. */
+  /** Where every page sits: host node per page (-1 not present or not queryable), in the VM's thread. */
   private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
-    const node = new Int16Array(pm.totalPages).fill(-1);
-    const addrs = new Float64Array(QUERY_CHUNK);
-    let unqueryable = 0;
-    for (const s of pm.segments) {
-      for (let off = 0; off < s.pages; off += QUERY_CHUNK) {
-        this.signal.throwIfAborted();
-        const n = Math.min(QUERY_CHUNK, s.pages - off);
-        for (let i = 0; i < n; i++) addrs[i] = s.start + (off + i) * PAGE_SIZE;
-        const st = queryPageNodes(this.pid, n === QUERY_CHUNK ? addrs : addrs.subarray(0, n), MOVE_BATCH);
-        const base = s.firstPage + off;
-        for (let i = 0; i < n; i++) {
-          const v = st[i]!;
-          if (v >= 0) node[base + i] = v;
-          else if (v !== -ENOENT) unqueryable++;
-        }
-        await turn();
-      }
-    }
-    return { node, unqueryable };
+    const segs = pm.segments.map((s) => ({ start: s.start, pages: s.pages, firstPage: s.firstPage }));
+    const r = await this.worker.query(this.pid, segs, pm.totalPages, MOVE_BATCH, this.signal);
+    this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+    return r;
   }
 
   private async round(policy: TierPolicy): Promise<void> {
     const t0 = performance.now();
+    this.longestSyscallMs = 0;
+    const phases: Record<string, number> = {};
+    let tp = t0;
+    const phase = (name: string) => {
+      const t = performance.now();
+      phases[name] = Math.round((t - tp) * 10) / 10;
+      tp = t;
+    };
     const mode = policy.mode as 'observe' | 'tier';
     const pm = await this.ensureLayout();
     if (pm.totalPages === 0) throw new VmtierError('HVA_MISMATCH', 'the domain has no guest RAM ranges to manage');
-    if (this.policyMode !== mode || !this.policyCore) {
-      // A fresh decision core per mode: observe-mode "decisions" were never carried out.
-      this.policyCore = new TieringPolicy();
+    if (this.policyMode !== mode) {
+      // Fresh policy state per mode: observe-mode "decisions" were never carried out.
+      this.freshPolicy = true;
       this.plan = null;
       this.policyMode = mode;
     }
-    const core = this.policyCore;
-    const plan = this.plan ?? core.initialPlan(policy);
+    const plan = this.plan ?? this.planner.initialPlan(policy);
     const scans = plan.scansPerRound;
     const intervalMs = Math.max(10, Math.round(policy.scan.intervalMs * plan.intervalMultiplier));
     const roundMinMs = scans * intervalMs;
@@ -332,7 +344,7 @@ export class VmLoop {
       const ts = performance.now();
       try {
         const res = await tracker.scan({ scans, intervalMs, signal: this.signal });
-        counts = new Uint8Array(pm.totalPages);
+        counts = this.buffers(pm.totalPages).counts.fill(0);
         for (const r of res.ranges) {
           const p0 = pm.pageOf(r.start);
           if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
@@ -352,24 +364,18 @@ export class VmLoop {
       scanMs = performance.now() - ts;
     }
 
+    phase('scan');
     // 2. placement
     const { node: hostNode, unqueryable } = await this.queryNodes(pm);
+    phase('placement');
     const host = this.d.host();
     const classOf = new Map<number, 'top' | 'slow'>(host.nodes.map((n) => [n.node, n.tier.class]));
-    const tiers = new Uint8Array(pm.totalPages);
-    let dramPages = 0;
-    for (let p = 0; p < pm.totalPages; p++) {
-      const hn = hostNode[p]!;
-      if (hn < 0) tiers[p] = TIER_NONE;
-      else if (classOf.get(hn) === 'slow') tiers[p] = TIER_SLOW;
-      else {
-        tiers[p] = TIER_DRAM;
-        dramPages++;
-      }
-      if ((p & (WORK_CHUNK - 1)) === WORK_CHUNK - 1) await turn();
-    }
+    // Tier per host node in a typed array: the per-page pass below does no map lookups or allocations.
+    const tierOfNode = new Uint8Array(MAX_NODES).fill(TIER_DRAM);
+    for (const n of host.nodes) if (n.tier.class === 'slow' && n.node < MAX_NODES) tierOfNode[n.node] = TIER_SLOW;
+    const tiers = this.buffers(pm.totalPages).tiers;
 
-    // 3. per guest node x host node accounting of this round's hotness
+    // 3. one pass: tier per page, and per guest node x host node this round's hot/warm/cold/resident pages
     const hotT = Math.max(1, Math.ceil(policy.thresholds.hotMinFraction * scans));
     const coldT = Math.floor(policy.thresholds.coldMaxFraction * scans);
     type Cell = { hot: number; warm: number; cold: number; resident: number; moved: number; failures: number };
@@ -380,43 +386,66 @@ export class VmLoop {
       if (!c) cells.set(k, (c = { hot: 0, warm: 0, cold: 0, resident: 0, moved: 0, failures: 0 }));
       return c;
     };
+    // [host node * 4 + 0..3] = resident, hot, warm, cold pages of one guest node.
+    const acc = new Map<number, Float64Array>();
+    let dramPages = 0;
     let hotPages = 0;
     let warmPages = 0;
     let coldPages = 0;
     let residentPages = 0;
     let unmovablePages = 0;
     if (this.coldRounds.length !== pm.totalPages) this.coldRounds = new Uint16Array(pm.totalPages);
+    const cold = this.coldRounds;
     for (const s of pm.segments) {
       if (!s.migratable) unmovablePages += s.pages;
-      for (let p = s.firstPage; p < s.firstPage + s.pages; p++) {
-        const hn = hostNode[p]!;
-        if (hn < 0) {
-          this.coldRounds[p] = 0;
-          continue;
-        }
-        residentPages++;
-        const c = cell(s.guestNode, hn);
-        c.resident++;
-        if (counts) {
+      let a = acc.get(s.guestNode);
+      if (!a) acc.set(s.guestNode, (a = new Float64Array(MAX_NODES * 4)));
+      const end = s.firstPage + s.pages;
+      for (let from = s.firstPage; from < end; from += WORK_CHUNK) {
+        const to = Math.min(end, from + WORK_CHUNK);
+        for (let p = from; p < to; p++) {
+          const hn = hostNode[p]!;
+          if (hn < 0 || hn >= MAX_NODES) {
+            tiers[p] = TIER_NONE;
+            cold[p] = 0;
+            continue;
+          }
+          const t = tierOfNode[hn]!;
+          tiers[p] = t;
+          if (t === TIER_DRAM) dramPages++;
+          a[hn * 4]!++;
+          if (!counts) continue;
           const n = counts[p]!;
           if (n >= hotT) {
-            c.hot++;
-            hotPages++;
-            this.coldRounds[p] = 0;
+            a[hn * 4 + 1]!++;
+            cold[p] = 0;
           } else if (n <= coldT) {
-            c.cold++;
-            coldPages++;
-            if (this.coldRounds[p]! < 0xffff) this.coldRounds[p]!++;
+            a[hn * 4 + 3]!++;
+            if (cold[p]! < 0xffff) cold[p]!++;
           } else {
-            c.warm++;
-            warmPages++;
-            this.coldRounds[p] = 0;
+            a[hn * 4 + 2]!++;
+            cold[p] = 0;
           }
         }
-        if ((p & (WORK_CHUNK - 1)) === WORK_CHUNK - 1) await turn();
+        await turn();
+      }
+    }
+    for (const [g, a] of acc) {
+      for (let h = 0; h < MAX_NODES; h++) {
+        if (a[h * 4] === 0) continue;
+        const c = cell(g, h);
+        c.resident = a[h * 4]!;
+        c.hot = a[h * 4 + 1]!;
+        c.warm = a[h * 4 + 2]!;
+        c.cold = a[h * 4 + 3]!;
+        residentPages += c.resident;
+        hotPages += c.hot;
+        warmPages += c.warm;
+        coldPages += c.cold;
       }
     }
 
+    phase('account');
     // 4. decide
     const summary: RoundSummary = {
       round: this.status.rounds + 1,
@@ -437,6 +466,7 @@ export class VmLoop {
       skipped: {},
       madvisedColdBytes: 0,
       unmovablePages,
+      longestSyscallMs: 0,
     };
     const skip = (why: string, n: number) => {
       if (n > 0) summary.skipped[why] = (summary.skipped[why] ?? 0) + n;
@@ -444,8 +474,11 @@ export class VmLoop {
     if (counts) {
       const dramBytes = dramPages * PAGE_SIZE;
       const share = this.d.dramShare(this.uuid, policy, dramBytes, (hotPages + warmPages) * PAGE_SIZE);
-      const decision = core.decide({ dramCapacityBytes: share, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] });
+      const decision = await this.worker.decide(this.freshPolicy, { dramCapacityBytes: share, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] }, this.signal);
+      this.freshPolicy = false;
+      this.signal.throwIfAborted();
       const vd = decision.vms[0]!;
+      phase('decide');
       this.plan = vd.plan;
       summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };
       if (mode === 'tier') {
@@ -454,7 +487,9 @@ export class VmLoop {
           c.moved += moved;
           c.failures += failed;
         });
+        phase('move');
         if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, vd.demote);
+        phase('madvise');
       }
     }
     if (unqueryable > 0) skip('unqueryable', unqueryable);
@@ -463,11 +498,13 @@ export class VmLoop {
     const elapsed = performance.now() - t0;
     if (elapsed < roundMinMs) await this.pause(roundMinMs - elapsed);
     this.signal.throwIfAborted();
+    phase('pace');
 
     // 6. record
     const t = this.d.now();
     summary.t = t;
     summary.durationMs = performance.now() - t0;
+    summary.longestSyscallMs = Math.round(this.longestSyscallMs * 10) / 10;
     const samples: HotnessSample[] = [];
     for (const [k, c] of cells) {
       const [g, h] = k.split(':').map(Number) as [number, number];
@@ -487,6 +524,7 @@ export class VmLoop {
       });
     }
     if (samples.length > 0) this.d.store.insertSamples(samples);
+    phase('record');
     this.status.rounds++;
     this.status.lastRound = summary;
     addMoveCounts(this.status.totals.promote, summary.moves.promote);
@@ -506,6 +544,8 @@ export class VmLoop {
         promoted: summary.moves.promote.byClass.moved,
         demoted: summary.moves.demote.byClass.moved,
         skipped: summary.skipped,
+        phasesMs: phases,
+        longestSyscallMs: summary.longestSyscallMs,
       },
       'round',
     );
@@ -571,6 +611,7 @@ export class VmLoop {
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
   ): Promise<MoveCounts> {
     const byGuest = new Map<number, number[]>();
+    // Addresses per guest node, in the policy's order; moved in the VM's thread.
     for (const p of pages) {
       const g = pm.segments[pm.segmentIndexOfPage(p)]!.guestNode;
       let l = byGuest.get(g);
@@ -579,15 +620,10 @@ export class VmLoop {
     }
     const total = emptyMoveCounts();
     for (const [g, addrs] of byGuest) {
-      const c = emptyMoveCounts();
       const t0 = performance.now();
-      for (let off = 0; off < addrs.length; off += MOVE_BATCH) {
-        this.signal.throwIfAborted();
-        const o = movePagesToNode(this.pid, addrs.slice(off, off + MOVE_BATCH), target, { signal: this.signal, maxFailures: 0 });
-        c.requested += o.requested;
-        for (const k of Object.keys(c.byClass) as Array<keyof MoveCounts['byClass']>) c.byClass[k] += o.byClass[k];
-        await turn();
-      }
+      const r = await this.worker.move(this.pid, Float64Array.from(addrs), target, MOVE_BATCH, this.signal);
+      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+      const c = r.counts;
       const failed = c.requested - c.byClass.moved;
       account(g, target, c.byClass.moved, failed);
       this.d.store.logMigration({

@@ -32,14 +32,19 @@ function sys(): SyscallFn {
  * With `nodes` null it only queries: status[i] = node of the page or -errno.
  * Returns the per-page status array; a whole-call failure throws KernelError.
  */
-export function movePagesRaw(pid: number, addrs: ArrayLike<number>, nodes: Int32Array | null, flags: number): Int32Array {
+export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array | null, flags: number): Int32Array {
   const n = addrs.length;
   // The kernel leaves status[] untouched for a batch it could not finish (it returns a count of
   // unmoved pages, or ENOMEM): the sentinel lets callers see which entries it never wrote.
   const status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
   if (n === 0) return status;
-  const pages = new BigUint64Array(n);
-  for (let i = 0; i < n; i++) pages[i] = BigInt(addrs[i]!);
+  // A BigUint64Array is passed as is: callers scanning millions of pages avoid a BigInt per page.
+  let pages: BigUint64Array;
+  if (addrs instanceof BigUint64Array) pages = addrs;
+  else {
+    pages = new BigUint64Array(n);
+    for (let i = 0; i < n; i++) pages[i] = BigInt((addrs as ArrayLike<number>)[i]!);
+  }
   if (nodes && nodes.length !== n) throw new VmtierError('INVALID_INPUT', 'move_pages: nodes and pages differ in length');
   const rc = sys()(
     SYS.move_pages,

@@ -43,6 +43,7 @@ const RoundSummary = Type.Object({
   skipped: Type.Record(Type.String(), Type.Integer(), { description: 'pages chosen but not moved, by reason' }),
   madvisedColdBytes: Type.Integer(),
   unmovablePages: Type.Integer(),
+  longestSyscallMs: Type.Number({ description: 'longest single synchronous move_pages batch of the round' }),
 });
 
 export const VmEngineResponse = Type.Object({

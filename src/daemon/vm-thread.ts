@@ -1,0 +1,103 @@
+/**
+ * A VM loop's worker thread: everything of a round that is long and synchronous runs here, so it
+ * never holds node's main thread (the API, the other VMs' loops):
+ *  - src/policy's decide(), O(pages) (≈0.1–0.3 s for 1 GiB of 4 KiB pages on a loaded host);
+ *  - move_pages(2) queries and moves, which the kernel may hold for a long time (one 1024-page
+ *    call on a running TCG guest took 1.7 s on this machine under load).
+ * One thread per VM: a VM stuck in the kernel delays only itself.
+ */
+import { setPriority } from 'node:os';
+import { parentPort } from 'node:worker_threads';
+import { KernelError } from '../errors.js';
+import { movePagesToNode } from '../migrate/move.js';
+import { queryPageRun } from '../migrate/query.js';
+import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
+import type { MoveCounts } from './status.js';
+
+const PAGE = 4096;
+const ENOENT = 2;
+
+export type VmThreadRequest =
+  | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
+  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; totalPages: number; batch: number }
+  | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number };
+
+export interface QueryResult {
+  /** Host node per page, -1 when not present or not queryable. */
+  node: Int16Array;
+  unqueryable: number;
+  longestCallMs: number;
+}
+
+export interface MoveResult {
+  counts: MoveCounts;
+  longestCallMs: number;
+}
+
+export type VmThreadReply =
+  | { id: number; ok: true; result: Decision | QueryResult | MoveResult }
+  | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string } };
+
+let core: TieringPolicy | null = null;
+
+// On Linux setpriority(PRIO_PROCESS, 0) sets the calling thread's nice value: this thread's CPU
+// work (decide over every page) yields to node's main thread, which serves the API and the loops.
+try {
+  setPriority(0, 10);
+} catch {
+  // Not permitted (containers may forbid it): the thread still keeps work off the main thread.
+}
+
+function run(m: VmThreadRequest): { result: Decision | QueryResult | MoveResult; transfer: ArrayBuffer[] } {
+  switch (m.op) {
+    case 'decide': {
+      if (!core || m.fresh) core = new TieringPolicy();
+      const d = core.decide(m.input);
+      return { result: d, transfer: d.vms.flatMap((v) => [v.promote.buffer, v.demote.buffer]) as ArrayBuffer[] };
+    }
+    case 'query': {
+      const node = new Int16Array(m.totalPages).fill(-1);
+      const st = new Int32Array(m.batch);
+      let unqueryable = 0;
+      let longest = 0;
+      for (const s of m.segments) {
+        for (let off = 0; off < s.pages; off += m.batch) {
+          const n = Math.min(m.batch, s.pages - off);
+          const t = performance.now();
+          queryPageRun(m.pid, s.start + off * PAGE, n, st, m.batch);
+          longest = Math.max(longest, performance.now() - t);
+          const base = s.firstPage + off;
+          for (let i = 0; i < n; i++) {
+            const v = st[i]!;
+            if (v >= 0) node[base + i] = v;
+            else if (v !== -ENOENT) unqueryable++;
+          }
+        }
+      }
+      return { result: { node, unqueryable, longestCallMs: longest }, transfer: [node.buffer as ArrayBuffer] };
+    }
+    case 'move': {
+      const counts: MoveCounts = { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
+      let longest = 0;
+      for (let off = 0; off < m.addrs.length; off += m.batch) {
+        const t = performance.now();
+        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0 });
+        longest = Math.max(longest, performance.now() - t);
+        counts.requested += o.requested;
+        for (const k of Object.keys(counts.byClass) as Array<keyof MoveCounts['byClass']>) counts.byClass[k] += o.byClass[k];
+      }
+      return { result: { counts, longestCallMs: longest }, transfer: [] };
+    }
+  }
+}
+
+parentPort?.on('message', (m: VmThreadRequest) => {
+  try {
+    const { result, transfer } = run(m);
+    parentPort!.postMessage({ id: m.id, ok: true, result } satisfies VmThreadReply, transfer);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const k = e instanceof KernelError ? { errno: e.errno, syscall: e.syscall } : {};
+    parentPort!.postMessage({ id: m.id, ok: false, error: { name: err.name, code: err.code, message: err.message, ...k } } satisfies VmThreadReply);
+  }
+});

@@ -1,0 +1,92 @@
+/**
+ * The main-thread side of a VM loop's worker thread (vm-thread.ts): typed requests, answered in
+ * order; errors come back as the same typed errors (KernelError with errno, so ESRCH still means
+ * "VM gone"). Closing terminates the thread at once, even inside a blocked system call's wait.
+ */
+import { Worker } from 'node:worker_threads';
+import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
+import type { Decision, RoundInput } from '../policy/index.js';
+import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
+
+type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
+type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+export class VmWorker {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  /** The thread was replaced (crash): policy state restarts fresh. */
+  private lost = false;
+
+  private get(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL('./vm-thread.js', import.meta.url));
+    w.on('message', (r: VmThreadReply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (r.ok) p.resolve(r.result);
+      else if (r.error.errno !== undefined) p.reject(new KernelError(r.error.syscall ?? 'syscall', r.error.errno));
+      else p.reject(new VmtierError((r.error.code as ErrorCode | undefined) ?? 'INVALID_INPUT', r.error.message));
+    });
+    const fail = (why: string) => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      this.lost = true;
+      for (const [, p] of this.pending) p.reject(new VmtierError('UNSUPPORTED', `VM worker thread ${why}`));
+      this.pending.clear();
+    };
+    w.on('error', (e) => fail(`failed: ${e.message}`));
+    w.on('exit', (code) => fail(`exited (${code})`));
+    this.worker = w;
+    return w;
+  }
+
+  private call<R>(req: Body<VmThreadRequest>, signal?: AbortSignal, transfer: ArrayBuffer[] = []): Promise<R> {
+    const w = this.get();
+    const id = this.nextId++;
+    return new Promise<R>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        // The thread may be inside a system call: replace it rather than wait.
+        this.pending.delete(id);
+        reject(signal!.reason);
+        void this.close();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(r as R);
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      w.postMessage({ ...req, id } as VmThreadRequest, transfer);
+    });
+  }
+
+  decide(fresh: boolean, input: RoundInput, signal?: AbortSignal): Promise<Decision> {
+    const f = fresh || this.lost;
+    this.lost = false;
+    return this.call<Decision>({ op: 'decide', fresh: f, input }, signal);
+  }
+
+  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments, totalPages, batch }, signal);
+  }
+
+  move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {
+    return this.call<MoveResult>({ op: 'move', pid, addrs, target, batch }, signal, [addrs.buffer as ArrayBuffer]);
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    for (const [, p] of this.pending) p.reject(new VmtierError('VM_GONE', 'VM worker closed'));
+    this.pending.clear();
+    if (w) await w.terminate();
+  }
+}

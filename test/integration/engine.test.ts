@@ -1,0 +1,356 @@
+/**
+ * The tiering engine on this machine's real parts: real libvirtd with real TCG domains (memfd, two
+ * guest nodes), the real LibvirtInventory, a real SQLite file, the real API over real HTTP, and
+ * move_pages on the real QEMU process.
+ *
+ * Stand-ins, named as such: this machine can run neither kernel tracker on a QEMU process (the
+ * vmtier_idle module cannot be loaded; DAMON has no vaddr and a platform kdamond must not be
+ * disturbed), so the access counts come from the REPLAY tracker, fed a trace laid over the VM's real
+ * HVA ranges whose hot set is a known list of really resident guest pages. And this machine has one
+ * NUMA node, so the engine is told to demote to node 0 (`targetNodes.slow = 0`): the moves are real
+ * move_pages calls on QEMU's pages whose per-page outcome is "already there" (= moved).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { buildApi } from '../../src/api/server.js';
+import type { AnyFastify } from '../../src/api/context.js';
+import { Engine } from '../../src/daemon/engine.js';
+import { PageMap } from '../../src/daemon/page-map.js';
+import { readHostTopology } from '../../src/host/topology.js';
+import { queryPageNodes } from '../../src/migrate/move.js';
+import type { Trace } from '../../src/scan/trace.js';
+import { Store } from '../../src/store/store.js';
+import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
+import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../helpers/domains.js';
+
+const PREFIX = 'vmtier-test-h-';
+const TOKEN = 'engine-test-token-0123456789';
+const PAGE = 4096;
+const dir = mkdtempSync(join(tmpdir(), 'vmtier-engine-'));
+
+let inventory: LibvirtInventory;
+let store: Store;
+let app: AnyFastify;
+let url: string;
+const logLines: string[] = [];
+const logger = pino({ level: 'debug' }, { write: (s: string) => void logLines.push(s) });
+const engines: Engine[] = [];
+const domains: TestDomain[] = [];
+
+async function http(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const r = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, body: text.startsWith('{') ? JSON.parse(text) : text };
+}
+
+async function until<T>(ms: number, what: string, f: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() - t0 > ms) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Pages (flat numbering of the VM's PageMap) that are resident in QEMU right now. */
+async function residentPages(uuid: string): Promise<{ pm: PageMap; resident: number[] }> {
+  const map = await inventory.numaMap(uuid);
+  const pm = PageMap.fromNumaMap(map);
+  const resident: number[] = [];
+  for (const s of pm.segments) {
+    const addrs = Array.from({ length: s.pages }, (_, i) => s.start + i * PAGE);
+    const st = queryPageNodes(map.domain.pid, addrs);
+    st.forEach((v, i) => v >= 0 && resident.push(s.firstPage + i));
+  }
+  return { pm, resident };
+}
+
+/** A one-epoch trace (replayed in a loop): exactly `hot` accessed in every scan, every page known. */
+function hotTrace(pages: number, hot: number[]): Trace {
+  const known = new Uint8Array(pages).fill(1);
+  return { epochs: 1, pages, accessed: [Uint32Array.from([...hot].sort((a, b) => a - b))], known, vms: [] };
+}
+
+function newEngine(opts: Partial<ConstructorParameters<typeof Engine>[0]> & { onlyName: string }): Engine {
+  const e = new Engine({
+    inventory,
+    store,
+    logger,
+    registry: app.vmtier.metrics,
+    readHost: () => readHostTopology(),
+    manage: (d) => d.name === opts.onlyName,
+    resyncMs: 500,
+    idleMs: 200,
+    backoff: { baseMs: 200, maxMs: 2000 },
+    ...opts,
+  });
+  engines.push(e);
+  app.vmtier.engine = e;
+  return e;
+}
+
+before(async () => {
+  await destroyDomains(PREFIX);
+  store = Store.open(join(dir, 'vmtier.db'));
+  inventory = createLibvirtInventory({ uri: 'qemu:///system', logger });
+  app = await buildApi({ inventory, store, token: TOKEN, logger, readHost: () => readHostTopology() });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address() as { port: number };
+  url = `http://127.0.0.1:${addr.port}`;
+});
+
+after(async () => {
+  for (const e of engines) await e.stop();
+  for (const d of domains) await d.destroy();
+  await destroyDomains(PREFIX);
+  await app?.close();
+  await inventory?.close();
+  store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('observe → tier → observe on a real TCG domain with the replay tracker; history and metrics over HTTP', async () => {
+  const d = await startDomain('two-cells-memfd.xml', PREFIX);
+  domains.push(d);
+  // Let SeaBIOS settle so the resident set we pick stays resident.
+  await new Promise((r) => setTimeout(r, 1500));
+  const { pm, resident } = await residentPages(d.uuid);
+  assert.ok(resident.length >= 64, `guest has resident pages (${resident.length})`);
+  assert.deepEqual(pm.guestNodes(), [0, 1]);
+  const hot = resident.filter((_, i) => i % 2 === 0).slice(0, 256);
+  const hotBytes = hot.length * PAGE;
+
+  const observe = { mode: 'observe', tracker: 'auto', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false } };
+  assert.equal((await http('PUT', `/v1/vms/${d.uuid}/policy`, observe)).status, 200);
+  const engine = newEngine({
+    onlyName: d.name,
+    tracker: 'replay',
+    trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } },
+    targetNodes: { slow: 0 },
+  });
+  await engine.start();
+  const t0 = Date.now();
+
+  // observe: scanned and recorded, never moved
+  const obs = await until(15_000, 'three observe rounds', async () => {
+    const r = await http('GET', `/v1/vms/${d.uuid}/engine`);
+    return r.status === 200 && r.body.rounds >= 3 ? r.body : null;
+  });
+  assert.deepEqual(obs.tracker, { name: 'replay', available: true, error: null });
+  assert.equal(obs.mode, 'observe');
+  assert.equal(obs.lastRound.scans, 2);
+  assert.equal(obs.lastRound.hotBytes, hotBytes, 'exactly the replayed hot set is hot');
+  assert.equal(obs.lastRound.warmBytes, 0);
+  assert.equal(obs.lastRound.coldBytes, obs.lastRound.residentBytes - hotBytes, 'every other resident page is cold');
+  assert.equal(obs.lastRound.trackedBytes, pm.totalPages * PAGE);
+  assert.equal(obs.totals.demote.requested + obs.totals.promote.requested, 0, 'observe never moves');
+  assert.equal(store.migrations(d.uuid, 0, Date.now() + 1).length, 0);
+
+  // tier: DRAM capped at the hot set, so the cold resident pages are demoted (to node 0: already there)
+  const tier = {
+    ...observe,
+    mode: 'tier',
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
+    dram: { maxBytes: hotBytes },
+    migration: { maxMBps: 1000 },
+  };
+  assert.equal((await http('PUT', `/v1/vms/${d.uuid}/policy`, tier)).status, 200);
+  const moved = await until(15_000, 'a tier round that moved pages', async () => {
+    const r = await http('GET', `/v1/vms/${d.uuid}/engine`);
+    return r.body.mode === 'tier' && r.body.totals.demote.requested > 0 ? r.body : null;
+  });
+  const dem = moved.totals.demote;
+  const classSum = Object.values(dem.byClass as Record<string, number>).reduce((a, b) => a + b, 0);
+  assert.equal(classSum, dem.requested, 'every page has an outcome class');
+  assert.ok(dem.byClass.moved > 0, 'pages reported moved (already on node 0)');
+  assert.equal(dem.byClass.noMemory, 0);
+  assert.equal(moved.totals.promote.requested, 0, 'the hot set is in DRAM already: nothing to promote');
+  const log = store.migrations(d.uuid, 0, Date.now() + 1);
+  assert.ok(log.length > 0);
+  assert.ok(log.every((e) => e.direction === 'demote' && e.toNode === 0 && e.moved + (e.busy ?? 0) + (e.notPresent ?? 0) + (e.noMemory ?? 0) + (e.fault ?? 0) + (e.other ?? 0) === e.pages));
+  assert.equal(log.reduce((s, e) => s + e.moved, 0) >= dem.byClass.moved, true);
+  // The hot set was never chosen for demotion: every logged page count fits in the cold set.
+  assert.ok(moved.lastRound.decided.demotePages <= moved.lastRound.residentBytes / PAGE - hot.length);
+
+  // tier → observe: the round in flight when the PUT lands may still move; none after it.
+  const seen = new Map<number, any>();
+  const poll = setInterval(() => {
+    const s = engine.vm(d.uuid);
+    if (s?.lastRound) seen.set(s.lastRound.round, s.lastRound);
+  }, 10);
+  const r0 = engine.vm(d.uuid)!.rounds;
+  assert.equal((await http('PUT', `/v1/vms/${d.uuid}/policy`, observe)).status, 200);
+  await until(15_000, 'four rounds after the switch', () => engine.vm(d.uuid)!.rounds >= r0 + 4);
+  clearInterval(poll);
+  const after = [...seen.values()].filter((r) => r.round >= r0 + 2);
+  assert.ok(after.length >= 2, `rounds after the switch observed (${after.map((r) => r.round)})`);
+  for (const r of after) {
+    assert.equal(r.mode, 'observe', `round ${r.round} ran in observe mode`);
+    assert.equal(r.moves.demote.requested + r.moves.promote.requested, 0, `round ${r.round} moved nothing`);
+  }
+  const logAfter = store.migrations(d.uuid, 0, Date.now() + 1);
+  await until(5000, 'one more round', () => engine.vm(d.uuid)!.rounds >= r0 + 5);
+  assert.equal(store.migrations(d.uuid, 0, Date.now() + 1).length, logAfter.length, 'the migration log stopped growing');
+
+  // History over HTTP: per guest node x host node, hot bytes, scans and moved bytes of the rounds.
+  const h = await http('GET', `/v1/vms/${d.uuid}/history?from=${t0}&to=${Date.now() + 1}&step=600000`);
+  assert.equal(h.status, 200);
+  const series = h.body.series as Array<{ guestNode: number; hostNode: number; hostTier: string; buckets: any[] }>;
+  assert.ok(series.length >= 1);
+  assert.ok(series.every((s) => s.hostNode === 0 && s.hostTier === 'top'));
+  const totalMoved = series.reduce((s, x) => s + x.buckets.reduce((t: number, b: any) => t + b.movedBytes, 0), 0);
+  assert.ok(totalMoved > 0);
+  assert.equal(totalMoved, store.migrations(d.uuid, t0, Date.now() + 1).reduce((s, e) => s + e.moved, 0) * PAGE, 'history moved bytes = migration log');
+  const samples = series.reduce((s, x) => s + x.buckets.reduce((t: number, b: any) => t + b.samples, 0), 0);
+  assert.ok(samples >= engine.vm(d.uuid)!.rounds - 1, 'one sample row per round and cell');
+  assert.ok(series.some((s) => s.buckets.some((b) => b.hotBytes > 0 && b.scannedBytes > 0)));
+
+  // Metrics over HTTP, labelled by uuid and name.
+  const m = await fetch(`${url}/metrics`).then((r) => r.text());
+  const rounds = new RegExp(`vmtier_engine_rounds_total\\{vm="${d.uuid}",name="${d.name}",mode="tier"\\} (\\d+)`).exec(m);
+  assert.ok(rounds && Number(rounds[1]) >= 1, 'tier rounds counted');
+  const movedPages = new RegExp(`vmtier_engine_move_pages_total\\{vm="${d.uuid}",name="${d.name}",direction="demote",status="moved"\\} (\\d+)`).exec(m);
+  assert.equal(Number(movedPages?.[1]), engine.vm(d.uuid)!.totals.demote.byClass.moved);
+  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm="${d.uuid}",name="${d.name}",tracker="replay"\\} 1`));
+  assert.match(m, new RegExp(`vmtier_engine_vm_bytes\\{vm="${d.uuid}",name="${d.name}",class="hot"\\} ${hotBytes}`));
+  assert.match(m, new RegExp(`vmtier_vm_hot_bytes\\{vm="${d.uuid}",guest_node="\\d",host_node="0",host_tier="top"\\}`));
+
+  await engine.stop();
+  assert.equal(engine.vm(d.uuid), null);
+  assert.equal(logLines.filter((l) => /"level":(50|60)/.test(l)).length, 0, 'no error logged');
+});
+
+test('a tracker this machine cannot run (kmod: no /dev/vmtier_idle) is reported unavailable; placement is still recorded', async () => {
+  const d = domains[0]!;
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, { mode: 'observe', tracker: 'kmod', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false } });
+  const engine = newEngine({ onlyName: d.name, trackerOptions: { kmodDevice: join(dir, 'no-such-vmtier_idle') } });
+  await engine.start();
+  const s = await until(10_000, 'three rounds without a tracker', async () => {
+    const r = await http('GET', `/v1/vms/${d.uuid}/engine`);
+    return r.status === 200 && r.body.rounds >= 3 ? r.body : null;
+  });
+  assert.equal(s.tracker.name, 'kmod');
+  assert.equal(s.tracker.available, false);
+  assert.equal(s.tracker.error.code, 'TRACKER_UNAVAILABLE');
+  assert.equal(s.state, 'running', 'the loop stays alive');
+  assert.equal(s.failures, 0, 'an unavailable tracker is not a failed round');
+  assert.equal(s.lastRound.scans, 0);
+  assert.ok(s.lastRound.residentBytes > 0, 'placement is still observed');
+  assert.equal(s.lastRound.hotBytes, 0);
+  const g = await http('GET', '/v1/engine');
+  assert.equal(g.status, 200);
+  assert.ok(g.body.vms.some((v: any) => v.uuid === d.uuid && v.tracker.available === false));
+  assert.ok('numaBalancing' in g.body.kernel);
+  const m = await fetch(`${url}/metrics`).then((r) => r.text());
+  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm="${d.uuid}",name="${d.name}",tracker="kmod"\\} 0`));
+  assert.ok(logLines.some((l) => l.includes('tracker unavailable: observing placement only') && l.includes(d.uuid)));
+  // Placement-only rounds still write history rows (scanned 0).
+  const h = store.history(d.uuid, Date.now() - 60_000, Date.now() + 1, 60_000);
+  assert.ok(h.length > 0);
+  await engine.stop();
+});
+
+test('a domain that starts is picked up; one destroyed mid-scan ends its loop with nothing but a 404', async () => {
+  const first = domains[0]!;
+  await first.destroy();
+  const name = `${PREFIX}late-${Math.random().toString(36).slice(2, 7)}`;
+  // A long paced round (4 scans x 1 s) so the destroy lands mid-scan.
+  const engine = newEngine({
+    onlyName: name,
+    tracker: 'replay',
+    trackerOptions: { replay: { trace: hotTrace(1, [0]), loop: true, paced: true } },
+    targetNodes: { slow: 0 },
+  });
+  await engine.start();
+  const before = logLines.length;
+  const d = await startDomain('two-cells-memfd.xml', PREFIX, { xml: fixtureXml('two-cells-memfd.xml', name) });
+  domains.push(d);
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, { mode: 'tier', scan: { intervalMs: 1000, scansPerRound: 4, autoTune: false } });
+  const picked = Date.now();
+  await until(3000, 'the new domain is managed', () => engine.vm(d.uuid));
+  const pickedMs = Date.now() - picked;
+  // Mid-scan: the loop is inside its first round (4 s) when the domain goes.
+  await until(5000, 'the loop scanning', () => engine.vm(d.uuid)?.state === 'running' && engine.vm(d.uuid)?.tracker?.available === true);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(engine.vm(d.uuid)!.rounds, 0, 'still in the first round');
+  await d.destroy();
+  const endedMs = await until(5000, 'the loop ended', () => (engine.vm(d.uuid) === null ? Date.now() : null));
+  assert.ok(endedMs > 0);
+  const eng = await http('GET', `/v1/vms/${d.uuid}/engine`);
+  assert.equal(eng.status, 404);
+  assert.equal(eng.body.error.code, 'VM_NOT_FOUND');
+  const pl = await http('GET', `/v1/vms/${d.uuid}/placement`);
+  assert.equal(pl.status, 404);
+  const all = await http('GET', '/v1/engine');
+  assert.equal(all.status, 200);
+  assert.ok(!all.body.vms.some((v: any) => v.uuid === d.uuid));
+  const mine = logLines.slice(before).filter((l) => l.includes(d.uuid));
+  assert.ok(mine.some((l) => l.includes('"msg":"loop ended"')));
+  assert.equal(mine.filter((l) => /"level":(40|50|60)/.test(l)).length, 0, `no warning or error for the vanished domain:\n${mine.join('')}`);
+  assert.ok(pickedMs < 3000);
+  await engine.stop();
+});
+
+test('busy rounds on a 1 GiB guest never block the event loop for 100 ms', async (t) => {
+  const name = `${PREFIX}big-${Math.random().toString(36).slice(2, 7)}`;
+  const xml = fixtureXml('two-cells-memfd.xml', name)
+    .replace(/<memory unit='MiB'>\d+<\/memory>/, "<memory unit='MiB'>1024</memory>")
+    .replace(/<cell id='0' cpus='0-1' memory='\d+'/, "<cell id='0' cpus='0-1' memory='512'")
+    .replace(/<cell id='1' memory='\d+'/, "<cell id='1' memory='512'");
+  const d = await startDomain('two-cells-memfd.xml', PREFIX, { xml });
+  domains.push(d);
+  await new Promise((r) => setTimeout(r, 1000));
+  const { pm, resident } = await residentPages(d.uuid);
+  assert.equal(pm.totalPages, (1024 * 2 ** 20) / PAGE);
+  // Every page of the guest is in the trace, a quarter of them accessed: decide and bookkeeping see 262144 pages.
+  const hot = Array.from({ length: pm.totalPages / 4 }, (_, i) => i * 4);
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, {
+    mode: 'tier',
+    scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
+    dram: { maxBytes: 4096 },
+    migration: { maxMBps: 1000 },
+  });
+  const engine = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } }, targetNodes: { slow: 0 } });
+  // The same measurement with no engine running: what this machine's load alone does to the loop.
+  const idle = monitorEventLoopDelay({ resolution: 5 });
+  idle.enable();
+  await new Promise((r) => setTimeout(r, 2000));
+  idle.disable();
+  await engine.start();
+  // The first round does one-time work (libvirt monitor mapping, tracker and decision worker start):
+  // measure the steady-state rounds that follow.
+  await until(30_000, 'the first round', () => (engine.vm(d.uuid)?.rounds ?? 0) >= 1);
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+
+  await until(30_000, 'three busy rounds', () => (engine.vm(d.uuid)?.rounds ?? 0) >= 4);
+  h.disable();
+  const s = engine.vm(d.uuid)!;
+  assert.equal(s.lastRound!.trackedBytes, 1024 * 2 ** 20);
+  assert.ok(s.totals.demote.requested > 0, `the rounds moved pages (resident at start: ${resident.length})`);
+  const maxMs = h.max / 1e6;
+  const idleMaxMs = idle.max / 1e6;
+  const figures = { maxMs, p99Ms: h.percentile(99) / 1e6, idleMaxMs, load: loadavg()[0], rounds: s.rounds, roundMs: s.lastRound!.durationMs };
+  logger.info(figures, 'event loop delay during busy rounds');
+  console.log(`# event loop delay (host): busy max ${maxMs.toFixed(1)} ms p99 ${figures.p99Ms.toFixed(1)} ms; idle max ${idleMaxMs.toFixed(1)} ms; load ${figures.load.toFixed(1)}`);
+  await engine.stop();
+  // On a host so loaded that an idle node process already sees >= 50 ms delays, a 100 ms bound
+  // measures the host, not vmtier: say so instead of passing or failing on noise.
+  if (idleMaxMs >= 50) {
+    t.skip(`host too loaded to measure: idle event-loop delay max ${idleMaxMs.toFixed(1)} ms (busy ${maxMs.toFixed(1)} ms, load ${figures.load.toFixed(1)})`);
+    return;
+  }
+  const phases = logLines.filter((l) => l.includes(d.uuid) && l.includes('"msg":"round"')).map((l) => JSON.stringify({ ...JSON.parse(l).phasesMs, syscall: JSON.parse(l).longestSyscallMs }));
+  assert.ok(maxMs < 100, `event loop delay max ${maxMs.toFixed(1)} ms; round phases (ms): ${phases.join(' ')}`);
+});
