@@ -57,11 +57,13 @@ class VmState {
   heat = new Float32Array(0);
   coldRounds = new Uint16Array(0);
   hotStreak = new Uint8Array(0);
+  notHotRounds = new Uint16Array(0);
   lastMoveRound = new Int32Array(0);
   lastMoveDir = new Int8Array(0);
   coolUntil = new Int32Array(0);
   plan: ScanPlan | null = null;
   stableRounds = 0;
+  catchUpRounds = 0;
 
   resize(pages: number): void {
     if (pages === this.pages) return;
@@ -74,6 +76,7 @@ class VmState {
     this.heat = grow(this.heat, (n) => new Float32Array(n));
     this.coldRounds = grow(this.coldRounds, (n) => new Uint16Array(n));
     this.hotStreak = grow(this.hotStreak, (n) => new Uint8Array(n));
+    this.notHotRounds = grow(this.notHotRounds, (n) => new Uint16Array(n));
     this.lastMoveRound = grow(this.lastMoveRound, (n) => new Int32Array(n), NEVER);
     this.lastMoveDir = grow(this.lastMoveDir, (n) => new Int8Array(n));
     this.coolUntil = grow(this.coolUntil, (n) => new Int32Array(n), NEVER);
@@ -94,6 +97,8 @@ interface VmScan {
   hotSlow: Int32Array;
   hotSlowBytes: number;
   cold: Int32Array;
+  /** DRAM pages not hot for coldConfirmRounds rounds but not cold either, least hot first. */
+  warm: Int32Array;
   dramBytes: number;
   demandBytes: number;
   budgetBytes: number;
@@ -210,10 +215,17 @@ export class TieringPolicy {
         globalFree -= b;
         plan.bp -= b;
       }
+      // Pages pass 1 already demoted (forced demotions may have taken cold or warm ones).
+      const taken = new Set(plan.demote);
       let ci = 0;
       for (; hi < s.hotSlow.length && ci < s.cold.length; hi++) {
         const h = s.hotSlow[hi]!;
         const c = s.cold[ci]!;
+        if (taken.has(c)) {
+          ci++;
+          hi--;
+          continue;
+        }
         if (heat[h]! < heat[c]! + this.opt.swapMargin) break;
         const bh = s.sizeOf(h);
         const bc = s.sizeOf(c);
@@ -225,6 +237,29 @@ export class TieringPolicy {
           continue;
         }
         ci++;
+        plan.demote.push(c);
+        plan.promote.push(h);
+        plan.bp -= bh;
+        plan.bd -= bc;
+        room += bc - bh;
+      }
+      // Displacement: with no confirmed-cold page left, a hot page may still take the place of a
+      // page that has not been hot for coldConfirmRounds rounds, if the heat gap is twice the
+      // swap margin (a DRAM share smaller than the hot set would otherwise freeze on warm pages).
+      let wi = 0;
+      for (; hi < s.hotSlow.length && wi < s.warm.length; hi++) {
+        const h = s.hotSlow[hi]!;
+        const c = s.warm[wi]!;
+        if (taken.has(c)) {
+          wi++;
+          hi--;
+          continue;
+        }
+        if (heat[h]! < heat[c]! + 2 * this.opt.swapMargin) break;
+        const bh = s.sizeOf(h);
+        const bc = s.sizeOf(c);
+        if (bh > plan.bp || bc > plan.bd || bh > bc + room) break;
+        wi++;
         plan.demote.push(c);
         plan.promote.push(h);
         plan.bp -= bh;
@@ -293,7 +328,7 @@ export class TieringPolicy {
     const hotT = Math.max(1, Math.ceil(th.hotMinFraction * N - 1e-9));
     const coldT = Math.min(hotT - 1, Math.floor(th.coldMaxFraction * N + 1e-9));
     const alpha = this.opt.heatAlpha;
-    const { heat, coldRounds, coolUntil, hotStreak } = st;
+    const { heat, coldRounds, coolUntil, hotStreak, notHotRounds } = st;
     // Consecutive hot rounds before a promotion (filters one-round bursts); waived in a shift.
     const hotConfirm = th.hotConfirmRounds;
     const counts = vm.counts;
@@ -305,6 +340,7 @@ export class TieringPolicy {
     const pendIdx: number[] = [];
     let pendBytes = 0;
     const coldIdx: number[] = [];
+    const warmIdx: number[] = [];
     let hotPages = 0, hotBytes = 0, newHot = 0, hotSlowBytes = 0, dramBytes = 0, demandBytes = 0;
     for (let p = 0; p < pages; p++) {
       const c = Math.min(counts[p]!, N);
@@ -324,6 +360,7 @@ export class TieringPolicy {
       if (c <= coldT) coldRounds[p] = Math.min(65535, coldRounds[p]! + 1);
       else if (hot) coldRounds[p] = 0;
       hotStreak[p] = hot ? Math.min(255, hotStreak[p]! + 1) : 0;
+      notHotRounds[p] = hot ? 0 : Math.min(65535, notHotRounds[p]! + 1);
       if (hot) {
         hotPages++;
         hotBytes += b;
@@ -336,6 +373,9 @@ export class TieringPolicy {
         dramBytes += b;
         if (coldRounds[p]! >= (cooling ? 2 : 1) * th.coldConfirmRounds) {
           coldIdx.push(p);
+          coldKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
+        } else if (!cooling && notHotRounds[p]! >= th.coldConfirmRounds) {
+          warmIdx.push(p);
           coldKeys[p] = Math.min(HEAT_KEYS - 1, Math.floor(h * HEAT_KEYS));
         }
       } else if (t === TIER_SLOW) {
@@ -375,6 +415,7 @@ export class TieringPolicy {
       hotSlow: countingSort(hotIdx, hotKeys, true),
       hotSlowBytes,
       cold: countingSort(coldIdx, coldKeys, false),
+      warm: countingSort(warmIdx, coldKeys, false),
       dramBytes,
       demandBytes,
       budgetBytes,
@@ -406,10 +447,16 @@ export class TieringPolicy {
     const clampIm = (m: number): number => Math.min(o.maxIntervalMultiplier, Math.max(o.minIntervalMultiplier, m));
     const halfShare = shareBytes / 2;
     // A shift: rounds get shorter so the rest of the new hot set is found sooner.
-    if (s.shift) {
+    // Short rounds last a few rounds after a shift while a quarter of the hot pages still wait in
+    // the slow tier, so that the old hot set's coldness is confirmed sooner too. (Not forever: with
+    // a DRAM share smaller than the hot set, hot pages always wait.)
+    const th = policy.thresholds;
+    if (s.shift) st.catchUpRounds = th.coldConfirmRounds + th.hotConfirmRounds;
+    else if (st.catchUpRounds > 0) st.catchUpRounds--;
+    if (s.shift || (st.catchUpRounds > 0 && s.hotPages >= 8 && s.hotSlow.length * 4 > s.hotPages)) {
       st.stableRounds = 0;
       return {
-        plan: { intervalMultiplier: clampIm(Math.min(1, cur.intervalMultiplier / 2)), scansPerRound: Math.max(Math.min(o.minScansPerRound, baseN), Math.ceil(baseN / 2)) },
+        plan: { intervalMultiplier: clampIm(Math.min(1, cur.intervalMultiplier / 2)), scansPerRound: Math.min(o.minScansPerRound, baseN) },
         reason: 'shift',
       };
     }

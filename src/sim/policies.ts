@@ -45,7 +45,7 @@ export function makePolicy(name: string, opts: { vmtierPolicy?: TierPolicyInput 
  */
 export class VmtierSim implements SimPolicy {
   readonly name = 'vmtier';
-  private readonly core = new TieringPolicy({ minIntervalMultiplier: 1 });
+  private readonly core = new TieringPolicy({ minIntervalMultiplier: 1, minScansPerRound: 2 });
   private readonly policy: TierPolicy;
   private view!: SimView;
   private plans: ScanPlan[] = [];

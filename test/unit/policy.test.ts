@@ -58,17 +58,22 @@ test('a page cold in DRAM is demoted only after coldConfirmRounds cold rounds, f
 
 test('hysteresis: counts between the thresholds neither confirm coldness nor reset it; a hot round resets it', () => {
   // N=4, hot >= 3, cold <= 1. Page 0 in DRAM with counts per round; page 1 hot in slow, waiting.
-  const run = (seq: number[]): number | null => {
+  const run = (seq: number[], waiting: number): number | null => {
     const pol = new TieringPolicy();
     for (let r = 0; r < seq.length; r++) {
-      const d = pol.decide({ dramCapacityBytes: PAGE, vms: [vm('a', [seq[r]!, 4], [TIER_DRAM, TIER_SLOW], { thresholds: { coldConfirmRounds: 3, hotConfirmRounds: 1 } })] });
+      const d = pol.decide({ dramCapacityBytes: PAGE, vms: [vm('a', [seq[r]!, waiting], [TIER_DRAM, TIER_SLOW], { thresholds: { coldConfirmRounds: 3, hotConfirmRounds: 1 } })] });
       if (d.vms[0]!.demote.length) return r + 1;
     }
     return null;
   };
-  assert.equal(run([0, 1, 2, 2, 0, 0]), 5, 'middle counts (2) pause the confirmation');
-  assert.equal(run([0, 1, 3, 0, 0, 0]), 6, 'a hot round (3) restarts it');
-  assert.equal(run([2, 2, 2, 2, 2, 2]), null, 'a page always in the middle is never demoted');
+  // The waiting page is hot (3 of 4) but not twice the swap margin hotter: only coldness counts.
+  assert.equal(run([0, 1, 2, 2, 0, 0], 3), 5, 'middle counts (2) pause the confirmation');
+  assert.equal(run([0, 1, 3, 0, 0, 0], 3), 6, 'a hot round (3) restarts it');
+  assert.equal(run([2, 2, 2, 2, 2, 2], 3), null, 'a page always in the middle is never demoted for a slightly hotter one');
+  // Displacement: a page not hot for 3 rounds gives way to a much hotter one (heat gap >= 2x the
+  // swap margin) before its coldness is confirmed (round 5 here), but not before 3 rounds.
+  assert.equal(run([1, 2, 1, 2, 1, 2], 3), 5, 'cold confirmation alone: round 5');
+  assert.equal(run([1, 2, 1, 2, 1, 2], 4), 3, 'displaced by a page seen in every scan: round 3');
   // Symmetric side: a slow page with middle counts is never promoted even into free DRAM.
   const pol = new TieringPolicy();
   for (let r = 0; r < 4; r++) {
