@@ -260,6 +260,33 @@ test('a tracker this machine cannot run (kmod: no /dev/vmtier_idle) is reported 
   await engine.stop();
 });
 
+test('madviseCold: cold pages that stay in DRAM are marked MADV_COLD with process_madvise on the real QEMU', async () => {
+  const d = domains[0]!;
+  const { pm, resident } = await residentPages(d.uuid);
+  const hot = resident.slice(0, 32);
+  // No DRAM ceiling: nothing is demoted, so every confirmed-cold resident page stays in DRAM.
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, {
+    mode: 'tier',
+    madviseCold: true,
+    scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
+  });
+  const engine = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } } });
+  await engine.start();
+  const s = await until(15_000, 'a round that advised cold pages', () => {
+    const v = engine.vm(d.uuid);
+    return v?.lastRound && v.lastRound.madvisedColdBytes > 0 ? v : null;
+  });
+  const r = s.lastRound!;
+  assert.equal(r.moves.demote.requested + r.moves.promote.requested, 0, 'nothing moved (no slow tier, no ceiling)');
+  assert.ok(r.madvisedColdBytes <= r.coldBytes, `advised ${r.madvisedColdBytes} <= cold ${r.coldBytes}`);
+  assert.ok(r.madvisedColdBytes >= r.coldBytes / 2, 'most cold resident pages were advised');
+  assert.equal(r.hotBytes, hot.length * PAGE);
+  const m = await fetch(`${url}/metrics`).then((x) => x.text());
+  assert.match(m, new RegExp(`vmtier_engine_madvise_cold_bytes_total\\{vm="${d.uuid}",name="${d.name}"\\} [1-9]`));
+  await engine.stop();
+});
+
 test('a domain that starts is picked up; one destroyed mid-scan ends its loop with nothing but a 404', async () => {
   const first = domains[0]!;
   await first.destroy();
