@@ -20,18 +20,23 @@ if [ "${1:-}" = "--debian" ]; then
       ;;
     6.1)
       # bookworm's linux-headers-amd64 (6.1.x) depends on linux-headers-6.1.0-NN-amd64.
-      pkg="$(apt-cache show linux-headers-amd64 2>/dev/null | awk '
-        /^Version: 6\.1\./ { v = 1; next } /^Version:/ { v = 0 }
-        v && /^Depends:/ { for (i = 2; i <= NF; i++) if ($i ~ /^linux-headers-6\.1\./) { gsub(",", "", $i); print $i } }' |
-        sort -V | tail -n 1)"
-      if [ -z "$pkg" ]; then
-        apt-get -o DPkg::Lock::Timeout=600 update -q >&2
-        pkg="$(apt-cache depends linux-headers-amd64/bookworm 2>/dev/null | sed -n 's/.*Depends: \(linux-headers-6\.1\.[^ ]*\).*/\1/p' | head -n 1)"
-      fi
-      [ -n "$pkg" ] || { log "cannot resolve bookworm's 6.1 headers package"; exit 2; }
-      if ! installed "$pkg"; then
-        log "installing $pkg"
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends install "$pkg" >&2
+      resolve61() {
+        apt-cache show linux-headers-amd64 2>/dev/null | awk '
+          /^Version: 6\.1\./ { v = 1; next } /^Version:/ { v = 0 }
+          v && /^Depends:/ { for (i = 2; i <= NF; i++) if ($i ~ /^linux-headers-6\.1\./) { gsub(",", "", $i); print $i } }' |
+          sort -V | tail -n 1
+      }
+      apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends install "$1" >&2; }
+      pkg="$(resolve61)"
+      if [ -z "$pkg" ] || ! installed "$pkg"; then
+        # Stale package lists name versions the mirror no longer has: refresh once on failure.
+        if [ -z "$pkg" ] || ! apt_install "$pkg"; then
+          apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+          pkg="$(resolve61)"
+          [ -n "$pkg" ] || { log "cannot resolve bookworm's 6.1 headers package"; exit 2; }
+          log "installing $pkg"
+          apt_install "$pkg"
+        fi
       fi
       kdir="/usr/src/$pkg"
       ;;

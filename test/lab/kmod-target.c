@@ -29,10 +29,21 @@ static void on_usr1(int s) { (void)s; do_unmap = 1; }
 static void on_usr2(int s) { (void)s; do_collapse = 1; }
 static void on_hup(int s) { (void)s; do_touch = 1; }
 
+/* Read-modify-write: a first touch faults in the zero page, then COWs (the churn wants that). */
 static void touch(char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i += 4096)
 		p[i]++;
+}
+
+/*
+ * Write only: a first read of a THP-eligible range would map the huge zero page, and a write
+ * to that splits it into 4 KiB pages, so a THP target must start with a write.
+ */
+static void touch_write(char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i += 4096)
+		((volatile char *)p)[i] = 1;
 }
 
 int main(int argc, char **argv)
@@ -47,7 +58,7 @@ int main(int argc, char **argv)
 		return 1;
 	char *mem = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
 	madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	touch(mem, bytes);
+	touch_write(mem, bytes);
 	signal(SIGUSR1, on_usr1);
 	signal(SIGUSR2, on_usr2);
 	signal(SIGHUP, on_hup);
@@ -69,7 +80,7 @@ int main(int argc, char **argv)
 		}
 		if (do_touch) {
 			do_touch = 0;
-			touch(mem, bytes);
+			touch_write(mem, bytes);
 			fprintf(stderr, "touched\n");
 		}
 		if (!churn) {

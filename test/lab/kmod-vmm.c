@@ -4,8 +4,8 @@
  *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp]
  * One memslot of guest RAM at GPA 0 (4 KiB host pages, or THP with "thp": 2 MiB NPT leaves),
  * one vCPU in flat
- * 32-bit protected mode running 30 bytes of code from GPA 0: write one byte per 4 KiB page
- * over all of RAM once, then over [hot offset, hot offset + hot) forever. The guest's
+ * 32-bit protected mode running 31 bytes of code from GPA 0: write one byte per 4 KiB page
+ * over all of RAM once (a plain write), then over [hot offset, hot offset + hot) forever (inc). The guest's
  * accesses reach the TDP tables only; the process page tables never see them.
  * Prints {"pid":..,"base":"0x<HVA of GPA 0>","bytes":..,"hot":[..]} once the first pass is
  * under way, then runs the vCPU until killed.
@@ -24,16 +24,16 @@
 
 static const uint8_t code[] = {
 	0x89, 0xcb,				/* 0:  mov ebx, ecx          fill pass */
-	0xfe, 0x03,				/* 2:  inc byte [ebx]                  */
-	0x81, 0xc3, 0x00, 0x10, 0x00, 0x00,	/* 4:  add ebx, 0x1000                 */
-	0x39, 0xfb,				/* 10: cmp ebx, edi                    */
-	0x72, 0xf4,				/* 12: jb 2                            */
-	0x89, 0xf3,				/* 14: mov ebx, esi          hot loop  */
-	0xfe, 0x03,				/* 16: inc byte [ebx]                  */
-	0x81, 0xc3, 0x00, 0x10, 0x00, 0x00,	/* 18: add ebx, 0x1000                 */
-	0x39, 0xd3,				/* 24: cmp ebx, edx                    */
-	0x72, 0xf4,				/* 26: jb 16                           */
-	0xeb, 0xf0,				/* 28: jmp 14                          */
+	0xc6, 0x03, 0x01,			/* 2:  mov byte [ebx], 1     (a write: */
+	0x81, 0xc3, 0x00, 0x10, 0x00, 0x00,	/* 5:  add ebx, 0x1000       a read would */
+	0x39, 0xfb,				/* 11: cmp ebx, edi          map the huge */
+	0x72, 0xf3,				/* 13: jb 2                  zero page) */
+	0x89, 0xf3,				/* 15: mov ebx, esi          hot loop  */
+	0xfe, 0x03,				/* 17: inc byte [ebx]                  */
+	0x81, 0xc3, 0x00, 0x10, 0x00, 0x00,	/* 19: add ebx, 0x1000                 */
+	0x39, 0xd3,				/* 25: cmp ebx, edx                    */
+	0x72, 0xf4,				/* 27: jb 17                           */
+	0xeb, 0xf0,				/* 29: jmp 15                          */
 };
 
 static void die(const char *what)

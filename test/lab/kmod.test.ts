@@ -5,7 +5,7 @@
 import { before, after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LabSession, ensureLabBinary, ensureWorkload } from '../../lab/index.js';
 import { repoRoot } from '../../lab/paths.js';
@@ -25,8 +25,9 @@ function build(which: '6.1' | '6.12'): string {
 
 test('kmod builds with -Werror against Debian bookworm 6.1 headers', { timeout: 900_000 }, () => {
   const ko = build('6.1');
-  const info = spawnSync('modinfo', ['-F', 'vermagic', ko], { encoding: 'utf8' });
-  assert.match(info.stdout, /^6\.1\.0-/);
+  // The .modinfo section holds "vermagic=<release> ..." (read directly: modinfo may be missing).
+  const m = /vermagic=([^\0]*)/.exec(readFileSync(ko).toString('latin1'));
+  assert.match(m?.[1] ?? '', /^6\.1\.0-\d+-amd64 /);
 });
 
 describe('kmod in the lab (Debian 6.12)', { timeout: 1_800_000 }, () => {
