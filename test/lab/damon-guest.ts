@@ -184,7 +184,8 @@ async function caseCrash(workload: string, self: string): Promise<unknown> {
     let outcome: Record<string, unknown>;
     try {
       await fresh.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
-      const res = await fresh.scan({ scans: 3, intervalMs: 200 });
+      await sleep(1000);
+      const res = await fresh.scan({ scans: 3, intervalMs: 500 });
       outcome = { ok: true, ...accuracy(res, l.hot), kdamondPid: fresh.owner?.kdamondPid };
     } catch (e) {
       outcome = { ok: false, ...describeError(e) };
