@@ -163,7 +163,10 @@ export class TieringPolicy {
       const plan = { promote: [] as number[], demote: [] as number[], pingPongs: 0, bd: s.budgetBytes * split, bp: s.budgetBytes * (1 - split) };
       plans.push(plan);
       if (!tiering) continue;
-      let excess = s.dramBytes - share;
+      // Above its share a VM gives DRAM back only when someone needs it (hot pages waiting that
+      // free DRAM cannot take) or when it is above its ceiling: idle DRAM is not worth a migration.
+      const ceilingNow = s.input.policy.dram.maxBytes ?? Infinity;
+      let excess = contended || s.dramBytes > ceilingNow ? s.dramBytes - share : 0;
       let ci = 0;
       while (excess > 0 && ci < s.cold.length) {
         const p = s.cold[ci]!;
