@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { VmtierError } from '../errors.js';
 import { DEFAULT_SIM_CONFIG, simulate, type MoveRecord, type SimConfig } from '../sim/engine.js';
 import { makePolicy, POLICY_NAMES } from '../sim/policies.js';
-import { readEpochs, scanTrace, type TraceMeta } from '../sim/trace.js';
+import { readEpochs, scanTrace, type EpochBatch, type TraceMeta } from '../sim/trace.js';
 import { DEFAULT_GEN, GEN_KINDS, generateTrace } from '../sim/gen.js';
 
 function num(name: string, min: number, max = Infinity, integer = false): (v: string) => number {
@@ -54,7 +54,6 @@ async function runSim(o: SimOpts): Promise<void> {
   const policy = makePolicy(o.policy);
   const meta = await scanTrace(o.trace, o.pages);
   let movesOut: ReturnType<typeof createWriteStream> | null = null;
-  let pendingWrite: Promise<unknown> | null = null;
   const lines: string[] = [];
   if (o.emitMoves) {
     movesOut = createWriteStream(o.emitMoves);
@@ -69,16 +68,13 @@ async function runSim(o: SimOpts): Promise<void> {
     : undefined;
   const report = progress(`sim ${o.policy}`);
   // Flush emitted lines between epochs so memory stays bounded on long traces.
-  async function* flushing(): AsyncGenerator<import('../sim/trace.js').EpochBatch> {
+  async function* flushing(): AsyncGenerator<EpochBatch> {
     for await (const b of readEpochs(o.trace, meta, o.pages)) {
       yield b;
       if (movesOut && lines.length >= 256) {
         const ok = movesOut.write(lines.join('\n') + '\n');
         lines.length = 0;
-        if (!ok) {
-          pendingWrite = once(movesOut, 'drain');
-          await pendingWrite;
-        }
+        if (!ok) await once(movesOut, 'drain');
       }
     }
   }
