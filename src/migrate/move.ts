@@ -73,8 +73,15 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
   for (let off = 0; off < addrs.length; off += batch) {
     if (opts.signal?.aborted) break;
     const n = Math.min(batch, addrs.length - off);
-    const slice: number[] = new Array(n);
-    for (let i = 0; i < n; i++) slice[i] = addrs[off + i]!;
+    // 64-bit addresses written as two 32-bit halves (x86_64 is little-endian): no BigInt per page.
+    const slice = new BigUint64Array(n);
+    const halves = new Uint32Array(slice.buffer);
+    for (let i = 0; i < n; i++) {
+      const a = addrs[off + i]!;
+      halves[2 * i] = a % 0x1_0000_0000;
+      halves[2 * i + 1] = Math.floor(a / 0x1_0000_0000);
+    }
+    const addrAt = (i: number) => addrs[off + i]!;
     const nodes = new Int32Array(n).fill(node);
     let status: Int32Array;
     // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
@@ -95,19 +102,29 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -16) recheck.push(i);
     const onTarget = new Uint8Array(n);
     if (recheck.length > 0) {
-      const where = movePagesRaw(pid, recheck.map((i) => slice[i]!), null, 0);
+      const where = movePagesRaw(pid, recheck.map(addrAt), null, 0);
       out.calls++;
       recheck.forEach((i, k) => { onTarget[i] = where[k] === node ? 1 : 0; });
     }
+    const keyOf = (s: number) => (s === MOVE_STATUS_UNSET ? unreported.key : s >= 0 ? `node:${s}` : errnoName(-s));
+    // Raw status → pages, folded into byStatus once per batch: no string per page on the hot path.
+    const rawCounts = new Map<number, number>();
+    let onNode = 0;
     for (let i = 0; i < n; i++) {
       const s = status[i]!;
+      if (s === node) {
+        onNode++;
+        continue;
+      }
+      rawCounts.set(s, (rawCounts.get(s) ?? 0) + 1);
       const cls = onTarget[i] ? 'moved' : s === MOVE_STATUS_UNSET ? unreported.cls : classifyStatus(s, node);
       out.byClass[cls]++;
-      // The kernel's own answer, even where the query showed the page moved after all.
-      const key = s === MOVE_STATUS_UNSET ? unreported.key : s >= 0 ? `node:${s}` : errnoName(-s);
-      out.byStatus[key] = (out.byStatus[key] ?? 0) + 1;
-      if (cls !== 'moved' && out.failures.length < maxFailures) out.failures.push({ addr: slice[i]!, error: key });
+      if (cls !== 'moved' && out.failures.length < maxFailures) out.failures.push({ addr: addrAt(i), error: keyOf(s) });
     }
+    out.byClass.moved += onNode;
+    if (onNode > 0) rawCounts.set(node, onNode);
+    // The kernel's own answers, even where the query showed the page moved after all.
+    for (const [s, c] of rawCounts) out.byStatus[keyOf(s)] = (out.byStatus[keyOf(s)] ?? 0) + c;
     opts.onBatch?.(off + n, addrs.length);
   }
   out.moved = out.byClass.moved;
