@@ -178,9 +178,9 @@ describe('kmod KVM mode in the lab (nested kvm_amd, NPT)', { timeout: 1_800_000 
       if (!thp) assert.equal(out.tdp.presentPages, out.tdp.pages);
       assert.ok(out.tdp.precision >= 0.95, `NPT precision ${out.tdp.precision}`);
       assert.ok(out.tdp.recall >= 0.95, `NPT recall ${out.tdp.recall}`);
-      // KVM maps 2 MiB NPT leaves only where the host mapping is a THP; in the lab KVM's own
-      // faults get a THP for only some of the 2 MiB regions, so at least one must be seen.
-      if (thp) assert.ok(out.tdp.hugePages >= 512, `2 MiB NPT leaves: ${out.tdp.hugePages}/${out.tdp.pages}`);
+      // KVM maps 2 MiB NPT leaves where the host mapping is a THP (the guest's first touch of each
+      // page is a write, so its faults get THPs rather than the huge zero page).
+      if (thp) assert.ok(out.tdp.hugePages >= out.tdp.pages * 0.9, `2 MiB NPT leaves: ${out.tdp.hugePages}/${out.tdp.pages}`);
       else assert.equal(out.tdp.hugePages, 0);
       assert.ok(out.tdp.stats.tlbFlushes > 0, 'kvm_flush_remote_tlbs after clearing');
       // The same pages through the process page tables: the guest's writes never show there.
