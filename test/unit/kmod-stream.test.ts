@@ -144,3 +144,20 @@ test('a stream from the module written by the writer round-trips into per-page s
 test('a bad start address is INVALID_INPUT', () => {
   assert.throws(() => decode(Uint8Array.from(setAddr(BASE)), BASE + 1), (e: unknown) => isVmtierError(e, 'INVALID_INPUT'));
 });
+
+test('the example stream of kmod/README.md decodes as documented', () => {
+  const base = 0x7f0000000000;
+  const bytes = [0x03, ...new Array<number>(33).fill(0x5f), 0x5e, 0xa0, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x20, 0x00, 0x00];
+  let accessed = 0;
+  let idle = 0;
+  const end = decodeKmodStream(Uint8Array.from(bytes), base, base + M2, (s, e, st) => {
+    if (st === PageState.Accessed) accessed += (e - s) / K;
+    if (st === PageState.Idle) idle += (e - s) / K;
+  });
+  assert.equal(accessed, 3);
+  assert.equal(idle, 509);
+  assert.equal(end, base + M2);
+  // And the writer (the module's encoding rules) produces exactly those bytes.
+  const w = new KmodStreamWriter(base).put(base, KmodRecord.PTE_ACCESSED, 3).put(base + 3 * K, KmodRecord.PTE_IDLE, 509);
+  assert.deepEqual([...w.finish()], bytes);
+});
