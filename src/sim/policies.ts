@@ -347,4 +347,3 @@ export class OracleSim implements SimPolicy {
   }
 }
 
-export { TIER_NONE };
