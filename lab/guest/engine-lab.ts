@@ -336,7 +336,7 @@ export interface VmtierRun {
   engineStatus: any;
   /** Daemon CPU per GB of managed guest memory per round, over the tier rounds (after start-up). */
   cpuPerGbRound: { seconds: number; rounds: number; cpuSeconds: number; kdamondSeconds: number };
-  afterDestroy: { engine: number; vm: { status: number; running: boolean | null }; list: string[]; engineAll: number; host: number; metrics: number; errors: Array<Record<string, any>>; inRound: boolean };
+  afterDestroy: { engine: number; vm: { status: number; running: boolean | null }; list: string[]; engineAll: number; host: number; metrics: number; errors: Array<Record<string, any>>; inRound: boolean; sinceRoundEndMs: number; shortestRoundMs: number; loopEnded: boolean };
   serveLogErrors: Array<Record<string, any>>;
   serial: string;
 }
@@ -402,12 +402,16 @@ export async function runVmtierScenario(lab: LabSession, virt: LabVirt, progress
     const engineStatus = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
     const serial = await d.serial();
 
-    // Destroyed mid-round: a round takes seconds (scans 4 × 500 ms), so just after one ends the next is running.
+    // Destroyed mid-round: rounds run back to back and each scans for 4 × 500 ms, so a destroy
+    // issued less than the shortest round after the newest round's end lands inside the next one.
+    // The lab's clock (pino's `time`) dates both the destroy and the rounds.
     const n = serve.rounds(d.uuid).length;
-    while (serve.rounds(d.uuid).length === n) await sleep(200);
-    await sleep(1000);
-    await d.destroy();
-    const inRound = serve.rounds(d.uuid).length === n + 1;
+    while (serve.rounds(d.uuid).length === n) await sleep(100);
+    const destroyAt = Number((await lab.check(`date +%s%3N; virsh destroy ${d.name} >/dev/null`, { timeoutMs: 60_000 })).trim());
+    const endedBefore = serve.rounds(d.uuid).filter((r) => r.time <= destroyAt);
+    const lastEnd = endedBefore.at(-1)?.time ?? 0;
+    const shortest = Math.min(...serve.rounds(d.uuid).map((r) => Number(r.ms)));
+    const inRound = destroyAt - lastEnd < shortest;
     await sleep(5000);
     const engine = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).status;
     const vm = await serve.http('GET', `/v1/vms/${d.uuid}`);
@@ -436,7 +440,8 @@ export async function runVmtierScenario(lab: LabSession, virt: LabVirt, progress
       },
       afterDestroy: {
         engine, vm: { status: vm.status, running: typeof vm.body?.running === 'boolean' ? vm.body.running : null }, list, engineAll, host, metrics: metricsStatus,
-        errors: serve.errors(), inRound,
+        errors: serve.errors(), inRound, sinceRoundEndMs: destroyAt - lastEnd, shortestRoundMs: shortest,
+        loopEnded: serve.log.some((l) => l.vm === d.uuid && l.msg === 'loop ended'),
       },
       serveLogErrors: serve.errors(),
       serial,
