@@ -1,7 +1,8 @@
 /**
- * The lab's initramfs: static busybox, lab/guest/init.sh as /init, and the four modules the
- * 9p root needs (netfs, 9pnet, 9pnet_virtio, 9p), decompressed because busybox insmod cannot
- * read .ko.xz. Cached in .cache/lab/ keyed by kernel version and init.sh's content.
+ * The lab's initramfs: static busybox, lab/guest/init.sh as /init, the four modules the 9p root
+ * needs (netfs, 9pnet, 9pnet_virtio, 9p) and the NVDIMM/dax/kmem ones, decompressed because
+ * busybox insmod cannot read .ko.xz. Cached in .cache/lab/ keyed by kernel version, init.sh's
+ * content and the module list.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,10 +13,16 @@ import type { LabKernel } from './kernel.js';
 import { guestScriptDir, labCacheDir } from './paths.js';
 
 const ROOT_MODULES = ['netfs', '9pnet', '9pnet_virtio', '9p'] as const;
+/**
+ * The tiers' modules, in load order (dax is built in). Loading them here rather
+ * than by modprobe in the chroot saves ~7 s of boot under TCG: no xz in the guest, and none of
+ * the `ndctl load-keys` that Debian's modprobe.d runs for libnvdimm.
+ */
+const TIER_MODULES = ['libnvdimm', 'nfit', 'nd_btt', 'nd_pmem', 'dax_pmem', 'device_dax', 'kmem'] as const;
 
 export function ensureInitramfs(kernel: LabKernel): string {
   const init = readFileSync(join(guestScriptDir, 'init.sh'));
-  const key = createHash('sha256').update(kernel.version).update(init).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(kernel.version).update(init).update(TIER_MODULES.join(' ')).digest('hex').slice(0, 12);
   const out = join(labCacheDir, `initramfs-${kernel.version}-${key}.cpio.gz`);
   if (existsSync(out)) return out;
 
@@ -26,7 +33,7 @@ export function ensureInitramfs(kernel: LabKernel): string {
     copyFileSync('/bin/busybox', join(work, 'bin', 'busybox'));
     chmodSync(join(work, 'bin', 'busybox'), 0o755);
     writeFileSync(join(work, 'init'), init, { mode: 0o755 });
-    for (const m of ROOT_MODULES) {
+    for (const m of [...ROOT_MODULES, ...TIER_MODULES]) {
       const path = execFileSync('modinfo', ['-k', kernel.version, '-n', m], { encoding: 'utf8' }).trim();
       const ko = path.endsWith('.xz') ? execFileSync('xz', ['-dc', path]) : readFileSync(path);
       writeFileSync(join(work, 'modules', `${m}.ko`), ko);

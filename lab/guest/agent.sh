@@ -19,9 +19,15 @@ setup_fail() {
   "$BB" poweroff -f
 }
 
+# Uptime stamps in setup.log show where boot time goes.
+stamp() { echo "[lab-agent $(cut -d' ' -f1 /proc/uptime)] $*"; }
+
 setup() {
-  # device_dax: the driver behind /dev/daxX.Y (no udev here to load it by alias).
-  modprobe -a nfit nd_pmem dax_pmem device_dax kmem || setup_fail "modprobe nfit nd_pmem dax_pmem device_dax kmem"
+  stamp "setup start"
+  # init.sh loaded the modules from the initramfs (modprobe here would cost seconds under TCG).
+  for m in nfit nd_pmem dax_pmem device_dax kmem; do
+    [ -d "/sys/module/$m" ] || setup_fail "module $m is not loaded"
+  done
   t=0
   while [ "$(ls -d /sys/bus/nd/devices/region* 2>/dev/null | wc -l)" -lt "$LAB_NVDIMM_COUNT" ]; do
     t=$((t + 1)); [ $t -gt 100 ] && setup_fail "expected $LAB_NVDIMM_COUNT NVDIMM regions"
@@ -32,6 +38,7 @@ setup() {
   for r in /sys/bus/nd/devices/region*; do
     i=${r##*/region}
     # Label-less regions carry one namespace that can only be reconfigured whole (-s fails there).
+    stamp "create-namespace region$i"
     ndctl create-namespace -f -e "namespace$i.0" --mode=devdax --align=2M || setup_fail "ndctl create-namespace region$i"
   done
   for d in /sys/bus/dax/devices/dax*; do
@@ -39,11 +46,13 @@ setup() {
     if [ "$(cat "$d/size")" -ge "$LAB_KMEM_MIN_BYTES" ]; then
       # --no-movable: ZONE_NORMAL, so the kernel may place any allocation there (like real PMEM in
       # kmem mode) and ENOMEM is reached when it is full.
+      stamp "reconfigure $dev"
       daxctl reconfigure-device --mode=system-ram --no-movable "$dev" || setup_fail "daxctl reconfigure $dev"
     else
       echo "$dev" >>"$X/devdax"
     fi
   done
+  stamp "tiers ready"
   for n in $LAB_EXPECT_NODES; do
     [ -d "/sys/devices/system/node/node$n" ] || setup_fail "node $n missing after onlining"
   done

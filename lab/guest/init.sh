@@ -18,6 +18,11 @@ for m in netfs 9pnet 9pnet_virtio 9p; do
   insmod "/modules/$m.ko" || fail "insmod $m"
 done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /newroot || fail "mount host root over 9p"
+# The memory tiers' modules (the agent configures the devices): nfit finds the NVDIMMs, nd_pmem
+# and dax_pmem make devdax namespaces possible, device_dax backs /dev/daxX.Y, kmem onlines them.
+for m in libnvdimm nfit nd_btt nd_pmem dax_pmem device_dax kmem; do
+  insmod "/modules/$m.ko" || fail "insmod $m"
+done
 for d in tmp run var/tmp root; do
   # /var/run is a symlink to /run on Debian: mounting over a symlink would follow it.
   [ -L "/newroot/$d" ] && continue
