@@ -12,7 +12,7 @@ import { registerKmodTracker, KMOD_DEVICE } from './index.js';
 import { decodeKmodStream, PageState } from './kmod-stream.js';
 import { readMaps } from './procfs.js';
 import { abortError, checkScanRequest } from './request.js';
-import { emptyCounts, fmtRange, normalizeRanges } from './runs.js';
+import { emptyCounts, fmtRange, intersectRanges, MAX_USER_ADDRESS, normalizeRanges } from './runs.js';
 import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
 
 /* kmod/vmtier_idle_uapi.h */
@@ -86,6 +86,8 @@ export class KmodTracker implements Tracker {
   private fd: number | null = null;
   private pid = 0;
   private ranges: HvaRange[] = [];
+  /** The parts of `ranges` the target had mapped at track(): they must stay mapped (process mode). */
+  private mapped: HvaRange[] = [];
   private readonly device: string;
   private readonly opts: KmodTrackerOptions;
   private readonly buf: Buffer;
@@ -133,7 +135,17 @@ export class KmodTracker implements Tracker {
     }
     this.pid = pid;
     this.ranges = norm;
-    this.checkMapped();
+    this.mapped = [];
+    if (this.usesPageTables()) {
+      // Gaps inside a range (guard pages, holes between mappings) are simply not present; a
+      // range with nothing mapped at all is a mistake worth an error.
+      this.mapped = intersectRanges(norm, this.mappedNow(pid));
+      for (const r of norm) {
+        if (!this.mapped.some((m) => m.start < r.end && m.end > r.start)) {
+          throw new KernelError('vmtier_idle', EFAULT, `range ${fmtRange(r)} of process ${pid} is not mapped (EFAULT)`, { pid, start: r.start, end: r.end });
+        }
+      }
+    }
   }
 
   async scan(req: ScanRequest): Promise<ScanResult> {
@@ -150,7 +162,7 @@ export class KmodTracker implements Tracker {
       req.onScan?.(s);
     }
     // A range the target unmapped meanwhile reads as not present: say so rather than report zeros.
-    if (this.opts.target !== 'kvm') this.checkMapped();
+    if (this.usesPageTables()) this.checkStillMapped();
     const info = this.info();
     stats.kernelWalkNs = info.walkNs;
     stats.cleared = info.cleared;
@@ -234,20 +246,23 @@ export class KmodTracker implements Tracker {
     };
   }
 
-  /** Every tracked range must still be mapped by the target (process mode). */
-  private checkMapped(): void {
-    if (this.opts.target === 'kvm' || this.mode() === 'npt' || this.mode() === 'ept') return;
-    const maps = readMaps(this.pid, this.opts.procRoot);
-    for (const r of this.ranges) {
-      let covered = r.start;
-      for (const m of maps) {
-        if (m.end <= covered || m.start > covered) continue;
-        covered = m.end;
-        if (covered >= r.end) break;
-      }
-      if (covered < r.end) {
+  /** The target's mappings as sorted, merged ranges ([vsyscall] lies above user space: left out). */
+  private mappedNow(pid: number): HvaRange[] {
+    return normalizeRanges(readMaps(pid, this.opts.procRoot).filter((m) => m.end <= MAX_USER_ADDRESS).map((m) => ({ start: m.start, end: m.end })));
+  }
+
+  private usesPageTables(): boolean {
+    return this.opts.target !== 'kvm' && this.mode() === 'process';
+  }
+
+  /** What was mapped at track() must still be: a munmap during the round is EFAULT, not zeros. */
+  private checkStillMapped(): void {
+    const now = this.mappedNow(this.pid);
+    for (const r of this.mapped) {
+      const covered = intersectRanges([r], now).reduce((n, x) => n + (x.end - x.start), 0);
+      if (covered < r.end - r.start) {
         // EFAULT, as a system call would answer for an unmapped address.
-        throw new KernelError('vmtier_idle', EFAULT, `range ${fmtRange(r)} of process ${this.pid} is not (or no longer) mapped from 0x${covered.toString(16)} (EFAULT)`,
+        throw new KernelError('vmtier_idle', EFAULT, `range ${fmtRange(r)} of process ${this.pid} was unmapped during the scan (EFAULT)`,
           { pid: this.pid, start: r.start, end: r.end });
       }
     }

@@ -205,6 +205,37 @@ async function caseCli(workload: string): Promise<unknown> {
   }
 }
 
+/** A range that is half unmapped before tracking starts: the gap is not present, not an error. */
+async function caseGap(target: string): Promise<unknown> {
+  const t = await startTarget([target, '16', 'idle']);
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  const tracker = new KmodTracker();
+  try {
+    t.child.kill('SIGUSR1'); // munmap of the second half
+    await sleep(500);
+    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
+    const res = await tracker.scan({ scans: 2, intervalMs: 200 });
+    const r = res.ranges[0]!;
+    const half = r.present.length / 2;
+    let unmapped: unknown;
+    try {
+      await tracker.track(t.child.pid!, [{ start: 0x10000, end: 0x20000 }]); // below mmap_min_addr
+      unmapped = { ok: true };
+    } catch (e) {
+      unmapped = describeError(e);
+    }
+    return {
+      presentFirstHalf: r.present.subarray(0, half).reduce((a, b) => a + b, 0),
+      presentSecondHalf: r.present.subarray(half).reduce((a, b) => a + b, 0),
+      half, unmapped,
+    };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
 const [what, ...rest] = process.argv.slice(2);
 let result: unknown;
 try {
@@ -231,6 +262,9 @@ try {
       break;
     case 'cli':
       result = await caseCli(rest[0]!);
+      break;
+    case 'gap':
+      result = await caseGap(rest[0]!);
       break;
     case 'abi':
       result = await caseAbi(rest[0]!);

@@ -104,6 +104,15 @@ describe('kmod in the lab (Debian 6.12)', { timeout: 1_800_000 }, () => {
     await assertCleanDmesg();
   });
 
+  test('a gap inside a tracked range is not present (no error); a range with nothing mapped is EFAULT', async () => {
+    const r = await guest('gap', target);
+    assert.equal(r.presentFirstHalf, r.half);
+    assert.equal(r.presentSecondHalf, 0);
+    assert.equal(r.unmapped.code, 'KERNEL_ERROR');
+    assert.equal(r.unmapped.errno, 14);
+    await assertCleanDmesg();
+  });
+
   test('THP collapse (MADV_COLLAPSE) during a scan: the scan completes and sees 2 MiB mappings', async () => {
     const r = await guest('collapse', target);
     assert.deepEqual(r.targetStderr, ['collapsed']);
