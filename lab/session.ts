@@ -156,6 +156,9 @@ export class LabSession {
       'numa_balancing=disable', 'transparent_hugepage=madvise',
       // daxctl onlines the kmem memory itself, in the zone it is asked for (auto-online races it).
       'memhp_default_state=offline',
+      // A loaded host starves TCG's timer calibration; one boot panicked with "IO-APIC + timer
+      // doesn't work!" without this.
+      'no_timer_check',
       ...(this.opts.append ?? []),
     ];
     return [
