@@ -187,8 +187,9 @@ export async function cpuTicks(lab: LabSession, pids: number[]): Promise<{ pids:
     const [p, comm, ticks] = l.split('|');
     const pid = Number(p);
     if (pids.includes(pid)) res.pids[pid] = Number(ticks);
-    const k = /^(kswapd\d*|kdamond\.\d+|kcompactd\d*|kmigrate\w*)$/.exec(comm ?? '');
-    if (k) res.kthreads[k[1]!.replace(/\d+$/, '').replace(/\.$/, '')] = (res.kthreads[k[1]!.replace(/\d+$/, '').replace(/\.$/, '')] ?? 0) + Number(ticks);
+    // kswapd0, kdamond.0, kcompactd0 ... summed per kind.
+    const k = /^(kswapd|kdamond|kcompactd)\.?\d*$/.exec(comm ?? '');
+    if (k) res.kthreads[k[1]!] = (res.kthreads[k[1]!] ?? 0) + Number(ticks);
   }
   return res;
 }
@@ -271,14 +272,6 @@ export class LabServe {
     await this.done;
     this.proc = null;
   }
-}
-
-export interface Residency {
-  /** Seconds from the start (policy PUT, or the slow placement for Linux) to ≥ 95 % of the set on node 0. */
-  seconds: number | null;
-  /** Engine rounds in that time (vmtier), or NUMA scan periods are not rounds: null for Linux. */
-  rounds: number | null;
-  fraction: number;
 }
 
 /** Samples until `done` holds for a sample or the time runs out; returns the last sample and seconds. */
