@@ -6,6 +6,7 @@
  * instead of being dropped silently.
  */
 import { LOCAL_DISTANCE, type GuestLayout, type ResolvedNode } from './profile.js';
+import { formatList } from '../host/lists.js';
 
 export interface LibvirtFragments {
   /** <memory> (boot RAM + NVDIMMs) and, with NVDIMMs, <maxMemory>. */
@@ -33,16 +34,6 @@ function cpuList(c: { start: number; end: number }): string {
   return c.end - c.start === 1 ? String(c.start) : `${c.start}-${c.end - 1}`;
 }
 
-function nodeList(ids: number[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < ids.length; ) {
-    let j = i;
-    while (j + 1 < ids.length && ids[j + 1] === ids[j] + 1) j++;
-    out.push(i === j ? String(ids[i]) : `${ids[i]}-${ids[j]}`);
-    i = j + 1;
-  }
-  return out.join(',');
-}
 
 function distance(layout: GuestLayout, a: number, b: number): number {
   if (a === b) return LOCAL_DISTANCE;
@@ -83,7 +74,7 @@ export function renderLibvirt(layout: GuestLayout): LibvirtRender {
   const backingLines: string[] = [];
   if (hugeByNode.size) {
     backingLines.push('  <hugepages>');
-    for (const [size, ids] of hugeByNode) backingLines.push(`    <page size='${kib(size)}' unit='KiB' nodeset='${nodeList(ids)}'/>`);
+    for (const [size, ids] of hugeByNode) backingLines.push(`    <page size='${kib(size)}' unit='KiB' nodeset='${formatList(ids)}'/>`);
     backingLines.push('  </hugepages>');
   }
   if (source !== 'anonymous' || hugeByNode.size === 0) backingLines.push(`  <source type='${source}'/>`);
@@ -93,7 +84,7 @@ export function renderLibvirt(layout: GuestLayout): LibvirtRender {
   const modeOf = { bind: 'strict', preferred: 'preferred', interleave: 'interleave' } as const;
   const memnodes = nodes
     .filter((n) => n.backend.hostNodes.length)
-    .map((n) => `  <memnode cellid='${n.node}' mode='${modeOf[n.backend.policy ?? 'bind']}' nodeset='${nodeList(n.backend.hostNodes)}'/>`);
+    .map((n) => `  <memnode cellid='${n.node}' mode='${modeOf[n.backend.policy ?? 'bind']}' nodeset='${formatList(n.backend.hostNodes)}'/>`);
   const numatune = memnodes.length ? ['<numatune>', ...memnodes, '</numatune>'].join('\n') : null;
 
   const cells = nodes.map((n) => cell(layout, n));

@@ -6,6 +6,7 @@
  */
 import type { GuestLayout, ResolvedBackend } from './profile.js';
 import { qemuSize } from './size.js';
+import { formatList } from '../host/lists.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -14,17 +15,6 @@ function optValue(v: string): string {
   return v.replace(/,/g, ',,');
 }
 
-/** "0-1", "3" from sorted node ids, as QEMU's list syntax (one host-nodes= per run). */
-function runs(ids: number[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < ids.length; ) {
-    let j = i;
-    while (j + 1 < ids.length && ids[j + 1] === ids[j] + 1) j++;
-    out.push(i === j ? String(ids[i]) : `${ids[i]}-${ids[j]}`);
-    i = j + 1;
-  }
-  return out;
-}
 
 export function backendObject(id: string, sizeBytes: number, b: ResolvedBackend): string {
   const kind = b.kind === 'ram' ? 'memory-backend-ram' : b.kind === 'memfd' ? 'memory-backend-memfd' : 'memory-backend-file';
@@ -36,7 +26,8 @@ export function backendObject(id: string, sizeBytes: number, b: ResolvedBackend)
   if (b.pmem) props.push('pmem=on');
   if (b.prealloc) props.push('prealloc=on');
   if (b.hostNodes.length) {
-    for (const r of runs(b.hostNodes)) props.push(`host-nodes=${r}`);
+    // QEMU's list syntax: one host-nodes= per run ("0-1", "3").
+    for (const r of formatList(b.hostNodes).split(',')) props.push(`host-nodes=${r}`);
     props.push(`policy=${b.policy ?? 'bind'}`);
   }
   return props.join(',');
