@@ -159,6 +159,7 @@ export class LabSession {
       // A loaded host starves TCG's timer calibration; one boot panicked with "IO-APIC + timer
       // doesn't work!" without this.
       'no_timer_check',
+      `vmtier_repo=${repoRoot}`,
       ...(this.opts.append ?? []),
     ];
     return [
@@ -167,6 +168,9 @@ export class LabSession {
       '-kernel', vmlinuz, '-initrd', initrd, '-append', append.join(' '),
       '-virtfs', 'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
       '-virtfs', `local,path=${this.xchg},mount_tag=xchg,security_model=none,multidevs=remap`,
+      // The repository again, on its own: a clone under /tmp or /root (CI's may be) would
+      // otherwise be hidden by the tmpfs the guest puts there.
+      '-virtfs', `local,path=${repoRoot},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`,
       '-serial', `file:${this.consoleLogPath}`,
       '-monitor', `unix:${this.monitorSocket},server=on,wait=off`,
     ];

@@ -29,6 +29,13 @@ for d in tmp run var/tmp root; do
   mount -t tmpfs -o mode=1777 tmpfs "/newroot/$d" || fail "tmpfs on /$d"
 done
 chmod 700 /newroot/root
+# The repository is shared on its own too: when it lies under one of the tmpfs above it
+# would be hidden. The host passes its path on the kernel command line (no spaces).
+repo=$(sed -n 's/.*vmtier_repo=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$repo" ]; then
+  mkdir -p "/newroot$repo" 2>/dev/null
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose repo "/newroot$repo" || fail "mount repository over 9p"
+fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
