@@ -36,13 +36,8 @@ export interface PolicyRecord {
 
 export type TierClassName = 'top' | 'slow';
 
-/** One round's result for one guest node on one host node. */
-export interface HotnessSample {
-  t: number;
-  vmUuid: string;
-  guestNode: number;
-  hostNode: number;
-  hostTier: TierClassName;
+/** What one round measures per guest node × host node; history buckets carry the same figures. */
+export interface HotnessFigures {
   hotBytes: number;
   warmBytes: number;
   coldBytes: number;
@@ -50,6 +45,15 @@ export interface HotnessSample {
   scanMs: number;
   movedBytes: number;
   failures: number;
+}
+
+/** One round's result for one guest node on one host node. */
+export interface HotnessSample extends HotnessFigures {
+  t: number;
+  vmUuid: string;
+  guestNode: number;
+  hostNode: number;
+  hostTier: TierClassName;
 }
 
 export interface MigrationLogEntry {
@@ -70,15 +74,8 @@ export interface MigrationLogEntry {
 }
 
 /** Gauges (hot/warm/cold/scanned bytes, scan ms) are sample-weighted means; moved bytes and failures are sums. */
-export interface HistoryBucket {
+export interface HistoryBucket extends HotnessFigures {
   start: number;
-  hotBytes: number;
-  warmBytes: number;
-  coldBytes: number;
-  scannedBytes: number;
-  scanMs: number;
-  movedBytes: number;
-  failures: number;
   samples: number;
 }
 
