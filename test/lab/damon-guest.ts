@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { DamonTracker } from '../../src/scan/damon.js';
 import { DAMON_SYSFS_ROOT } from '../../src/scan/damon-sysfs.js';
 import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
-import { KernelError, isVmtierError } from '../../src/errors.js';
+import { describeError } from './guest-error.js';
 
 interface Target {
   child: ChildProcess;
@@ -37,11 +37,6 @@ function layout(t: Target): { base: number; bytes: number; hot: HvaRange[] } {
   };
 }
 
-function describeError(e: unknown): Record<string, unknown> {
-  if (e instanceof KernelError) return { code: e.code, errno: e.errno, message: e.message };
-  if (isVmtierError(e)) return { code: e.code, message: e.message, details: e.details };
-  return { code: 'UNTYPED', message: String((e as Error)?.stack ?? e) };
-}
 
 /**
  * Hot-set accuracy, with the same definitions as the kmod lab test so the figures sit side

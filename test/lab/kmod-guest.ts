@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { KmodTracker } from '../../src/scan/kmod.js';
 import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
-import { KernelError, isVmtierError } from '../../src/errors.js';
+import { describeError } from './guest-error.js';
 
 interface Target {
   child: ChildProcess;
@@ -28,11 +28,6 @@ function startTarget(argv: string[]): Promise<Target> {
 const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) : Number(v));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function describeError(e: unknown): Record<string, unknown> {
-  if (e instanceof KernelError) return { code: e.code, errno: e.errno, message: e.message };
-  if (isVmtierError(e)) return { code: e.code, message: e.message };
-  return { code: 'UNTYPED', message: String((e as Error)?.stack ?? e) };
-}
 
 /** Precision of "seen accessed at least once" and recall of "seen accessed in every scan". */
 function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
