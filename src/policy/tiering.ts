@@ -42,6 +42,13 @@ export interface TieringOptions {
   heatAlpha?: number;
   /** A hot page displaces a confirmed-cold one only if its heat is higher by this much (0..1). */
   swapMargin?: number;
+  /** Per-round decay of the long-run seen/scanned counters the access-rate estimate comes from. */
+  rateDecay?: number;
+  /** A rate swap needs the slow page's estimated accesses per scan to exceed the DRAM page's by this. */
+  rateMargin?: number;
+  /** The same for a short-memory estimate, which follows a shifting workload sooner (0 disables it). */
+  fastRateDecay?: number;
+  fastRateMargin?: number;
 }
 
 const HEAT_KEYS = 256;
@@ -50,6 +57,12 @@ const DEMAND_HEAT = 1 / 16;
 /** Hot pages whose heat was below this before the round are "new": many of them mean a shift. */
 const NEW_HOT_HEAT = 0.25;
 const NEVER = -0x40000000;
+/** A rate estimate needs this many rounds' worth of decayed scans before it may move a page. */
+const RATE_EVIDENCE_ROUNDS = 4;
+/** Rate sort key: 1/32 access per scan resolution, up to 8 accesses per scan. */
+const RATE_KEY_SCALE = 32;
+/** Width of the rate confidence interval, in standard errors. */
+const RATE_Z = 0.5;
 
 /** Per-VM, per-page state. */
 class VmState {
@@ -61,6 +74,12 @@ class VmState {
   lastMoveRound = new Int32Array(0);
   lastMoveDir = new Int8Array(0);
   coolUntil = new Int32Array(0);
+  /** Decayed number of scans that saw the page (long and short memory): the rate estimates' evidence. */
+  seenScans = new Float32Array(0);
+  fastSeenScans = new Float32Array(0);
+  /** Decayed number of scans taken; one per VM, as every page is scanned by every scan. */
+  takenScans = 0;
+  fastTakenScans = 0;
   plan: ScanPlan | null = null;
   stableRounds = 0;
   catchUpRounds = 0;
@@ -80,6 +99,8 @@ class VmState {
     this.lastMoveRound = grow(this.lastMoveRound, (n) => new Int32Array(n), NEVER);
     this.lastMoveDir = grow(this.lastMoveDir, (n) => new Int8Array(n));
     this.coolUntil = grow(this.coolUntil, (n) => new Int32Array(n), NEVER);
+    this.seenScans = grow(this.seenScans, (n) => new Float32Array(n));
+    this.fastSeenScans = grow(this.fastSeenScans, (n) => new Float32Array(n));
     this.pages = pages;
   }
 }
@@ -116,6 +137,10 @@ export class TieringPolicy {
       minScansPerRound: options.minScansPerRound ?? 2,
       heatAlpha: options.heatAlpha ?? 0.5,
       swapMargin: options.swapMargin ?? 0.25,
+      rateDecay: options.rateDecay ?? 0.98,
+      rateMargin: options.rateMargin ?? 0.5,
+      fastRateDecay: options.fastRateDecay ?? 0.8,
+      fastRateMargin: options.fastRateMargin ?? 0.5,
     };
   }
 
@@ -269,6 +294,8 @@ export class TieringPolicy {
         plan.bd -= bc;
         room += bc - bh;
       }
+      this.rateSwaps(s, plan, round, s.st.seenScans, s.st.takenScans, this.opt.rateMargin);
+      if (this.opt.fastRateDecay > 0) this.rateSwaps(s, plan, round, s.st.fastSeenScans, s.st.fastTakenScans, this.opt.fastRateMargin);
     }
     for (let i = 0; i < scans.length; i++) {
       const s = scans[i]!;
@@ -345,11 +372,18 @@ export class TieringPolicy {
     const coldIdx: number[] = [];
     const warmIdx: number[] = [];
     let hotPages = 0, hotBytes = 0, newHot = 0, hotSlowBytes = 0, dramBytes = 0, demandBytes = 0;
+    const { seenScans, fastSeenScans } = st;
+    const decay = this.opt.rateDecay;
+    const fastDecay = this.opt.fastRateDecay;
+    st.takenScans = st.takenScans * decay + N;
+    st.fastTakenScans = st.fastTakenScans * fastDecay + N;
     for (let p = 0; p < pages; p++) {
       const c = Math.min(counts[p]!, N);
       const h0 = heat[p]!;
       const h = h0 + alpha * (c / N - h0);
       heat[p] = h;
+      seenScans[p] = seenScans[p]! * decay + c;
+      fastSeenScans[p] = fastSeenScans[p]! * fastDecay + c;
       const t = tiers[p]!;
       if (t === TIER_NONE) {
         coldRounds[p] = 0;
@@ -425,6 +459,63 @@ export class TieringPolicy {
     };
   }
 
+  /**
+   * Rate swaps: the active slow pages with the highest estimated access rate replace the DRAM
+   * pages with the lowest, while the gap exceeds `margin` accesses per scan. A page accessed at a
+   * Poisson rate λ per scan is seen with probability 1 − e^−λ, so the decayed seen fraction gives
+   * λ back; this ranks pages that every round sees as hot (a working set larger than DRAM), where
+   * heat and counts saturate. Pages moved within the ping-pong window or cooling down are left
+   * alone, and nothing moves on fewer than RATE_EVIDENCE_ROUNDS rounds of scans.
+   */
+  private rateSwaps(
+    s: VmScan,
+    plan: { promote: number[]; demote: number[]; bp: number; bd: number },
+    round: number,
+    seen: Float32Array,
+    taken: number,
+    margin: number,
+  ): void {
+    const { st, input } = s;
+    const { counts, tiers } = input;
+    if (taken < RATE_EVIDENCE_ROUNDS * Math.max(1, input.plan.scansPerRound)) return;
+    const window = input.policy.thresholds.pingPongWindowRounds;
+    const rate = new Float32Array(st.pages);
+    const moved = new Uint8Array(st.pages);
+    for (const p of plan.promote) moved[p] = 1;
+    for (const p of plan.demote) moved[p] = 1;
+    const keys = new Uint8Array(st.pages);
+    const up: number[] = [];
+    const down: number[] = [];
+    for (let p = 0; p < st.pages; p++) {
+      if (moved[p] || st.coolUntil[p]! > round || round - st.lastMoveRound[p]! <= window) continue;
+      const t = tiers[p];
+      if (t === TIER_SLOW && counts[p]! > 0) up.push(p);
+      else if (t === TIER_DRAM) down.push(p);
+      else continue;
+      // Slow pages are ranked by the lower end of their rate's confidence interval, DRAM pages by
+      // the upper end: a swap needs the difference to stand out of the noise, not just the means.
+      rate[p] = rateBound(seen[p]!, taken, t === TIER_SLOW ? -RATE_Z : RATE_Z);
+      keys[p] = Math.min(HEAT_KEYS - 1, Math.floor(rate[p]! * RATE_KEY_SCALE));
+    }
+    if (up.length === 0 || down.length === 0) return;
+    const hot = countingSort(up, keys, true);
+    const cold = countingSort(down, keys, false);
+    for (let i = 0; i < hot.length && i < cold.length; i++) {
+      const h = hot[i]!;
+      const c = cold[i]!;
+      if (rate[h]! < rate[c]! + margin) break;
+      const bh = s.sizeOf(h);
+      const bc = s.sizeOf(c);
+      // Mixed page sizes: only like-for-like swaps keep DRAM use unchanged.
+      if (bh !== bc) continue;
+      if (bh > plan.bp || bc > plan.bd) break;
+      plan.promote.push(h);
+      plan.demote.push(c);
+      plan.bp -= bh;
+      plan.bd -= bc;
+    }
+  }
+
   /** DRAM pages not hot this round and not cooling, least hot first (only when a demotion is forced). */
   private forcedVictims(s: VmScan, round: number, already: Set<number>): Int32Array {
     const { heat, coolUntil } = s.st;
@@ -476,6 +567,20 @@ export class TieringPolicy {
     }
     return { plan: { intervalMultiplier: clampIm(cur.intervalMultiplier), scansPerRound: baseN }, reason: 'hold' };
   }
+}
+
+/**
+ * The Poisson rate per scan whose seen probability 1 − e^−λ is the end of the Wilson score interval
+ * (z standard errors; negative z = lower end) around `seen` of `taken` scans.
+ */
+function rateBound(seen: number, taken: number, z: number): number {
+  const n = Math.max(1, taken);
+  const p = Math.min(1, Math.max(0, seen / n));
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (Math.abs(z) / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  const q = Math.min(1 - 1 / (4 * n), Math.max(0, z < 0 ? centre - half : centre + half));
+  return -Math.log(1 - q);
 }
 
 /** Stable counting sort of page indexes by a one-byte key (descending or ascending). */

@@ -147,8 +147,18 @@ async function write(out: Writable, s: string): Promise<void> {
   if (!out.write(s)) await once(out, 'drain');
 }
 
-/** Writes a trace; returns the number of rows. `onProgress` gets (epoch, epochs). */
-export async function generateTrace(kind: string, path: string, opt: Partial<GenOptions> = {}, onProgress?: (e: number, n: number) => void): Promise<number> {
+/**
+ * Writes a trace; returns the number of rows. `onProgress` gets (epoch, epochs); `onRates` gets each
+ * epoch's true per-page rates, one array per VM in trace order (what no tracker can see: the
+ * causal bound in bound.ts is computed from them).
+ */
+export async function generateTrace(
+  kind: string,
+  path: string,
+  opt: Partial<GenOptions> = {},
+  onProgress?: (e: number, n: number) => void,
+  onRates?: (epoch: number, rates: readonly Float64Array[]) => void,
+): Promise<number> {
   const o: GenOptions = { ...DEFAULT_GEN, ...opt };
   for (const k of ['pages', 'epochs', 'accesses'] as const) {
     if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new VmtierError('INVALID_INPUT', `--${k} must be a positive integer, got ${o[k]}`);
@@ -205,6 +215,7 @@ export async function generateTrace(kind: string, path: string, opt: Partial<Gen
         }
       }
     });
+    onRates?.(e, rates);
     await write(out, chunk);
     if (onProgress && (e & 31) === 31) onProgress(e + 1, o.epochs);
   }

@@ -4,7 +4,7 @@
  * baseline parameter is listed here and in README "Policy and simulator"; none is tuned against
  * vmtier.
  */
-import { TieringPolicy, TIER_NONE as P_NONE, parsePolicy, type TierPolicy, type TierPolicyInput, type VmRoundInput, type ScanPlan } from '../policy/index.js';
+import { TieringPolicy, TIER_NONE as P_NONE, parsePolicy, type TierPolicy, type TierPolicyInput, type VmRoundInput, type ScanPlan, type TieringOptions } from '../policy/index.js';
 import { VmtierError } from '../errors.js';
 import {
   SIM_PAGE_BYTES,
@@ -45,13 +45,15 @@ export function makePolicy(name: string, opts: { vmtierPolicy?: TierPolicyInput 
  */
 export class VmtierSim implements SimPolicy {
   readonly name = 'vmtier';
-  private readonly core = new TieringPolicy({ minIntervalMultiplier: 1, minScansPerRound: 2 });
+  private readonly core: TieringPolicy;
   private readonly policy: TierPolicy;
   private view!: SimView;
   private plans: ScanPlan[] = [];
 
-  constructor(policy: TierPolicyInput = {}) {
+  /** `tiering` overrides the decision core's internal options (experiments only; the CLI never sets them). */
+  constructor(policy: TierPolicyInput = {}, tiering: TieringOptions = {}) {
     this.policy = parsePolicy({ ...policy, mode: 'tier' });
+    this.core = new TieringPolicy({ ...tiering, minIntervalMultiplier: 1, minScansPerRound: 2 });
   }
 
   init(view: SimView): void {

@@ -37,6 +37,8 @@ function apply(tiers: Uint8Array, promote: Int32Array, demote: Int32Array): void
   }
 }
 
+const NO_RATE_SWAPS = { rateMargin: Infinity, fastRateDecay: 0 };
+
 const dramPages = (t: Uint8Array): number => t.reduce((a, x) => a + (x === TIER_DRAM ? 1 : 0), 0);
 
 test('a page cold in DRAM is demoted only after coldConfirmRounds cold rounds, for a hot page waiting', () => {
@@ -58,8 +60,9 @@ test('a page cold in DRAM is demoted only after coldConfirmRounds cold rounds, f
 
 test('hysteresis: counts between the thresholds neither confirm coldness nor reset it; a hot round resets it', () => {
   // N=4, hot >= 3, cold <= 1. Page 0 in DRAM with counts per round; page 1 hot in slow, waiting.
+  // Rate swaps (their own test below) would also act on these long-run differences: off here.
   const run = (seq: number[], waiting: number): number | null => {
-    const pol = new TieringPolicy();
+    const pol = new TieringPolicy(NO_RATE_SWAPS);
     for (let r = 0; r < seq.length; r++) {
       const d = pol.decide({ dramCapacityBytes: PAGE, vms: [vm('a', [seq[r]!, waiting], [TIER_DRAM, TIER_SLOW], { thresholds: { coldConfirmRounds: 3, hotConfirmRounds: 1 } })] });
       if (d.vms[0]!.demote.length) return r + 1;
@@ -79,6 +82,39 @@ test('hysteresis: counts between the thresholds neither confirm coldness nor res
   for (let r = 0; r < 4; r++) {
     const d = pol.decide({ dramCapacityBytes: 4 * PAGE, vms: [vm('a', [2], [TIER_SLOW])] });
     assert.equal(d.vms[0]!.promote.length, 0);
+  }
+});
+
+test('rate swaps: among pages every round sees as hot, the more frequently accessed win DRAM, with evidence and without churn', () => {
+  // 16 pages, 4 DRAM slots. Every page is seen in >= 3 of 4 scans every round (all "hot" by
+  // count), but pages 12..15 are never missed while pages 0..11 (0..3 in DRAM) are missed in
+  // every other round: only the long-run seen fraction tells them apart.
+  const pages = 16;
+  const tiers = Uint8Array.from({ length: pages }, (_, p) => (p < 4 ? TIER_DRAM : TIER_SLOW));
+  const pol = new TieringPolicy();
+  let rng = 7;
+  const rand = (): number => ((rng = (rng * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const movedAt: number[] = [];
+  let moves = 0;
+  for (let r = 1; r <= 40; r++) {
+    const counts = Array.from({ length: pages }, (_, p) => (p >= 12 || rand() < 0.5 ? 4 : 3));
+    const d = pol.decide({ dramCapacityBytes: 4 * PAGE, vms: [vm('a', counts, [...tiers], { thresholds: { hotConfirmRounds: 1 } })] });
+    const v = d.vms[0]!;
+    if (v.promote.length) movedAt.push(r);
+    moves += v.promote.length + v.demote.length;
+    apply(tiers, v.promote, v.demote);
+    assert.ok(dramPages(tiers) <= 4);
+  }
+  assert.ok(movedAt.length > 0 && movedAt[0]! >= 4, `no swap before 4 rounds of evidence (swaps in rounds ${movedAt.join(',')})`);
+  assert.deepEqual([...tiers.keys()].filter((p) => tiers[p] === TIER_DRAM), [12, 13, 14, 15], 'the never-missed pages hold DRAM');
+  assert.equal(moves, 8, 'each of the 4 pages moved in once and 4 others out once: no churn');
+
+  // Equal rates never swap: two pages with the same seen fraction stay where they are.
+  const eq = new TieringPolicy();
+  const t2 = Uint8Array.from([TIER_DRAM, TIER_SLOW]);
+  for (let r = 0; r < 40; r++) {
+    const d = eq.decide({ dramCapacityBytes: PAGE, vms: [vm('a', [r % 4 === 0 ? 3 : 4, r % 4 === 2 ? 3 : 4], [...t2])] });
+    assert.equal(d.vms[0]!.promote.length + d.vms[0]!.demote.length, 0, `round ${r}: equal rates moved a page`);
   }
 });
 
