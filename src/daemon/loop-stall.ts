@@ -40,6 +40,8 @@ export interface LoopStallSummary {
   stalls: number;
   /** The gaps with the most on-CPU time, longest first. */
   worst: LoopGap[];
+  /** The gaps with the most wall − wait time (held), longest first. */
+  worstHeld: LoopGap[];
 }
 
 export interface LoopStallOptions {
@@ -81,7 +83,7 @@ export class LoopStallSampler {
   }
 
   private static empty(): LoopStallSummary {
-    return { gaps: 0, wallMaxMs: 0, cpuMaxMs: 0, heldMaxMs: 0, waitMaxMs: 0, stalls: 0, worst: [] };
+    return { gaps: 0, wallMaxMs: 0, cpuMaxMs: 0, heldMaxMs: 0, waitMaxMs: 0, stalls: 0, worst: [], worstHeld: [] };
   }
 
   /** false where there is no per-thread schedstat (not Linux, no CONFIG_SCHED_INFO). */
@@ -123,7 +125,7 @@ export class LoopStallSampler {
 
   /** Figures since start() or the last reset(). */
   summary(): LoopStallSummary {
-    return { ...this.s, worst: this.s.worst.map((g) => ({ ...g })) };
+    return { ...this.s, worst: this.s.worst.map((g) => ({ ...g })), worstHeld: this.s.worstHeld.map((g) => ({ ...g })) };
   }
 
   reset(): void {
@@ -153,6 +155,13 @@ export class LoopStallSampler {
     return { t: performance.now(), cpuNs: Number(text.slice(0, sp1)), waitNs: Number(text.slice(sp1 + 1, sp2)) };
   }
 
+  private keep(list: LoopGap[], gap: LoopGap, by: (g: LoopGap) => number): void {
+    if (list.length >= this.keepWorst && by(gap) <= by(list[list.length - 1]!)) return;
+    list.push(gap);
+    list.sort((a, b) => by(b) - by(a));
+    if (list.length > this.keepWorst) list.pop();
+  }
+
   private record(now: { t: number; cpuNs: number; waitNs: number }): void {
     const prev = this.last!;
     this.last = now;
@@ -167,12 +176,8 @@ export class LoopStallSampler {
       s.stalls++;
       this.onStall?.(gap);
     }
-    const w = s.worst;
-    if (w.length < this.keepWorst || gap.cpuMs > w[w.length - 1]!.cpuMs) {
-      w.push(gap);
-      w.sort((a, b) => b.cpuMs - a.cpuMs);
-      if (w.length > this.keepWorst) w.pop();
-    }
+    this.keep(s.worst, gap, (g) => g.cpuMs);
+    this.keep(s.worstHeld, gap, (g) => g.wallMs - g.waitMs);
     this.roll(now.t);
     this.win.curMaxMs = Math.max(this.win.curMaxMs, gap.cpuMs);
   }
