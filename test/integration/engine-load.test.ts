@@ -139,21 +139,8 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
   // Long paced rounds (4 scans x 500 ms) so the destroy lands inside one.
   assert.equal((await api('PUT', `/v1/vms/${doomed.uuid}/policy`, { ...tier, scan: { intervalMs: 500, scansPerRound: 4, autoTune: false } })).status, 200);
 
-  // Load first: two CPU hogs on the two cores, four API clients in another process.
+  // Two CPU hogs on the two cores from the start.
   for (let i = 0; i < 2; i++) children.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
-  const t0 = Date.now();
-  const paths = [
-    '/v1/engine',
-    `/v1/vms/${big.uuid}/history?from=${t0 - 60_000}&to=${t0 + 600_000}&step=1000`,
-    '/metrics',
-    `/v1/vms/${small.uuid}/engine`,
-    `/v1/vms/${failing.uuid}/engine`,
-  ];
-  const load = fork(LOAD_SCRIPT, [JSON.stringify({ url, token: TOKEN, paths, concurrency: 4 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.push(load);
-  const report = new Promise<HttpLoadReport>((resolve) => load.on('message', (m: any) => m.requests && resolve(m)));
-  await new Promise<void>((resolve) => load.once('message', () => resolve()));
-
   engine = new Engine({
     inventory,
     store,
@@ -171,6 +158,20 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
   app.vmtier.engine = engine;
   assert.ok(engine.loopStalls, 'the engine samples its event loop on this kernel');
   await engine.start();
+  // API clients once every VM is managed (before that, per-VM engine status is rightly a 404).
+  const t0 = Date.now();
+  const paths = [
+    '/v1/engine',
+    `/v1/vms/${big.uuid}/history?from=${t0 - 60_000}&to=${t0 + 600_000}&step=1000`,
+    '/metrics',
+    `/v1/vms/${small.uuid}/engine`,
+    `/v1/vms/${failing.uuid}/engine`,
+  ];
+  const load = fork(LOAD_SCRIPT, [JSON.stringify({ url, token: TOKEN, paths, concurrency: 4 })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(load);
+  const report = new Promise<HttpLoadReport>((resolve) => load.on('message', (m: any) => m.requests && resolve(m)));
+  await new Promise<void>((resolve) => load.once('message', () => resolve()));
+
   const e = engine;
   const vm = (d: TestDomain) => e.vm(d.uuid);
 
