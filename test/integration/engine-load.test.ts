@@ -234,7 +234,7 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
     .join(' ');
 
   // The bound: no gap between two event-loop turns held 100 ms of the main thread's CPU.
-  assert.ok(stalls.gaps >= seconds * 10, `the sampler ran throughout (${stalls.gaps} gaps in ${seconds.toFixed(0)} s)`);
+  assert.ok(stalls.gaps >= seconds * 2, `the sampler ran throughout (${stalls.gaps} gaps in ${seconds.toFixed(0)} s)`);
   assert.ok(stalls.cpuMaxMs < 100, `event loop held ${stalls.cpuMaxMs.toFixed(1)} ms on CPU; worst gaps cpu/wall ms: ${worst}; 1 GiB rounds' phases (ms): ${phases}`);
   assert.equal(stalls.stalls, 0);
   const gauge = /^vmtier_event_loop_blocked_max_seconds (\S+)$/m.exec(metrics.body as string);
