@@ -63,14 +63,14 @@ function schedstatPath(): string {
 export class LoopStallSampler {
   readonly intervalMs: number;
   readonly stallMs: number;
-  private readonly keepWorst: number;
   readonly windowMs: number;
+  private readonly keepWorst: number;
   private fd = -1;
   private readonly buf = Buffer.alloc(128);
   private timer: NodeJS.Timeout | null = null;
   private last: { t: number; cpuNs: number; waitNs: number } | null = null;
   private s: LoopStallSummary = LoopStallSampler.empty();
-  /** Rolling maximum of cpuMs for the metric: [previous window, current window]. */
+  /** Rolling maximum of cpuMs for the metric: the previous and the current window. */
   private win = { start: 0, prevMaxMs: 0, curMaxMs: 0 };
   /** Called for every gap at or above the stall threshold (the metrics count them). */
   onStall: ((gap: LoopGap) => void) | null = null;
