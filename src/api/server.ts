@@ -42,6 +42,10 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
     ...(opts.logger ? { loggerInstance: opts.logger.child({ component: 'api' }, { level: 'warn' }) } : { logger: false }),
     bodyLimit: opts.bodyLimit ?? 1 << 20,
     schemaErrorFormatter: validationMessage,
+    // Response schemas with unions (nullable fields) make fast-json-stringify compile Ajv
+    // validators on the first reply that reaches them: 50-100 ms of the main thread in the middle
+    // of serving (measured by test/integration/engine-load.test.ts). Compile them at startup instead.
+    serializerOpts: { compileValidators: true },
     // Errors fastify raises before routing (bad URL encoding, over-long params) get the same body.
     frameworkErrors: (err, _req, reply) => {
       const { status, body } = toHttpError(err);

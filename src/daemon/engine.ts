@@ -17,6 +17,7 @@ import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import type { DomainSummary } from '../vm/types.js';
 import { MigrationBudget, type BudgetOptions } from './budget.js';
+import { LoopStallSampler, exportLoopStallMetrics } from './loop-stall.js';
 import { EngineMetrics } from './metrics.js';
 import type { EngineStatus, EngineView, VmEngineStatus } from './status.js';
 import { VmLoop, type TrackerChoice } from './vm-loop.js';
@@ -60,6 +61,8 @@ interface Managed {
 
 export class Engine implements EngineView {
   readonly metrics: EngineMetrics;
+  /** The main thread's own event-loop stalls (vmtier_event_loop_blocked_max_seconds); null where unsupported. */
+  readonly loopStalls: LoopStallSampler | null;
   private readonly o: EngineOptions;
   private readonly log: Logger;
   private readonly budget: MigrationBudget;
@@ -80,12 +83,15 @@ export class Engine implements EngineView {
     this.budget = new MigrationBudget({ now: this.now, ...opts.budget });
     this.readHost = opts.readHost ?? (() => readHostTopology());
     this.metrics = new EngineMetrics(opts.registry);
+    this.loopStalls = LoopStallSampler.supported() ? new LoopStallSampler() : null;
+    if (this.loopStalls) exportLoopStallMetrics(this.metrics.registry, this.loopStalls);
   }
 
   /** Starts managing every running domain; returns after the first listing (or its failure). */
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.loopStalls?.start();
     const host = this.host();
     this.log.info(
       {
@@ -117,6 +123,7 @@ export class Engine implements EngineView {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await Promise.all([...this.loops.values()].map((m) => m.loop.stop(new Error('engine stopping'))));
     this.loops.clear();
+    this.loopStalls?.stop();
     this.log.info('engine stopped');
   }
 

@@ -13,9 +13,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { buildApi } from '../../src/api/server.js';
 import type { AnyFastify } from '../../src/api/context.js';
@@ -329,56 +328,4 @@ test('a domain that starts is picked up; one destroyed mid-scan ends its loop wi
   await engine.stop();
 });
 
-test('busy rounds on a 1 GiB guest never block the event loop for 100 ms', async (t) => {
-  const name = `${PREFIX}big-${Math.random().toString(36).slice(2, 7)}`;
-  const xml = fixtureXml('two-cells-memfd.xml', name)
-    .replace(/<memory unit='MiB'>\d+<\/memory>/, "<memory unit='MiB'>1024</memory>")
-    .replace(/<cell id='0' cpus='0-1' memory='\d+'/, "<cell id='0' cpus='0-1' memory='512'")
-    .replace(/<cell id='1' memory='\d+'/, "<cell id='1' memory='512'");
-  const d = await startDomain('two-cells-memfd.xml', PREFIX, { xml });
-  domains.push(d);
-  await new Promise((r) => setTimeout(r, 1000));
-  const { pm, resident } = await residentPages(d.uuid);
-  assert.equal(pm.totalPages, (1024 * 2 ** 20) / PAGE);
-  // Every page of the guest is in the trace, a quarter of them accessed: decide and bookkeeping see 262144 pages.
-  const hot = Array.from({ length: pm.totalPages / 4 }, (_, i) => i * 4);
-  await http('PUT', `/v1/vms/${d.uuid}/policy`, {
-    mode: 'tier',
-    scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
-    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
-    dram: { maxBytes: 4096 },
-    migration: { maxMBps: 1000 },
-  });
-  const engine = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } }, targetNodes: { slow: 0 } });
-  // The same measurement with no engine running: what this machine's load alone does to the loop.
-  const idle = monitorEventLoopDelay({ resolution: 5 });
-  idle.enable();
-  await new Promise((r) => setTimeout(r, 2000));
-  idle.disable();
-  await engine.start();
-  // The first round does one-time work (libvirt monitor mapping, tracker and decision worker start):
-  // measure the steady-state rounds that follow.
-  await until(30_000, 'the first round', () => (engine.vm(d.uuid)?.rounds ?? 0) >= 1);
-  const h = monitorEventLoopDelay({ resolution: 5 });
-  h.enable();
-
-  await until(30_000, 'three busy rounds', () => (engine.vm(d.uuid)?.rounds ?? 0) >= 4);
-  h.disable();
-  const s = engine.vm(d.uuid)!;
-  assert.equal(s.lastRound!.trackedBytes, 1024 * 2 ** 20);
-  assert.ok(s.totals.demote.requested > 0, `the rounds moved pages (resident at start: ${resident.length})`);
-  const maxMs = h.max / 1e6;
-  const idleMaxMs = idle.max / 1e6;
-  const figures = { maxMs, p99Ms: h.percentile(99) / 1e6, idleMaxMs, load: loadavg()[0], rounds: s.rounds, roundMs: s.lastRound!.durationMs };
-  logger.info(figures, 'event loop delay during busy rounds');
-  console.log(`# event loop delay (host): busy max ${maxMs.toFixed(1)} ms p99 ${figures.p99Ms.toFixed(1)} ms; idle max ${idleMaxMs.toFixed(1)} ms; load ${figures.load.toFixed(1)}`);
-  await engine.stop();
-  // On a host so loaded that an idle node process already sees >= 50 ms delays, a 100 ms bound
-  // measures the host, not vmtier: say so instead of passing or failing on noise.
-  if (idleMaxMs >= 50) {
-    t.skip(`host too loaded to measure: idle event-loop delay max ${idleMaxMs.toFixed(1)} ms (busy ${maxMs.toFixed(1)} ms, load ${figures.load.toFixed(1)})`);
-    return;
-  }
-  const phases = logLines.filter((l) => l.includes(d.uuid) && l.includes('"msg":"round"')).map((l) => JSON.stringify({ ...JSON.parse(l).phasesMs, syscall: JSON.parse(l).longestSyscallMs }));
-  assert.ok(maxMs < 100, `event loop delay max ${maxMs.toFixed(1)} ms; round phases (ms): ${phases.join(' ')}`);
-});
+// The event-loop bound under load (several VMs, one failing, API clients, CPU hogs) is proven in engine-load.test.ts.
