@@ -10,6 +10,7 @@ import { loadTrace, scanTrace, readEpochs } from '../../src/sim/trace.js';
 import { DEFAULT_SIM_CONFIG, simulate, simulateSync, type MoveRecord, type RoundContext, type SimPolicy, type SimView } from '../../src/sim/engine.js';
 import { makePolicy, POLICY_NAMES } from '../../src/sim/policies.js';
 import { generateTrace } from '../../src/sim/gen.js';
+import { CausalBound } from '../../src/sim/bound.js';
 import { isVmtierError } from '../../src/errors.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -73,6 +74,43 @@ class Scripted implements SimPolicy {
     return this.moves(ctx);
   }
 }
+
+test('causal bound: by hand, shared DRAM across VMs, and from the generator\'s true rates', async () => {
+  // Epoch 0: rates 3 and 1, one DRAM page: 3×100 + 1×300. Epoch 1 (two VMs): rates 0.5 | 2, 1:
+  // the 2 in DRAM, 1.5 slow. Total (300+300) + (200+450) = 1250 ns for 7.5 accesses.
+  const b = new CausalBound(1, DEFAULT_SIM_CONFIG);
+  b.epoch([Float64Array.from([3, 1])]);
+  b.epoch([Float64Array.from([0.5]), Float64Array.from([2, 1])]);
+  assert.equal(b.slowdown(), 1250 / (7.5 * 100));
+  assert.throws(() => new CausalBound(1, DEFAULT_SIM_CONFIG).slowdown(), (e) => isVmtierError(e, 'INVALID_TRACE'));
+  // The generator reports the rates it drew the trace from: their sum matches the trace's accesses,
+  // and no causal policy beats the bound by more than the noise (vmtier, static, memopt, tpp).
+  const dir = tmp();
+  try {
+    const f = join(dir, 'zipf.csv');
+    let rateSum = 0;
+    const rates: Float64Array[][] = [];
+    await generateTrace('zipf', f, { pages: 512, epochs: 200, accesses: 2048, seed: 3 }, undefined, (_e, r) => {
+      rates.push(r.map((a) => Float64Array.from(a)));
+      for (const a of r) for (const x of a) rateSum += x;
+    });
+    assert.equal(rates.length, 200);
+    const t = await loadTrace(f);
+    let accesses = 0;
+    for (const batch of t.batches) for (let i = 0; i < batch.length; i++) accesses += batch.accesses[i]!;
+    assert.ok(Math.abs(accesses - rateSum) / rateSum < 0.02, `trace accesses ${accesses} vs rates ${rateSum.toFixed(0)}`);
+    const tight = new CausalBound(Math.floor(0.25 * t.meta.pages), DEFAULT_SIM_CONFIG);
+    for (const r of rates) tight.epoch(r);
+    for (const p of ['vmtier', 'static', 'memopt', 'tpp']) {
+      const r = simulateSync(t.meta, t.batches, makePolicy(p), cfg(0.25));
+      assert.ok(r.slowdown > tight.slowdown() * 0.98, `${p} ${r.slowdown} beat the causal bound ${tight.slowdown()}`);
+    }
+    const oracle = simulateSync(t.meta, t.batches, makePolicy('oracle'), cfg(0.25));
+    assert.ok(oracle.slowdown < tight.slowdown(), 'the oracle sees the noise the bound cannot');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('engine: scans cover epochsPerScan epochs, a round is N scans, moves apply from the next epoch and cost 4096 B / bandwidth', async () => {
   // --pages 4, DRAM 25% = 1 page. Scan 1 = epochs [0,2): p0, p2 seen; scan 2 = [2,4): p1, p2.
