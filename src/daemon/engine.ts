@@ -193,7 +193,7 @@ export class Engine implements EngineView {
 
   /**
    * DRAM a tiered VM may hold: the top tier's DRAM held by tiered VMs plus what is free above the
-   * watermark, split by splitDram over the tiered VMs' floors, ceilings, weights and last demand.
+   * watermark (minus the shortfall below it), split by splitDram over the tiered VMs' floors, ceilings, weights and last demand.
    */
   private dramShare = (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number): number => {
     const me = this.loops.get(uuid);
@@ -206,7 +206,9 @@ export class Engine implements EngineView {
     const free = host.nodes.filter((n) => n.tier.class === 'top').reduce((s, n) => s + n.memFreeBytes, 0);
     const tiered = [...this.loops.entries()].filter(([, m]) => m.policy?.mode === 'tier');
     if (!tiered.some(([u]) => u === uuid)) tiered.push([uuid, { loop: null as unknown as VmLoop, dramBytes, demandBytes, policy }]);
-    const pool = tiered.reduce((s, [, m]) => s + m.dramBytes, 0) + Math.max(0, free - this.budget.watermarkBytes);
+    // Below the watermark the shortfall comes out of the pool: VMs then hold more than their
+    // shares and give back (confirmed-cold pages first) until the host is above it again.
+    const pool = Math.max(0, tiered.reduce((s, [, m]) => s + m.dramBytes, 0) + free - this.budget.watermarkBytes);
     const shares = splitDram(
       pool,
       tiered.map(([, m]) => ({

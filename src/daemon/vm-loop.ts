@@ -474,7 +474,10 @@ export class VmLoop {
     if (counts) {
       const dramBytes = dramPages * PAGE_SIZE;
       const share = this.d.dramShare(this.uuid, policy, dramBytes, (hotPages + warmPages) * PAGE_SIZE);
-      const decision = await this.worker.decide(this.freshPolicy, { dramCapacityBytes: share, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] }, this.signal);
+      // The host's top tier below the watermark: give back confirmed-cold DRAM even with no limit set.
+      const topFree = host.nodes.reduce((sum, n) => sum + (n.tier.class === 'top' ? n.memFreeBytes : 0), 0);
+      const dramShort = topFree < this.d.budget.watermarkBytes;
+      const decision = await this.worker.decide(this.freshPolicy, { dramCapacityBytes: share, dramShort, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] }, this.signal);
       this.freshPolicy = false;
       this.signal.throwIfAborted();
       const vd = decision.vms[0]!;

@@ -48,6 +48,11 @@ export const TierPolicySchema = Type.Object(
           minBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'floor: DRAM this VM keeps even under pressure' })),
           maxBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'ceiling: DRAM this VM may hold' })),
           weight: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, description: 'share of contended DRAM relative to other VMs' })),
+          demote: Type.Optional(
+            Type.Union([Type.Literal('cold'), Type.Literal('pressure')], {
+              description: 'cold: demote every page whose coldness is confirmed; pressure: only when DRAM is needed (share or ceiling exceeded, host DRAM below the watermark, hot pages waiting)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -81,7 +86,7 @@ export interface TierPolicy {
     pingPongWindowRounds: number;
     coolDownRounds: number;
   };
-  dram: { minBytes: number; maxBytes: number | null; weight: number };
+  dram: { minBytes: number; maxBytes: number | null; weight: number; demote: 'cold' | 'pressure' };
   migration: { maxMBps: number; maxBytesPerRound: number | null };
   madviseCold: boolean;
 }
@@ -91,7 +96,7 @@ export const DEFAULT_POLICY: TierPolicy = Object.freeze({
   tracker: 'auto',
   scan: { intervalMs: 1000, scansPerRound: 4, autoTune: true },
   thresholds: { hotMinFraction: 0.75, coldMaxFraction: 0.25, coldConfirmRounds: 3, hotConfirmRounds: 2, pingPongWindowRounds: 8, coolDownRounds: 16 },
-  dram: { minBytes: 0, maxBytes: null, weight: 1 },
+  dram: { minBytes: 0, maxBytes: null, weight: 1, demote: 'pressure' },
   migration: { maxMBps: 256, maxBytesPerRound: null },
   madviseCold: false,
 }) as TierPolicy;

@@ -171,7 +171,7 @@ export class TieringPolicy {
     // Pressure from outside a VM: some VM has hot pages waiting that the free pool cannot take.
     let hotWaiting = 0;
     for (const s of scans) hotWaiting += s.hotSlowBytes;
-    const contended = hotWaiting > input.dramCapacityBytes - dramUsed;
+    const contended = input.dramShort === true || hotWaiting > input.dramCapacityBytes - dramUsed;
 
     const out: VmDecision[] = [];
     const plans: { promote: number[]; demote: number[]; pingPongs: number; bp: number; bd: number }[] = [];
@@ -183,7 +183,10 @@ export class TieringPolicy {
       const tiering = s.input.policy.mode === 'tier';
       const promoteWant = s.hotSlowBytes;
       const free = share - s.dramBytes;
-      const demoteNeed = Math.max(0, promoteWant - Math.max(0, free)) + Math.max(0, -free);
+      const demoteCold = s.input.policy.dram.demote === 'cold';
+      let coldBytes = 0;
+      if (demoteCold) for (const p of s.cold) coldBytes += s.sizeOf(p);
+      const demoteNeed = Math.max(Math.max(0, promoteWant - Math.max(0, free)) + Math.max(0, -free), coldBytes);
       const split = promoteWant + demoteNeed > 0 ? demoteNeed / (promoteWant + demoteNeed) : 0.5;
       const plan = { promote: [] as number[], demote: [] as number[], pingPongs: 0, bd: s.budgetBytes * split, bp: s.budgetBytes * (1 - split) };
       plans.push(plan);
@@ -193,7 +196,9 @@ export class TieringPolicy {
       const ceilingNow = s.input.policy.dram.maxBytes ?? Infinity;
       let excess = contended || s.dramBytes > ceilingNow ? s.dramBytes - share : 0;
       let ci = 0;
-      while (excess > 0 && ci < s.cold.length) {
+      // demote 'cold': every confirmed-cold page goes (within the budget), needed or not, so that
+      // DRAM is free before anyone asks for it.
+      while ((excess > 0 || demoteCold) && ci < s.cold.length) {
         const p = s.cold[ci]!;
         const b = s.sizeOf(p);
         if (b > plan.bd) break;

@@ -34,6 +34,11 @@ export interface VmRoundInput {
 export interface RoundInput {
   /** DRAM the tiered VMs may hold together, in bytes. Every VM sharing it must be in `vms`. */
   dramCapacityBytes: number;
+  /**
+   * DRAM is short from outside the VMs (the host's free top-tier memory is below the watermark):
+   * VMs above their share give DRAM back even when no VM's hot pages wait for it.
+   */
+  dramShort?: boolean;
   vms: VmRoundInput[];
 }
 

@@ -286,6 +286,38 @@ test('madviseCold: cold pages that stay in DRAM are marked MADV_COLD with proces
   await engine.stop();
 });
 
+test('host DRAM below the watermark: cold pages are demoted with no DRAM limit in the policy; above it nothing moves', async () => {
+  const d = domains[0]!;
+  const { pm, resident } = await residentPages(d.uuid);
+  const hot = resident.slice(0, 32);
+  // No ceiling, default demote 'pressure': only the host's free DRAM decides whether pages go.
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, {
+    mode: 'tier',
+    scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
+    migration: { maxMBps: 1000 },
+  });
+  const trackerOptions = { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } };
+  // Control: a watermark of 0 (this host always has more free): rounds run, nothing is demoted.
+  const calm = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions, targetNodes: { slow: 0 }, budget: { dramFreeWatermarkBytes: 0 } });
+  await calm.start();
+  const c = await until(15_000, 'four calm rounds', () => ((calm.vm(d.uuid)?.rounds ?? 0) >= 4 ? calm.vm(d.uuid) : null));
+  assert.ok(c.lastRound!.coldBytes > 0, 'cold pages exist');
+  assert.equal(c.totals.demote.requested, 0, 'no pressure, no limit: cold pages stay');
+  await calm.stop();
+  // Short: a watermark above all of this host's memory, as if the top tier were full.
+  const short = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions, targetNodes: { slow: 0 }, budget: { dramFreeWatermarkBytes: 2 ** 50 } });
+  await short.start();
+  const s = await until(15_000, 'a round that demoted', () => {
+    const v = short.vm(d.uuid);
+    return v && v.totals.demote.requested > 0 ? v : null;
+  });
+  assert.ok(s.totals.demote.byClass.moved > 0, 'pages moved (to node 0, where they already are)');
+  assert.equal(s.totals.promote.requested, 0, 'promotion paused below the watermark');
+  assert.ok(s.lastRound!.decided.demotePages <= s.lastRound!.residentBytes / PAGE - hot.length, 'the hot set is never chosen');
+  await short.stop();
+});
+
 test('a domain that starts is picked up; one destroyed mid-scan ends its loop with nothing but a 404', async () => {
   const first = domains[0]!;
   await first.destroy();

@@ -118,6 +118,32 @@ test('rate swaps: among pages every round sees as hot, the more frequently acces
   }
 });
 
+test('demotion without a DRAM limit: dramShort gives back DRAM at once, demote "cold" gives back confirmed-cold pages', () => {
+  // Pages 0..3 in DRAM: 0 and 1 never seen (cold), 2 and 3 hot. Nothing waits in the slow tier.
+  const counts = [0, 0, 4, 4, 0, 0];
+  const th = { coldConfirmRounds: 2, hotConfirmRounds: 1 };
+  const rounds = (policy: TierPolicyInput, dramShort: boolean, capacity = 8): number[][] => {
+    const pol = new TieringPolicy();
+    const tiers = Uint8Array.from([TIER_DRAM, TIER_DRAM, TIER_DRAM, TIER_DRAM, TIER_SLOW, TIER_SLOW]);
+    const out: number[][] = [];
+    for (let r = 0; r < 3; r++) {
+      const d = pol.decide({ dramCapacityBytes: capacity * PAGE, dramShort, vms: [vm('a', counts, [...tiers], { thresholds: th, ...policy })] });
+      out.push([...d.vms[0]!.demote]);
+      apply(tiers, d.vms[0]!.promote, d.vms[0]!.demote);
+    }
+    return out;
+  };
+  // Default ('pressure'), room to spare, nobody waiting: cold pages stay (a migration for nothing).
+  assert.deepEqual(rounds({}, false), [[], [], []]);
+  // The host is short of DRAM and the VM holds more than its share: its pages that are not hot go
+  // at once (the kernel would reclaim them otherwise), never the hot ones.
+  assert.deepEqual(rounds({}, true, 2), [[0, 1], [], []]);
+  // Short but within its share: nothing to give back.
+  assert.deepEqual(rounds({}, true, 8), [[], [], []]);
+  // demote 'cold': every confirmed-cold page goes, pressure or not, once confirmed (round 2).
+  assert.deepEqual(rounds({ dram: { demote: 'cold' } }, false), [[], [0, 1], []]);
+});
+
 test('a one-round burst is not promoted; a page hot for hotConfirmRounds rounds is', () => {
   const pol = new TieringPolicy();
   const tiers = [TIER_SLOW, TIER_SLOW, ...new Array(30).fill(TIER_SLOW)];
