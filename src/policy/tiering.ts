@@ -61,6 +61,8 @@ const NEVER = -0x40000000;
 const RATE_EVIDENCE_ROUNDS = 4;
 /** Rate sort key: 1/32 access per scan resolution, up to 8 accesses per scan. */
 const RATE_KEY_SCALE = 32;
+/** A change of the seen fraction between the short and the long memory that counts as a trend. */
+const RATE_TREND = 0.1;
 /** Width of the rate confidence interval, in standard errors. */
 const RATE_Z = 0.5;
 
@@ -299,8 +301,9 @@ export class TieringPolicy {
         plan.bd -= bc;
         room += bc - bh;
       }
-      this.rateSwaps(s, plan, round, s.st.seenScans, s.st.takenScans, this.opt.rateMargin);
-      if (this.opt.fastRateDecay > 0) this.rateSwaps(s, plan, round, s.st.fastSeenScans, s.st.fastTakenScans, this.opt.fastRateMargin);
+      // The long memory acts only where the short one agrees (fast ? ... : null = no check).
+      this.rateSwaps(s, plan, round, s.st.seenScans, s.st.takenScans, this.opt.rateMargin, this.opt.fastRateDecay > 0 ? { seen: s.st.fastSeenScans, taken: s.st.fastTakenScans } : null);
+      if (this.opt.fastRateDecay > 0) this.rateSwaps(s, plan, round, s.st.fastSeenScans, s.st.fastTakenScans, this.opt.fastRateMargin, null);
     }
     for (let i = 0; i < scans.length; i++) {
       const s = scans[i]!;
@@ -479,6 +482,7 @@ export class TieringPolicy {
     seen: Float32Array,
     taken: number,
     margin: number,
+    recent: { seen: Float32Array; taken: number } | null,
   ): void {
     const { st, input } = s;
     const { counts, tiers } = input;
@@ -494,9 +498,16 @@ export class TieringPolicy {
     for (let p = 0; p < st.pages; p++) {
       if (moved[p] || st.coolUntil[p]! > round || round - st.lastMoveRound[p]! <= window) continue;
       const t = tiers[p];
-      if (t === TIER_SLOW && counts[p]! > 0) up.push(p);
-      else if (t === TIER_DRAM) down.push(p);
-      else continue;
+      // A long memory lags a shift: a slow page whose recent seen fraction fell below its long-run
+      // one is fading (an old hot set), a DRAM page whose recent fraction rose is a new hot page.
+      const trend = recent ? recent.seen[p]! / recent.taken - seen[p]! / taken : 0;
+      if (t === TIER_SLOW && counts[p]! > 0) {
+        if (trend < -RATE_TREND) continue;
+        up.push(p);
+      } else if (t === TIER_DRAM) {
+        if (trend > RATE_TREND) continue;
+        down.push(p);
+      } else continue;
       // Slow pages are ranked by the lower end of their rate's confidence interval, DRAM pages by
       // the upper end: a swap needs the difference to stand out of the noise, not just the means.
       rate[p] = rateBound(seen[p]!, taken, t === TIER_SLOW ? -RATE_Z : RATE_Z);

@@ -53,7 +53,7 @@ export class VmtierSim implements SimPolicy {
   /** `tiering` overrides the decision core's internal options (experiments only; the CLI never sets them). */
   constructor(policy: TierPolicyInput = {}, tiering: TieringOptions = {}) {
     this.policy = parsePolicy({ ...policy, mode: 'tier' });
-    this.core = new TieringPolicy({ ...tiering, minIntervalMultiplier: 1, minScansPerRound: 2 });
+    this.core = new TieringPolicy({ minScansPerRound: 2, ...tiering, minIntervalMultiplier: 1 });
   }
 
   init(view: SimView): void {
