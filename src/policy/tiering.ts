@@ -52,8 +52,8 @@ export interface TieringOptions {
 }
 
 const HEAT_KEYS = 256;
-/** A page with at least this heat counts toward its VM's DRAM demand. */
-const DEMAND_HEAT = 1 / 16;
+/** A page seen in at least this fraction of scans counts toward its VM's DRAM demand. */
+const DEMAND_SEEN = 1 / 4;
 /** Hot pages whose heat was below this before the round are "new": many of them mean a shift. */
 const NEW_HOT_HEAT = 0.25;
 const NEVER = -0x40000000;
@@ -411,7 +411,9 @@ export class TieringPolicy {
         hotBytes += b;
         if (h0 < NEW_HOT_HEAT) newHot++;
       }
-      if (h >= DEMAND_HEAT) demandBytes += b;
+      // Demand: seen in a quarter of the scans over the long or the short memory. The decayed
+      // fractions move slowly, so shares between VMs do not swing with one round's noise.
+      if (seenScans[p]! >= DEMAND_SEEN * st.takenScans || fastSeenScans[p]! >= DEMAND_SEEN * st.fastTakenScans) demandBytes += b;
       // A page in cool-down moves only on twice the usual evidence.
       const cooling = coolUntil[p]! > round;
       if (t === TIER_DRAM) {
