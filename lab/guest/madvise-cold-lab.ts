@@ -69,6 +69,8 @@ export interface ArmResult {
   /** numa_maps' N1 of the workload's mapping after the hog: must equal the sum over the sets. */
   numaMapsNode1: number;
   hogMB: number;
+  /** The hog's own pages the kernel demoted (numa_maps N1 of its mapping): fresh, just-written memory. */
+  hogDemotedPages: number;
   node0FreeBeforeHogMB: number;
   vmstat: Record<string, number>;
   seconds: { engine: number; hog: number };
@@ -176,7 +178,8 @@ async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) =>
     const after = sets(w);
     const v1 = readVmstat();
     const numaMapsNode1 = numaMapsCounts(w.layout.pid, w.layout.base).nodes['1'] ?? 0;
-    log(`arm madviseCold=${madviseCold}: hog ${hogBytes / MiB} MiB in ${hogS.toFixed(0)} s; on node 1: hot ${after.hot.node1}/${after.hot.pages}, old hot ${after.oldHot.node1}/${after.oldHot.pages}, once ${after.once.node1}/${after.once.pages}`);
+    const hogDemotedPages = numaMapsCounts(hog.layout.pid, hog.layout.base).nodes['1'] ?? 0;
+    log(`arm madviseCold=${madviseCold}: hog ${hogBytes / MiB} MiB in ${hogS.toFixed(0)} s; on node 1: hot ${after.hot.node1}/${after.hot.pages}, old hot ${after.oldHot.node1}/${after.oldHot.pages}, once ${after.once.node1}/${after.once.pages}, hog's own ${hogDemotedPages}`);
     return {
       madviseCold,
       rounds: st.rounds,
@@ -191,6 +194,7 @@ async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) =>
       after,
       numaMapsNode1,
       hogMB: hogBytes / MiB,
+      hogDemotedPages,
       node0FreeBeforeHogMB: free / MiB,
       vmstat: Object.fromEntries(VMSTAT_KEYS.map((k) => [k, (v1[k] ?? 0) - (v0[k] ?? 0)])),
       seconds: { engine: engineS, hog: hogS },

@@ -10,7 +10,10 @@ import { LabSession, ensureWorkload } from '../../lab/index.js';
 import type { ArmResult, MadviseColdRun } from '../../lab/guest/madvise-cold-lab.js';
 
 const MiB = 2 ** 20;
+const HOT_MB = 32;
 const COLD_MB = 96;
+/** The hog allocates node 0's free memory plus this. */
+const PRESSURE_MB = 32;
 
 describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout: 900_000 }, () => {
   let lab: LabSession;
@@ -23,8 +26,8 @@ describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout
     await lab?.close();
   });
 
-  test('with madviseCold the kernel demotes the cold pages vmtier marked before the hot set', async (t) => {
-    const r = await lab.run(['node', 'dist/lab/guest/madvise-cold-lab.js', '--arms', 'off,on', '--pressure-mb', '64'], { timeoutMs: 600_000 });
+  test('with madviseCold the kernel demotes the cold pages vmtier marked before the hot set', async () => {
+    const r = await lab.run(['node', 'dist/lab/guest/madvise-cold-lab.js', '--arms', 'off,on', '--lru', 'mglru', '--pressure-mb', String(PRESSURE_MB)], { timeoutMs: 600_000 });
     assert.equal(r.status, 0, `madvise-cold-lab exited ${r.status}: ${r.stderr.slice(-3000)}`);
     const run = JSON.parse(r.stdout.trim().split('\n').pop()!) as MadviseColdRun;
     assert.equal(run.demotion, 'true');
@@ -39,7 +42,6 @@ describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout
         `old hot set ${demoted(a, 'oldHot')}/${a.after.oldHot.pages}, once-touched ${demoted(a, 'once')}/${a.after.once.pages}; ` +
         `advised ${a.lastRound.madvisedColdMB.toFixed(1)} MiB; pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!}; hog ${a.seconds.hog.toFixed(0)} s`;
       process.stdout.write(`# madvise-cold lab (TCG) ${line}\n`);
-      t.diagnostic(line);
       // The engine really ran: its DAMON tracker saw the phase-1 hot set, and it moved nothing.
       assert.equal(a.tracker, 'damon', `tracker ${a.tracker}`);
       assert.ok(Math.abs(a.lastRound.hotMB - HOT_MB) <= 4, `engine saw ${a.lastRound.hotMB} MiB hot`);
@@ -60,10 +62,13 @@ describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout
     assert.ok(demoted(on, 'hot') <= on.after.hot.pages * 0.05, `hot set demoted with MADV_COLD: ${demoted(on, 'hot')}`);
     assert.ok(cold(on) > demoted(on, 'hot'));
     assert.ok(cold(on) >= coldPages * 0.5, `cold demoted with MADV_COLD: ${cold(on)}/${coldPages}`);
+    // The effect: under MGLRU (the lab kernel's default, forced here) the same pressure without the
+    // advice demoted far less of the cold memory (0-36 % in four runs; the classic LRU demotes it
+    // all either way, see bench:madvise). Asserted as a strict inequality only.
+    assert.match(run.lru, /^mglru/);
+    assert.ok(cold(on) > cold(off), `cold demoted: ${cold(on)} with MADV_COLD, ${cold(off)} without`);
     process.stdout.write(`# madvise-cold lab (TCG) cold memory demoted: ${(100 * cold(on) / coldPages).toFixed(1)} % with MADV_COLD vs ` +
       `${(100 * cold(off) / coldPages).toFixed(1)} % without; hot set ${(100 * demoted(on, 'hot') / on.after.hot.pages).toFixed(1)} % vs ` +
       `${(100 * demoted(off, 'hot') / off.after.hot.pages).toFixed(1)} % (${(on.after.hot.pages * 4096) / MiB} MiB hot, ${COLD_MB} MiB cold)\n`);
   });
 });
-
-const HOT_MB = 32;
