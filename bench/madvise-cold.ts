@@ -38,7 +38,8 @@ function summarize(arms: ArmResult[]): { hot: number; oldHot: number; once: numb
 ensureWorkload();
 const lab = await LabSession.start({ topology: 'tiered', onProgress: progress });
 try {
-  const arms = Array.from({ length: reps }, () => 'off,on').join(',');
+  // Alternating order, so what one arm leaves behind does not always favour the same side.
+  const arms = Array.from({ length: reps }, (_, i) => (i % 2 === 0 ? 'off,on' : 'on,off')).join(',');
   for (const lru of values.lru!.split(',')) {
     const out = await lab.run(['node', 'dist/lab/guest/madvise-cold-lab.js', '--arms', arms, '--lru', lru, '--pressure-mb', values['pressure-mb']!], {
       timeoutMs: 1_800_000, onStderr: (c) => process.stderr.write(c),

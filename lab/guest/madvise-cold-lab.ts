@@ -3,6 +3,7 @@
  * kernel's reclaim demote the pages vmtier found cold before the hot ones? (issue 7, `madviseCold`)
  *
  * One arm, with or without `madviseCold` in the policy, same workload:
+ *  0. every process's pages on node 1 go back to node 0 (what earlier arms demoted);
  *  1. node 0 is shrunk to a known headroom with hugetlb pages (off the LRU, so they are no
  *     reclaim candidates and make the pressure cheap to create under TCG);
  *  2. lab/workload (128 MiB, every page touched once) writes a 32 MiB hot set 20×/s, then moves
@@ -21,6 +22,7 @@
  *
  *   node dist/lab/guest/madvise-cold-lab.js [--arms off,on,off,on] [--lru mglru|classic] [--pressure-mb 64]
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -69,6 +71,8 @@ export interface ArmResult {
   /** numa_maps' N1 of the workload's mapping after the hog: must equal the sum over the sets. */
   numaMapsNode1: number;
   hogMB: number;
+  /** Memory in use on node 1 when the arm started (after moving every process's pages back). */
+  node1UsedMB: number;
   /** The hog's own pages the kernel demoted (numa_maps N1 of its mapping): fresh, just-written memory. */
   hogDemotedPages: number;
   node0FreeBeforeHogMB: number;
@@ -82,6 +86,11 @@ export interface MadviseColdRun {
   demotion: string;
   pressureMB: number;
   arms: ArmResult[];
+}
+
+function nodeMemTotalBytes(node: number): number {
+  const m = /MemTotal:\s+(\d+) kB/.exec(readFileSync(`/sys/devices/system/node/node${node}/meminfo`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
 }
 
 function readVmstat(): Record<string, number> {
@@ -117,6 +126,14 @@ function sets(w: RunningWorkload): Record<'hot' | 'oldHot' | 'once', SetPlacemen
   return { hot, oldHot, once };
 }
 
+/**
+ * Every process's pages back to node 0: an earlier arm's reclaim demoted other processes' memory
+ * too, and without this each arm would find less of it on node 0 than the one before.
+ */
+function undoDemotions(): void {
+  spawnSync('sh', ['-c', 'for p in /proc/[0-9]*; do migratepages "${p#/proc/}" 1 0; done'], { stdio: 'ignore' });
+}
+
 /** Sets node 0's 2 MiB hugetlb pool so that about `free` bytes of node 0 stay free. */
 function shrinkNode0To(free: number): void {
   writeFileSync(HUGEPAGES, '0');
@@ -134,6 +151,8 @@ async function waitFor(what: string, timeoutMs: number, cond: () => boolean): Pr
 }
 
 async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) => void): Promise<ArmResult> {
+  undoDemotions();
+  const node1UsedMB = (nodeMemTotalBytes(1) - nodeMemFreeBytes(1)) / MiB;
   shrinkNode0To(SIZE + HEADROOM);
   const w = await startWorkload(['--size', `${SIZE / MiB}m`, '--hot', `${HOT / MiB}m`, '--rate', '20', '--phase-after', String(PHASE_AFTER_S), '--thp', 'off']);
   let out = '';
@@ -194,6 +213,7 @@ async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) =>
       after,
       numaMapsNode1,
       hogMB: hogBytes / MiB,
+      node1UsedMB,
       hogDemotedPages,
       node0FreeBeforeHogMB: free / MiB,
       vmstat: Object.fromEntries(VMSTAT_KEYS.map((k) => [k, (v1[k] ?? 0) - (v0[k] ?? 0)])),
