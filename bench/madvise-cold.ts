@@ -15,6 +15,8 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '2' },
     'pressure-mb': { type: 'string', default: '32' },
     lru: { type: 'string', default: 'mglru,classic' },
+    /** Add the diagnostic arm (accessed bits cleared, no advice) to every repetition. */
+    'clear-refs': { type: 'boolean', default: false },
   },
 });
 const reps = Number(values.reps);
@@ -39,7 +41,7 @@ ensureWorkload();
 const lab = await LabSession.start({ topology: 'tiered', onProgress: progress });
 try {
   // Alternating order, so what one arm leaves behind does not always favour the same side.
-  const arms = Array.from({ length: reps }, (_, i) => (i % 2 === 0 ? 'off,on' : 'on,off')).join(',');
+  const arms = Array.from({ length: reps }, (_, i) => (i % 2 === 0 ? 'off,on' : 'on,off') + (values['clear-refs'] ? ',clearrefs' : '')).join(',');
   for (const lru of values.lru!.split(',')) {
     const out = await lab.run(['node', 'dist/lab/guest/madvise-cold-lab.js', '--arms', arms, '--lru', lru, '--pressure-mb', values['pressure-mb']!], {
       timeoutMs: 1_800_000, onStderr: (c) => process.stderr.write(c),
@@ -50,10 +52,10 @@ try {
     console.log('arm            | hot set demoted | old hot set demoted | once-touched demoted | advised (MiB) | pgdemote kswapd+direct | hog pages demoted | hog time (s)');
     for (const a of run.arms) {
       const f = (k: 'hot' | 'oldHot' | 'once') => `${a.after[k].node1}/${a.after[k].pages}`.padEnd(k === 'hot' ? 15 : 19);
-      console.log(`${(a.madviseCold ? 'MADV_COLD' : 'no madvise').padEnd(14)} | ${f('hot')} | ${f('oldHot')} | ${f('once').padEnd(20)} | ${a.lastRound.madvisedColdMB.toFixed(1).padEnd(13)} | ${String(a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!).padEnd(22)} | ${`${a.hogDemotedPages}/${a.hogMB * 256}`.padEnd(17)} | ${a.seconds.hog.toFixed(0)}`);
+      console.log(`${(a.madviseCold ? 'MADV_COLD' : a.clearRefs ? 'clear_refs' : 'no madvise').padEnd(14)} | ${f('hot')} | ${f('oldHot')} | ${f('once').padEnd(20)} | ${a.lastRound.madvisedColdMB.toFixed(1).padEnd(13)} | ${String(a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!).padEnd(22)} | ${`${a.hogDemotedPages}/${a.hogMB * 256}`.padEnd(17)} | ${a.seconds.hog.toFixed(0)}`);
     }
     const on = summarize(run.arms.filter((a) => a.madviseCold));
-    const off = summarize(run.arms.filter((a) => !a.madviseCold));
+    const off = summarize(run.arms.filter((a) => !a.madviseCold && !a.clearRefs));
     const cold = (s: typeof on) => (s.oldHot + s.once) / (s.pages.oldHot + s.pages.once);
     const hot = (s: typeof on) => s.hot / s.pages.hot;
     const ratio = (a: number, b: number) => (b === 0 ? (a === 0 ? 'n/a (none in either arm)' : 'unbounded (none without)') : (a / b).toFixed(2));

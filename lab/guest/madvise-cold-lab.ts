@@ -3,7 +3,6 @@
  * kernel's reclaim demote the pages vmtier found cold before the hot ones? (issue 7, `madviseCold`)
  *
  * One arm, with or without `madviseCold` in the policy, same workload:
- *  0. every process's pages on node 1 go back to node 0 (what earlier arms demoted);
  *  1. node 0 is shrunk to a known headroom with hugetlb pages (off the LRU, so they are no
  *     reclaim candidates and make the pressure cheap to create under TCG);
  *  2. lab/workload (128 MiB, every page touched once) writes a 32 MiB hot set 20×/s, then moves
@@ -22,7 +21,6 @@
  *
  *   node dist/lab/guest/madvise-cold-lab.js [--arms off,on,off,on] [--lru mglru|classic] [--pressure-mb 64]
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -58,6 +56,12 @@ export interface SetPlacement {
 
 export interface ArmResult {
   madviseCold: boolean;
+  /**
+   * A diagnostic arm (--arms clearrefs, bench only): no advice, but the workload's accessed bits
+   * cleared through /proc/<pid>/clear_refs where vmtier would advise, which tells the two halves of
+   * MADV_COLD (accessed bits cleared, pages deactivated) apart.
+   */
+  clearRefs: boolean;
   /** Rounds the engine ran, and what its last round reported. */
   rounds: number;
   tracker: string | null;
@@ -71,7 +75,11 @@ export interface ArmResult {
   /** numa_maps' N1 of the workload's mapping after the hog: must equal the sum over the sets. */
   numaMapsNode1: number;
   hogMB: number;
-  /** Memory in use on node 1 when the arm started (after moving every process's pages back). */
+  /**
+   * Memory in use on node 1 when the arm started. An earlier arm's reclaim leaves other processes'
+   * pages there (moving them back was tried: the pages moved back became the first victims of the
+   * next arm, a worse bias), so later arms find less competing memory on node 0.
+   */
   node1UsedMB: number;
   /** The hog's own pages the kernel demoted (numa_maps N1 of its mapping): fresh, just-written memory. */
   hogDemotedPages: number;
@@ -126,14 +134,6 @@ function sets(w: RunningWorkload): Record<'hot' | 'oldHot' | 'once', SetPlacemen
   return { hot, oldHot, once };
 }
 
-/**
- * Every process's pages back to node 0: an earlier arm's reclaim demoted other processes' memory
- * too, and without this each arm would find less of it on node 0 than the one before.
- */
-function undoDemotions(): void {
-  spawnSync('sh', ['-c', 'for p in /proc/[0-9]*; do migratepages "${p#/proc/}" 1 0; done'], { stdio: 'ignore' });
-}
-
 /** Sets node 0's 2 MiB hugetlb pool so that about `free` bytes of node 0 stay free. */
 function shrinkNode0To(free: number): void {
   writeFileSync(HUGEPAGES, '0');
@@ -150,8 +150,7 @@ async function waitFor(what: string, timeoutMs: number, cond: () => boolean): Pr
   }
 }
 
-async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) => void): Promise<ArmResult> {
-  undoDemotions();
+async function arm(madviseCold: boolean, clearRefs: boolean, pressureMB: number, log: (l: string) => void): Promise<ArmResult> {
   const node1UsedMB = (nodeMemTotalBytes(1) - nodeMemFreeBytes(1)) / MiB;
   shrinkNode0To(SIZE + HEADROOM);
   const w = await startWorkload(['--size', `${SIZE / MiB}m`, '--hot', `${HOT / MiB}m`, '--rate', '20', '--phase-after', String(PHASE_AFTER_S), '--thp', 'off']);
@@ -180,10 +179,12 @@ async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) =>
     await waitFor('rounds after the phase change', 120_000, () => (engine.vm(uuid)?.rounds ?? 0) >= r1 + 1 + COLD_CONFIRM_ROUNDS + 2);
     const st = engine.vm(uuid)!;
     await engine.stop();
+    // "1": every accessed bit of the process (its hot set sets them again within a pass).
+    if (clearRefs) writeFileSync(`/proc/${w.layout.pid}/clear_refs`, '1');
     store.close();
     const engineS = (Date.now() - t0) / 1000;
     const lr = st.lastRound!;
-    log(`arm madviseCold=${madviseCold}: ${st.rounds} rounds in ${engineS.toFixed(0)} s, last round hot ${(lr.hotBytes / MiB).toFixed(1)} MiB cold ${(lr.coldBytes / MiB).toFixed(1)} MiB, advised ${(lr.madvisedColdBytes / MiB).toFixed(1)} MiB`);
+    log(`arm madviseCold=${madviseCold}${clearRefs ? ' clear_refs' : ''}: ${st.rounds} rounds in ${engineS.toFixed(0)} s, last round hot ${(lr.hotBytes / MiB).toFixed(1)} MiB cold ${(lr.coldBytes / MiB).toFixed(1)} MiB, advised ${(lr.madvisedColdBytes / MiB).toFixed(1)} MiB`);
 
     const before = sets(w);
     const free = nodeMemFreeBytes(0);
@@ -198,9 +199,10 @@ async function arm(madviseCold: boolean, pressureMB: number, log: (l: string) =>
     const v1 = readVmstat();
     const numaMapsNode1 = numaMapsCounts(w.layout.pid, w.layout.base).nodes['1'] ?? 0;
     const hogDemotedPages = numaMapsCounts(hog.layout.pid, hog.layout.base).nodes['1'] ?? 0;
-    log(`arm madviseCold=${madviseCold}: hog ${hogBytes / MiB} MiB in ${hogS.toFixed(0)} s; on node 1: hot ${after.hot.node1}/${after.hot.pages}, old hot ${after.oldHot.node1}/${after.oldHot.pages}, once ${after.once.node1}/${after.once.pages}, hog's own ${hogDemotedPages}`);
+    log(`arm madviseCold=${madviseCold}${clearRefs ? ' clear_refs' : ''}: hog ${hogBytes / MiB} MiB in ${hogS.toFixed(0)} s; on node 1: hot ${after.hot.node1}/${after.hot.pages}, old hot ${after.oldHot.node1}/${after.oldHot.pages}, once ${after.once.node1}/${after.once.pages}, hog's own ${hogDemotedPages}`);
     return {
       madviseCold,
+      clearRefs,
       rounds: st.rounds,
       tracker: st.tracker ? `${st.tracker.name}${st.tracker.available ? '' : ' (unavailable)'}` : null,
       lastRound: {
@@ -249,8 +251,8 @@ async function main(): Promise<void> {
   };
   log(`kernel ${run.kernel}, LRU ${run.lru}, demotion_enabled ${run.demotion}`);
   for (const a of values.arms!.split(',')) {
-    if (a !== 'on' && a !== 'off') throw new Error(`--arms takes on/off, not ${a}`);
-    run.arms.push(await arm(a === 'on', run.pressureMB, log));
+    if (a !== 'on' && a !== 'off' && a !== 'clearrefs') throw new Error(`--arms takes on, off or clearrefs, not ${a}`);
+    run.arms.push(await arm(a === 'on', a === 'clearrefs', run.pressureMB, log));
   }
   process.stdout.write(`${JSON.stringify(run)}\n`);
 }
