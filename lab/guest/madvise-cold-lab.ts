@@ -19,7 +19,7 @@
  * process, not a QEMU. Prints one JSON object; test/lab/madvise-cold.test.ts and
  * bench/madvise-cold.ts judge it.
  *
- *   node dist/lab/guest/madvise-cold-lab.js [--arms off,on,off,on] [--lru mglru|classic] [--pressure-mb 64]
+ *   node dist/lab/guest/madvise-cold-lab.js [--arms off,on,clearrefs,...] [--lru mglru|classic] [--pressure-mb 32]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -233,10 +233,13 @@ async function main(): Promise<void> {
     options: {
       arms: { type: 'string', default: 'off,on' },
       lru: { type: 'string', default: 'default' },
-      'pressure-mb': { type: 'string', default: '64' },
+      'pressure-mb': { type: 'string', default: '32' },
     },
   });
   const log = (l: string) => process.stderr.write(`madvise-cold: ${l}\n`);
+  // It switches demotion and the LRU kind and fills node 0: global mm settings that only the lab's
+  // own kernel may have changed (the lab agent sets VMTIER_LAB=1).
+  if (process.env.VMTIER_LAB !== '1') throw new Error('madvise-cold-lab runs only inside the lab (VMTIER_LAB=1), never on the host');
   writeFileSync('/sys/kernel/mm/numa/demotion_enabled', '1');
   if (values.lru === 'classic') writeFileSync('/sys/kernel/mm/lru_gen/enabled', 'n');
   else if (values.lru === 'mglru') writeFileSync('/sys/kernel/mm/lru_gen/enabled', 'y');
