@@ -485,13 +485,14 @@ export class VmLoop {
       this.plan = vd.plan;
       summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };
       if (mode === 'tier') {
-        await this.move(policy, pm, vd.promote, vd.demote, host, summary, skip, (g, h, moved, failed) => {
+        // Pages whose demotion was attempted; the rest of the decided ones stay in DRAM this round.
+        const leaving = await this.move(policy, pm, vd.promote, vd.demote, host, summary, skip, (g, h, moved, failed) => {
           const c = cell(g, h);
           c.moved += moved;
           c.failures += failed;
         });
         phase('move');
-        if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, vd.demote);
+        if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, leaving);
         phase('madvise');
       }
     }
@@ -564,7 +565,7 @@ export class VmLoop {
     summary: RoundSummary,
     skip: (why: string, n: number) => void,
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
-  ): Promise<void> {
+  ): Promise<number[]> {
     const movable = (list: Int32Array, dir: string): number[] => {
       const out: number[] = [];
       let unmovable = 0;
@@ -599,10 +600,12 @@ export class VmLoop {
     const proN = Math.min(pro.length, Math.floor(Math.min(bp.promoteBytes, Math.max(0, perRound - demN * PAGE_SIZE)) / PAGE_SIZE));
     skip('demote: budget', dem.length - demN);
     skip(bp.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
-    if (demN > 0) summary.moves.demote = await this.moveTo(pm, dem.slice(0, demN), slowNode!, 'demote', account);
+    const leaving = dem.slice(0, demN);
+    if (demN > 0) summary.moves.demote = await this.moveTo(pm, leaving, slowNode!, 'demote', account);
     if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
     const attempted = summary.moves.demote.requested + summary.moves.promote.requested;
     if (attempted > 0) this.d.budget.consume(this.uuid, mbps, attempted * PAGE_SIZE);
+    return leaving;
   }
 
   /** Moves pages (grouped by guest node, in the policy's order) in batches with event-loop turns between. */
@@ -655,7 +658,7 @@ export class VmLoop {
    * MADV_COLD on DRAM pages cold for coldConfirmRounds that stay in DRAM this round, so the
    * kernel's reclaim agrees with vmtier about them. Returns bytes advised.
    */
-  private async madviseCold(policy: TierPolicy, pm: PageMap, tiers: Uint8Array, demoted: Int32Array): Promise<number> {
+  private async madviseCold(policy: TierPolicy, pm: PageMap, tiers: Uint8Array, demoted: readonly number[]): Promise<number> {
     const leaving = new Set<number>(demoted);
     const ranges: Array<{ start: number; end: number }> = [];
     const need = policy.thresholds.coldConfirmRounds;

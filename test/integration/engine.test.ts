@@ -270,7 +270,8 @@ test('madviseCold: cold pages that stay in DRAM are marked MADV_COLD with proces
     scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
     thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
   });
-  const engine = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } } });
+  // Node 0 stands in for the slow tier (this host has one node), so a decided demotion is attempted.
+  const engine = newEngine({ onlyName: d.name, tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(pm.totalPages, hot), loop: true, paced: true } }, targetNodes: { slow: 0 } });
   await engine.start();
   const s = await until(15_000, 'a round that advised cold pages', () => {
     const v = engine.vm(d.uuid);
@@ -283,6 +284,23 @@ test('madviseCold: cold pages that stay in DRAM are marked MADV_COLD with proces
   assert.equal(r.hotBytes, hot.length * PAGE);
   const m = await fetch(`${url}/metrics`).then((x) => x.text());
   assert.match(m, new RegExp(`vmtier_engine_madvise_cold_bytes_total\\{vm="${d.uuid}",name="${d.name}"\\} [1-9]`));
+  // Decided for demotion but held back by a zero migration budget: those pages stay in DRAM, so
+  // they are advised too.
+  await http('PUT', `/v1/vms/${d.uuid}/policy`, {
+    mode: 'tier',
+    madviseCold: true,
+    scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 },
+    dram: { maxBytes: hot.length * PAGE },
+    migration: { maxBytesPerRound: 0 },
+  });
+  const held = await until(15_000, 'a round that decided demotions it could not make', () => {
+    const v = engine.vm(d.uuid);
+    return v?.lastRound && v.lastRound.decided.demotePages > 0 ? v.lastRound : null;
+  });
+  assert.equal(held.moves.demote.requested, 0, 'the budget let nothing move');
+  assert.ok(held.skipped['demote: budget']! > 0);
+  assert.ok(held.madvisedColdBytes >= held.coldBytes / 2, `held-back cold pages advised (${held.madvisedColdBytes} of ${held.coldBytes} cold bytes)`);
   await engine.stop();
 });
 
