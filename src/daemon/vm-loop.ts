@@ -97,6 +97,8 @@ export class VmLoop {
   private readonly planner = new TieringPolicy();
   /** The next decision must start from fresh policy state (new layout, new mode). */
   private freshPolicy = true;
+  /** The last decision's DRAM demand (null until the first decision, and after a fresh start). */
+  private demandBytes: number | null = null;
   private policyMode: 'observe' | 'tier' | null = null;
   private plan: ScanPlan | null = null;
   /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
@@ -266,6 +268,7 @@ export class VmLoop {
       // New process or layout: the tracker must track the new ranges, and old per-page state is meaningless.
       await this.releaseTracker();
       this.freshPolicy = true;
+      this.demandBytes = null;
       this.coldRounds = new Uint16Array(pm.totalPages);
       this.log.info({ pid: this.pid, pages: pm.totalPages, guestNodes: pm.guestNodes(), unmovableSegments: pm.segments.filter((s) => !s.migratable).length }, 'guest layout mapped');
     } else {
@@ -328,6 +331,7 @@ export class VmLoop {
     if (this.policyMode !== mode) {
       // Fresh policy state per mode: observe-mode "decisions" were never carried out.
       this.freshPolicy = true;
+      this.demandBytes = null;
       this.plan = null;
       this.policyMode = mode;
     }
@@ -473,7 +477,9 @@ export class VmLoop {
     };
     if (counts) {
       const dramBytes = dramPages * PAGE_SIZE;
-      const share = this.d.dramShare(this.uuid, policy, dramBytes, (hotPages + warmPages) * PAGE_SIZE);
+      // Demand as the policy measures it (decayed seen fractions), from the previous decision; the
+      // first round has only this round's hot and warm pages.
+      const share = this.d.dramShare(this.uuid, policy, dramBytes, this.demandBytes ?? (hotPages + warmPages) * PAGE_SIZE);
       // The host's top tier below the watermark: give back confirmed-cold DRAM even with no limit set.
       const topFree = host.nodes.reduce((sum, n) => sum + (n.tier.class === 'top' ? n.memFreeBytes : 0), 0);
       const dramShort = topFree < this.d.budget.watermarkBytes;
@@ -481,6 +487,7 @@ export class VmLoop {
       this.freshPolicy = false;
       this.signal.throwIfAborted();
       const vd = decision.vms[0]!;
+      this.demandBytes = vd.stats.demandBytes;
       phase('decide');
       this.plan = vd.plan;
       summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };

@@ -336,6 +336,7 @@ export class TieringPolicy {
           coldConfirmedPages: s.cold.length,
           dramBytes: s.dramBytes,
           shareBytes: shares[i]!,
+          demandBytes: s.demandBytes,
           pingPongs,
           coolingPages: cooling,
           planReason: reason,

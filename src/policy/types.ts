@@ -52,6 +52,8 @@ export interface VmRoundStats {
   dramBytes: number;
   /** DRAM this VM is entitled to this round (after floors, ceilings and weights). */
   shareBytes: number;
+  /** DRAM the VM's recently used pages would fill (what its share was split by). */
+  demandBytes: number;
   /** Moves this round that reverse a move made within pingPongWindowRounds. */
   pingPongs: number;
   /** Pages frozen by a ping-pong cool-down. */

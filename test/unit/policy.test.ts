@@ -144,6 +144,17 @@ test('demotion without a DRAM limit: dramShort gives back DRAM at once, demote "
   assert.deepEqual(rounds({ dram: { demote: 'cold' } }, false), [[], [0, 1], []]);
 });
 
+test('demand: pages seen in a quarter of the scans (long or short memory) are what a VM asks DRAM for', () => {
+  const pol = new TieringPolicy();
+  const tiers = [TIER_DRAM, TIER_SLOW, TIER_SLOW, TIER_SLOW];
+  // Round 1: pages 0, 1 seen in every scan, 3 in one of 4, 2 never.
+  let d = pol.decide({ dramCapacityBytes: 8 * PAGE, vms: [vm('a', [4, 4, 0, 1], tiers)] });
+  assert.equal(d.vms[0]!.stats.demandBytes, 3 * PAGE);
+  // Page 3 goes quiet: the short memory forgets it within a few rounds, page 2 never counted.
+  for (let r = 0; r < 6; r++) d = pol.decide({ dramCapacityBytes: 8 * PAGE, vms: [vm('a', [4, 4, 0, 0], tiers)] });
+  assert.equal(d.vms[0]!.stats.demandBytes, 2 * PAGE);
+});
+
 test('a one-round burst is not promoted; a page hot for hotConfirmRounds rounds is', () => {
   const pol = new TieringPolicy();
   const tiers = [TIER_SLOW, TIER_SLOW, ...new Array(30).fill(TIER_SLOW)];
