@@ -109,8 +109,11 @@ async function runSim(o: SimOpts): Promise<void> {
 }
 
 export function register(program: Command): void {
+  // `sim` and `sim gen` both take --pages: options after `gen` must be gen's, not sim's.
+  program.enablePositionalOptions();
   const sim = program
     .command('sim')
+    .enablePositionalOptions()
     .description('replay an access trace under a tiering policy and the cost model (see README "Policy and simulator")')
     .option('--trace <file>', 'CSV trace (epoch,page,accesses with an optional leading vm column), .csv or .csv.gz')
     .option('--policy <name>', `one of ${POLICY_NAMES.join(', ')}`, 'vmtier')

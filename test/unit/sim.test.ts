@@ -320,6 +320,9 @@ test('CLI end to end: gen, sim --json keys, and an independent scorer replaying 
       const g = vmtierCli(['sim', 'gen', kind, '--out', f, '--pages', '400', '--epochs', '80', '--accesses', '800', '--seed', '5', '--phase-epochs', '30']);
       assert.equal(g.status, 0, g.stderr);
       const csv = readFileSync(f, 'utf8');
+      // gen's own --pages (sim has one too): page ids stay below it (multi: a third per VM).
+      const ids = csv.trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-2)));
+      assert.ok(Math.max(...ids) < (kind === 'multi' ? 133 : 400), `${kind}: page ids below --pages`);
       for (const policy of POLICY_NAMES) {
         const mv = join(dir, `${kind}-${policy}.jsonl`);
         const s = vmtierCli(['sim', '--trace', f, '--policy', policy, '--dram-ratio', '0.25', '--json', '--emit-moves', mv]);
