@@ -60,6 +60,11 @@ export interface DomainConfig {
   memoryBacking: MemoryBackingConfig;
   numatune: NumatuneConfig;
   memoryDevices: MemoryDeviceConfig[];
+  /**
+   * PCI devices assigned to the guest (<hostdev type='pci'>, or <interface type='hostdev'>): VFIO
+   * pins all guest RAM for device DMA, so none of it can be migrated.
+   */
+  pciPassthrough: string[];
 }
 
 const UNIT_BYTES: Record<string, number> = {
@@ -228,6 +233,17 @@ export function parseDomainXml(xml: string): DomainConfig {
     };
   });
 
+  const devs = obj(dom.devices);
+  const pciAddress = (h: Record<string, unknown>): string => {
+    const a = obj(obj(h.source)?.address);
+    const f = (k: string): string => (attr(a, k) ?? '?').replace(/^0x/, '');
+    return a ? `${f('domain')}:${f('bus')}:${f('slot')}.${f('function')}` : 'pci';
+  };
+  const pciPassthrough = [
+    ...list(devs?.hostdev).filter((h) => attr(h, 'type') === 'pci'),
+    ...list(devs?.interface).filter((h) => attr(h, 'type') === 'hostdev'),
+  ].map(pciAddress);
+
   return {
     name,
     uuid: (uuid ?? '').toLowerCase(),
@@ -239,5 +255,6 @@ export function parseDomainXml(xml: string): DomainConfig {
     memoryBacking,
     numatune,
     memoryDevices,
+    pciPassthrough,
   };
 }

@@ -132,7 +132,12 @@ export async function buildGuestNodeMap(args: {
       throw new VmtierError('HVA_MISMATCH', `${what}: HVA range ${hex(range.start)}-${hex(range.end)} is not page aligned`);
     }
     const covering = coveringMappings(maps, range);
-    return { range, backing: classifyBacking(covering[0]!, block.name, ctx) };
+    const backing = classifyBacking(covering[0]!, block.name, ctx);
+    if (backing.migratable && config.pciPassthrough.length > 0) {
+      backing.migratable = false;
+      backing.reason = `pinned for VFIO device assignment (${config.pciPassthrough.join(', ')}): move_pages cannot migrate pinned pages`;
+    }
+    return { range, backing };
   };
   const nodes: GuestNode[] = config.cells.map((c) => {
     const s = slices.get(c.id)!;

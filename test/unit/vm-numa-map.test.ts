@@ -163,6 +163,33 @@ test('legacy layout: several cells inside one pc.ram block are sliced in node or
   assert.deepEqual(map.nodes.map((n) => n.hva[0]), [{ start: 0x7f0000000000, end: 0x7f000c000000 }, { start: 0x7f000c000000, end: 0x7f0010000000 }]);
 });
 
+test('PCI passthrough (VFIO pins guest RAM): every backing is reported not migratable, with the device named', async () => {
+  const base = (devices: string) => `<domain><name>v</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><cpu><numa>
+    <cell id='0' cpus='0' memory='128' unit='MiB'/><cell id='1' memory='128' unit='MiB'/></numa></cpu>
+    <devices>${devices}</devices></domain>`;
+  const ramblock = '              Block Name    PSize              Offset               Used              Total\n' +
+    '               ram-node0    4 KiB  0x0000000000000000 0x0000000008000000 0x0000000008000000\n' +
+    '               ram-node1    4 KiB  0x0000000008000000 0x0000000008000000 0x0000000008000000\n';
+  const mtree = 'FlatView #0\n AS "memory", root: system\n Root memory region: system\n' +
+    '  0000000000000000-0000000007ffffff (prio 0, ram): ram-node0\n' +
+    '  0000000008000000-000000000fffffff (prio 0, ram): ram-node1\n';
+  const gpa = 'Host virtual address for 0x0 (ram-node0) is 0x7f1000000000\nHost virtual address for 0x8000000 (ram-node1) is 0x7f2000000000';
+  const maps = '7f1000000000-7f1008000000 rw-p 00000000 00:00 0 \n7f2000000000-7f2008000000 rw-p 00000000 00:00 0 ';
+  const build = (xml: string) => buildGuestNodeMap({ domain: { name: 'v', uuid: 'u', pid: 1 }, config: parseDomainXml(xml), monitor: replayMonitor(ramblock, mtree, gpa), proc: procFrom(maps) });
+  const hostdev = `<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x41' slot='0x00' function='0x1'/></source></hostdev>
+    <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/><product id='0xbeef'/></source></hostdev>`;
+  assert.deepEqual(parseDomainXml(base(hostdev)).pciPassthrough, ['0000:41:00.1'], 'a USB hostdev pins nothing');
+  const vf = `<interface type='hostdev' managed='yes'><source><address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x2'/></source></interface>`;
+  assert.deepEqual(parseDomainXml(base(vf)).pciPassthrough, ['0000:03:10.2'], 'an SR-IOV VF as <interface type=hostdev>');
+  const pinned = await build(base(hostdev));
+  for (const n of pinned.nodes) {
+    assert.equal(n.backing.migratable, false);
+    assert.match(n.backing.reason!, /VFIO device assignment \(0000:41:00\.1\)/);
+  }
+  const free = await build(base(''));
+  assert.ok(free.nodes.every((n) => n.backing.migratable && n.backing.reason === undefined), 'no passthrough: migratable');
+});
+
 test('memory devices: dimm and a devdax NVDIMM listed on their node; JSON carries devices and the reason only then', async () => {
   const xml = `<domain><name>m</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><cpu><numa>
     <cell id='0' cpus='0' memory='128' unit='MiB'/><cell id='1' memory='128' unit='MiB'/></numa></cpu>
