@@ -90,10 +90,10 @@ export class LabDomain {
     this.pagenodes = ensureLabBinary('pagenodes', 'lab/guest/pagenodes.c');
   }
 
-  static async create(lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null): Promise<LabDomain> {
+  static async create(lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null, layout: PayloadLayout = LAYOUT): Promise<LabDomain> {
     const d = new LabDomain(lab, name, `/tmp/${name}.serial`);
     const xml = payloadDomainXml({
-      name, payload: ensurePayload(), type: virt.domainType, nodeBytes: NODE_BYTES, bindHostNode, layout: LAYOUT, serialLog: d.serialLog,
+      name, payload: ensurePayload(), type: virt.domainType, nodeBytes: NODE_BYTES, bindHostNode, layout, serialLog: d.serialLog,
     });
     writeFileSync(join(lab.xchg, `${name}.xml`), xml);
     await lab.check(['virsh', 'create', `${XCHG_IN_GUEST}/${name}.xml`], { timeoutMs: 120_000 });
@@ -102,7 +102,9 @@ export class LabDomain {
     while (!line) {
       if (Date.now() - started > 120_000) throw new VmtierError('LAB_ERROR', `${name}: the payload printed no layout in 120 s`);
       await sleep(500);
-      line = (await lab.run(['head', '-n1', d.serialLog], { timeoutMs: 30_000 })).stdout.trim();
+      // The serial port is slow: a line without its newline may still be being written.
+      const out = (await lab.run(['head', '-n1', d.serialLog], { timeoutMs: 30_000 })).stdout;
+      if (out.endsWith('\n')) line = out.trim();
     }
     d.layout = parsePayloadLayout(line);
     d.uuid = (await lab.check(['virsh', 'domuuid', name], { timeoutMs: 30_000 })).trim();

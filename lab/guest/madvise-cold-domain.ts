@@ -1,0 +1,140 @@
+/**
+ * vmtier's MADV_COLD (policy `madviseCold`, issue 7) on a libvirt domain's QEMU process, driven
+ * from this machine: the madvise-cold-lab.ts experiment (node 0 shrunk with hugetlb pages, then a
+ * hog bound to node 0 so kswapd demotes) with engine-lab.ts's parts instead of a plain process —
+ * libvirtd inside the lab, the guest payload keeping a known hot set hot, `vmtier serve` with the
+ * real libvirt inventory, the policy PUT over HTTP. vmtier moves nothing
+ * (`migration.maxBytesPerRound: 0`); what reaches node 1 is the kernel's reclaim alone. Placement
+ * is read by lab/guest/pagenodes.c (move_pages query on the QEMU process), not by vmtier.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VmtierError } from '../../src/errors.js';
+import { ensureWorkload } from '../build.js';
+import type { LabSession } from '../session.js';
+import { LabDomain, vmstat, type LabServe, type LabVirt, type Progress } from './engine-lab.js';
+import type { PayloadLayout } from './payload.js';
+
+const MiB = 2 ** 20;
+const HUGEPAGES = '/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages';
+/** Free memory node 0 keeps when the hog starts (before it, everything of the domain is on node 0). */
+const HEADROOM_MB = 160;
+const COLD_CONFIRM_ROUNDS = 2;
+/**
+ * 16 MiB hot (8 MiB in each guest node) and 96 MiB written once, then cold. No range crosses the
+ * 64 MiB boundary of the two guest nodes (two ramblocks). Below 8 MiB sit the payload's own code
+ * and stack, hot as well and counted in neither set.
+ */
+export const MADVISE_LAYOUT: PayloadLayout = {
+  hz: 50,
+  hot: [{ start: 24 * MiB, end: 32 * MiB }, { start: 80 * MiB, end: 88 * MiB }],
+  hot1: [],
+  once: [{ start: 8 * MiB, end: 24 * MiB }, { start: 32 * MiB, end: 64 * MiB }, { start: 64 * MiB, end: 80 * MiB }, { start: 88 * MiB, end: 120 * MiB }],
+};
+
+type Placement = Record<'hot' | 'cold', { pages: number; node0: number; node1: number }>;
+
+export interface DomainArmResult {
+  madviseCold: boolean;
+  domainType: 'kvm' | 'qemu';
+  /** Rounds after the PUT until the hog, and the engine's own status then (GET /v1/vms/{uuid}/engine). */
+  rounds: number;
+  tracker: string | null;
+  lastRound: { hotMB: number; coldMB: number; madvisedColdMB: number };
+  madvisedColdMBTotal: number;
+  vmtierMovedPages: number;
+  before: Placement;
+  after: Placement;
+  hogMB: number;
+  node0FreeBeforeHogMB: number;
+  vmstat: Record<string, number>;
+  seconds: { engine: number; hog: number };
+}
+
+/**
+ * One arm: a fresh domain (RAM on node 0: unbound, first touch on the node of the lab's CPUs), the
+ * policy PUT, rounds until the cold pages are confirmed cold (and, with the option, advised), then
+ * node-0 pressure while serve keeps running its rounds, as it would for an operator.
+ */
+export async function runDomainArm(
+  lab: LabSession, virt: LabVirt, serve: LabServe, madviseCold: boolean, pressureMB: number, progress: Progress,
+): Promise<DomainArmResult> {
+  const d = await LabDomain.create(lab, virt, `vmtier-test-i-madv-${madviseCold ? 'on' : 'off'}`, null, MADVISE_LAYOUT);
+  try {
+    const t0 = Date.now();
+    while ((await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).status !== 200) {
+      if (Date.now() - t0 > 120_000) throw new VmtierError('LAB_ERROR', `the engine did not pick up ${d.name}`);
+      await sleep(1000);
+    }
+    const policy = {
+      mode: 'tier',
+      tracker: 'damon',
+      scan: { intervalMs: 250, scansPerRound: 4, autoTune: false },
+      thresholds: { coldConfirmRounds: COLD_CONFIRM_ROUNDS },
+      migration: { maxBytesPerRound: 0 },
+      madviseCold,
+    };
+    const put = await serve.http('PUT', `/v1/vms/${d.uuid}/policy`, policy);
+    if (put.status !== 200) throw new VmtierError('LAB_ERROR', `PUT policy: ${put.status} ${JSON.stringify(put.body)}`);
+    // The round in flight at the PUT ran under the old policy; then cold needs coldConfirmRounds.
+    const r0 = serve.rounds(d.uuid).length;
+    while (serve.rounds(d.uuid).length < r0 + 1 + COLD_CONFIRM_ROUNDS + 2) {
+      if (Date.now() - t0 > 240_000) throw new VmtierError('LAB_ERROR', `${d.name}: too few rounds after the PUT: ${serve.rounds(d.uuid).length - r0}`);
+      await sleep(1000);
+    }
+    const st = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
+    const engineS = (Date.now() - t0) / 1000;
+    const lr = st.lastRound;
+    progress(`madvise-cold-domain: madviseCold=${madviseCold}: ${st.rounds} rounds in ${engineS.toFixed(0)} s, last round hot ${(lr.hotBytes / MiB).toFixed(1)} MiB, cold ${(lr.coldBytes / MiB).toFixed(1)} MiB, advised ${(lr.madvisedColdBytes / MiB).toFixed(1)} MiB`);
+
+    const before = await d.sample();
+    const v0 = await vmstat(lab);
+    // Shrink node 0 to the headroom, then the hog takes the free memory plus the pressure; it
+    // prints its layout once every page is touched, and kswapd may still be at work: 2 s more.
+    const hogBin = ensureWorkload();
+    const script = [
+      'set -e',
+      `echo 0 >${HUGEPAGES}`,
+      `free=$(( $(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo) * 1024 ))`,
+      `echo $(( (free - ${HEADROOM_MB * MiB}) / ${2 * MiB} )) >${HUGEPAGES}`,
+      `free=$(( $(awk '/MemFree/ {print $4}' /sys/devices/system/node/node0/meminfo) * 1024 ))`,
+      `hog=$(( (free + ${pressureMB * MiB} + ${2 * MiB - 1}) / ${2 * MiB} * 2 ))`,
+      'echo "free=$free hogmb=$hog"',
+      't0=$(date +%s%3N)',
+      `${hogBin} --size \${hog}m --hot 64k --rate 0 --node 0 --policy bind --thp off >/tmp/madv-hog.out &`,
+      'pid=$!',
+      'until [ -s /tmp/madv-hog.out ]; do kill -0 $pid; sleep 0.2; done',
+      'sleep 2',
+      'echo "hogms=$(( $(date +%s%3N) - t0 ))"',
+      'kill $pid; wait $pid || true',
+    ].join('\n');
+    let hogOut: string;
+    try {
+      hogOut = await lab.check(script, { timeoutMs: 300_000 });
+    } finally {
+      await lab.run(`echo 0 >${HUGEPAGES}`, { timeoutMs: 60_000 });
+    }
+    const num = (k: string) => Number(new RegExp(`${k}=(\\d+)`).exec(hogOut)?.[1] ?? Number.NaN);
+    const after = await d.sample();
+    const v1 = await vmstat(lab);
+    const st1 = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
+    const res: DomainArmResult = {
+      madviseCold,
+      domainType: virt.domainType,
+      rounds: st.rounds,
+      tracker: st.tracker ? `${st.tracker.name}${st.tracker.available ? '' : ' (unavailable)'}` : null,
+      lastRound: { hotMB: lr.hotBytes / MiB, coldMB: lr.coldBytes / MiB, madvisedColdMB: lr.madvisedColdBytes / MiB },
+      madvisedColdMBTotal: st1.totals.madvisedColdBytes / MiB,
+      vmtierMovedPages: st1.totals.promote.byClass.moved + st1.totals.demote.byClass.moved,
+      before: { hot: before.hot, cold: before.cold },
+      after: { hot: after.hot, cold: after.cold },
+      hogMB: num('hogmb'),
+      node0FreeBeforeHogMB: num('free') / MiB,
+      vmstat: Object.fromEntries(['pgdemote_kswapd', 'pgdemote_direct', 'pgsteal_kswapd', 'pgsteal_direct'].map((k) => [k, (v1[k] ?? 0) - (v0[k] ?? 0)])),
+      seconds: { engine: engineS, hog: num('hogms') / 1000 },
+    };
+    progress(`madvise-cold-domain: madviseCold=${madviseCold}: hog ${res.hogMB} MiB in ${res.seconds.hog.toFixed(0)} s; on node 1: hot ${after.hot.node1}/${after.hot.pages}, cold ${after.cold.node1}/${after.cold.pages}; pgdemote ${res.vmstat.pgdemote_kswapd! + res.vmstat.pgdemote_direct!}`);
+    return res;
+  } finally {
+    await d.destroy();
+  }
+}
