@@ -32,6 +32,7 @@ import type { Trace } from '../../src/scan/trace.js';
 import { Store } from '../../src/store/store.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../helpers/domains.js';
+import { apiClient, until as untilDone } from '../helpers/api-client.js';
 import type { HttpLoadReport } from '../helpers/http-load.js';
 
 const PREFIX = 'vmtier-test-a-load-';
@@ -51,25 +52,8 @@ const logLines: string[] = [];
 const logger = pino({ level: 'debug' }, { write: (s: string) => void logLines.push(s) });
 const children: ChildProcess[] = [];
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const r = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, body: text.startsWith('{') ? JSON.parse(text) : text };
-}
-
-async function until<T>(ms: number, what: string, f: () => T | undefined | null | false): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const api = apiClient(() => url, TOKEN);
+const until = <T>(ms: number, what: string, f: () => T | undefined | null | false): Promise<T> => untilDone(ms, what, f, 50);
 
 /** A one-epoch trace replayed in a loop: every 4th page accessed in every scan, every page known. */
 function quarterHotTrace(pages: number): Trace {

@@ -26,6 +26,7 @@ import type { Trace } from '../../src/scan/trace.js';
 import { Store } from '../../src/store/store.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../helpers/domains.js';
+import { apiClient, until } from '../helpers/api-client.js';
 
 const PREFIX = 'vmtier-test-h-';
 const TOKEN = 'engine-test-token-0123456789';
@@ -41,25 +42,7 @@ const logger = pino({ level: 'debug' }, { write: (s: string) => void logLines.pu
 const engines: Engine[] = [];
 const domains: TestDomain[] = [];
 
-async function http(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const r = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, body: text.startsWith('{') ? JSON.parse(text) : text };
-}
-
-async function until<T>(ms: number, what: string, f: () => T | undefined | null | false | Promise<T | undefined | null | false>): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const http = apiClient(() => url, TOKEN);
 
 /** Pages (flat numbering of the VM's PageMap) that are resident in QEMU right now. */
 async function residentPages(uuid: string): Promise<{ pm: PageMap; resident: number[] }> {
