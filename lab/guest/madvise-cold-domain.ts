@@ -7,6 +7,7 @@
  * (`migration.maxBytesPerRound: 0`); what reaches node 1 is the kernel's reclaim alone. Placement
  * is read by lab/guest/pagenodes.c (move_pages query on the QEMU process), not by vmtier.
  */
+import type { PressureArmFigures } from './madvise-cold-lab.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmtierError } from '../../src/errors.js';
 import { ensureWorkload } from '../build.js';
@@ -33,21 +34,12 @@ export const MADVISE_LAYOUT: PayloadLayout = {
 
 type Placement = Record<'hot' | 'cold', { pages: number; node0: number; node1: number }>;
 
-export interface DomainArmResult {
-  madviseCold: boolean;
+/** `rounds` and `lastRound`: after the PUT until the hog, from GET /v1/vms/{uuid}/engine. */
+export interface DomainArmResult extends PressureArmFigures {
   domainType: 'kvm' | 'qemu';
-  /** Rounds after the PUT until the hog, and the engine's own status then (GET /v1/vms/{uuid}/engine). */
-  rounds: number;
-  tracker: string | null;
   lastRound: { hotMB: number; coldMB: number; madvisedColdMB: number };
-  madvisedColdMBTotal: number;
-  vmtierMovedPages: number;
   before: Placement;
   after: Placement;
-  hogMB: number;
-  node0FreeBeforeHogMB: number;
-  vmstat: Record<string, number>;
-  seconds: { engine: number; hog: number };
 }
 
 /**

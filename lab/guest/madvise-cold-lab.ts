@@ -54,27 +54,34 @@ export interface SetPlacement {
   other: number;
 }
 
-export interface ArmResult {
+/** What every arm of a MADV_COLD experiment reports, whatever the workload (process or domain). */
+export interface PressureArmFigures {
   madviseCold: boolean;
+  /** Rounds the engine ran, and what its last round reported. */
+  rounds: number;
+  tracker: string | null;
+  madvisedColdMBTotal: number;
+  /** Pages vmtier moved over all rounds (the zero budget must keep this at 0). */
+  vmtierMovedPages: number;
+  hogMB: number;
+  node0FreeBeforeHogMB: number;
+  vmstat: Record<string, number>;
+  seconds: { engine: number; hog: number };
+}
+
+export interface ArmResult extends PressureArmFigures {
   /**
    * A diagnostic arm (--arms clearrefs, bench only): no advice, but the workload's accessed bits
    * cleared through /proc/<pid>/clear_refs where vmtier would advise, which tells the two halves of
    * MADV_COLD (accessed bits cleared, pages deactivated) apart.
    */
   clearRefs: boolean;
-  /** Rounds the engine ran, and what its last round reported. */
-  rounds: number;
-  tracker: string | null;
   lastRound: { hotMB: number; coldMB: number; madvisedColdMB: number; promoted: number; demoted: number };
-  madvisedColdMBTotal: number;
-  /** Pages vmtier moved over all rounds (the zero budget must keep this at 0). */
-  vmtierMovedPages: number;
   /** Placement before the hog (everything on node 0) and after it. */
   before: Record<'hot' | 'oldHot' | 'once', SetPlacement>;
   after: Record<'hot' | 'oldHot' | 'once', SetPlacement>;
   /** numa_maps' N1 of the workload's mapping after the hog: must equal the sum over the sets. */
   numaMapsNode1: number;
-  hogMB: number;
   /**
    * Memory in use on node 1 when the arm started. An earlier arm's reclaim leaves other processes'
    * pages there (moving them back was tried: the pages moved back became the first victims of the
@@ -83,9 +90,6 @@ export interface ArmResult {
   node1UsedMB: number;
   /** The hog's own pages the kernel demoted (numa_maps N1 of its mapping): fresh, just-written memory. */
   hogDemotedPages: number;
-  node0FreeBeforeHogMB: number;
-  vmstat: Record<string, number>;
-  seconds: { engine: number; hog: number };
 }
 
 export interface MadviseColdRun {
