@@ -6,9 +6,10 @@
 set -euo pipefail
 
 log() { printf 'ensure-host: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
 
 PKGS=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-      busybox-static cpio xz-utils kmod ndctl daxctl numactl dwarves gcc make libc6-dev)
+      busybox-static cpio xz-utils kmod ndctl daxctl numactl dwarves gcc make libc6-dev procps)
 if [ -n "${VMTIER_EXTRA_PKGS:-}" ]; then read -r -a extra <<<"$VMTIER_EXTRA_PKGS"; PKGS+=("${extra[@]}"); fi
 
 missing=()
@@ -18,8 +19,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null || die "apt-get update failed (is a Debian mirror reachable?)"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+    die "apt-get install ${missing[*]} failed"
 fi
 
 # libvirtd refuses to start without these (normally made by libvirt-daemon-system).
@@ -43,10 +45,10 @@ CONF
 fi
 
 running() { pgrep -x "$1" >/dev/null 2>&1; }
-running virtlogd || { log "starting virtlogd"; virtlogd -d; }
+running virtlogd || { log "starting virtlogd"; virtlogd -d || die "virtlogd -d failed"; }
 if ! running libvirtd; then
   log "starting libvirtd"
-  libvirtd -d
+  libvirtd -d || die "libvirtd -d failed (see /var/log/libvirt)"
 fi
 for _ in $(seq 1 50); do
   virsh -c qemu:///system version >/dev/null 2>&1 && exit 0

@@ -7,11 +7,12 @@ import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function run(cmd, args, opts = {}) {
+/** Runs one set-up step; on failure names the step and stops. */
+function run(step, cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
-  if (r.status !== 0) {
-    console.error(`prepare: ${cmd} ${args.join(' ')} failed (${r.status ?? r.signal})`);
-    process.exit(r.status ?? 1);
+  if (r.error || r.status !== 0) {
+    console.error(`prepare: ${step} failed: \`${cmd} ${args.join(' ')}\` ${r.error ? r.error.message : `exited ${r.status ?? r.signal}`}`);
+    process.exit(r.status || 1);
   }
 }
 
@@ -25,19 +26,24 @@ function newestMtime(dir) {
 }
 
 export function prepare({ host = true } = {}) {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 20) {
+    console.error(`prepare: Node.js ${process.versions.node} is too old: vmtier needs Node.js 20 or newer`);
+    process.exit(1);
+  }
   const lock = join(root, 'package-lock.json');
   if (!existsSync(join(root, 'node_modules', '.package-lock.json')) ||
       statSync(lock).mtimeMs > statSync(join(root, 'node_modules', '.package-lock.json')).mtimeMs) {
     console.error('prepare: installing npm dependencies');
-    run('npm', ['ci', '--no-audit', '--no-fund']);
+    run('installing npm dependencies', 'npm', ['ci', '--no-audit', '--no-fund']);
   }
   const stamp = join(root, 'dist', 'src', 'cli.js');
   const srcT = Math.max(newestMtime(join(root, 'src')), newestMtime(join(root, 'test')), newestMtime(join(root, 'bench')), newestMtime(join(root, 'lab')));
-  if (!existsSync(stamp) || statSync(stamp).mtimeMs < srcT || process.env.CI) {
+  if (!existsSync(stamp) || statSync(stamp).mtimeMs < srcT || !existsSync(join(root, 'node_modules', '.bin', 'vmtier')) || process.env.CI) {
     console.error('prepare: building');
-    run('npm', ['run', 'build', '--silent']);
+    run('the build', 'npm', ['run', 'build', '--silent']);
   }
-  if (host) run('bash', [join(root, 'scripts', 'ensure-host.sh')]);
+  if (host) run('host set-up (Debian packages, libvirtd)', 'bash', [join(root, 'scripts', 'ensure-host.sh')]);
 }
 
 export { execFileSync };

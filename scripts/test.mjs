@@ -1,22 +1,44 @@
 // `npm test`: every test — unit, integration (real libvirtd + QEMU on this machine) and the
 // lab (a QEMU/TCG guest with a tiered 6.12 kernel). Set VMTIER_TEST_ONLY=unit|integration|lab
-// to run one suite while developing; CI runs all.
+// (comma-separated for several) to run some suites while developing; CI runs all.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { prepare, root } from './prepare.mjs';
 
+const SUITES = ['unit', 'integration', 'lab'];
+
+// Checked before any set-up: a typo must not fall back to running something else.
+const only = process.env.VMTIER_TEST_ONLY;
+let suites = SUITES;
+if (only !== undefined && only !== '') {
+  const asked = only.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = asked.filter((s) => !SUITES.includes(s));
+  if (unknown.length > 0 || asked.length === 0) {
+    console.error(`test: unknown VMTIER_TEST_ONLY value "${only}" (use ${SUITES.join(', ')}, comma-separated)`);
+    process.exit(2);
+  }
+  suites = SUITES.filter((s) => asked.includes(s));
+}
+
 prepare({ host: true });
 
-const only = process.env.VMTIER_TEST_ONLY;
-const suites = ['unit', 'integration', 'lab'].filter((s) => !only || only.split(',').includes(s));
 // Explicit *.test.js files: node 20 would also run helper modules found under a `test` folder.
 function testFiles(dir) {
   if (!existsSync(join(root, dir))) return [];
   return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.js') ? [join(dir, e.name)] : []);
 }
-const files = suites.flatMap((s) => testFiles(join('dist', 'test', s)).sort());
+const files = [];
+for (const s of suites) {
+  const found = testFiles(join('dist', 'test', s)).sort();
+  // A suite that builds to nothing (a broken build, a moved folder) must not pass silently.
+  if (found.length === 0) {
+    console.error(`test: suite "${s}" has no test files under dist/test/${s} (is test/${s} there, and did the build emit it?)`);
+    process.exit(1);
+  }
+  files.push(...found);
+}
 const extra = process.argv.slice(2);
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=900000', ...extra, ...files], {
   cwd: root,
