@@ -7,6 +7,16 @@
 X=/run/lab/xchg
 BB=/run/lab/bin/busybox
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 VMTIER_LAB=1
+# `vmtier` on PATH, running the repository's build: `npx vmtier` cannot work here, because npm 11
+# runs a project's own bin by installing the project into its npx cache and chmod-ing bin/vmtier.js,
+# which lies on the read-only shared root (EROFS).
+repo=$(sed -n 's/.*vmtier_repo=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$repo" ]; then
+  mkdir -p /run/lab/path
+  printf '#!/bin/sh\nexec node %s/bin/vmtier.js "$@"\n' "$repo" >/run/lab/path/vmtier
+  chmod 755 /run/lab/path/vmtier
+  export PATH="/run/lab/path:$PATH"
+fi
 . "$X/lab.conf"
 
 say() { echo "lab-agent: $*" >/dev/console; }
