@@ -10,7 +10,8 @@
 # Proves, failing on the first miss:
 #  1. scripts/package-deb.sh builds the .deb; `apt-get install ./vmtier_*.deb` installs it with
 #     its dependencies (dkms, libvirt0) from Debian;
-#  2. `vmtier --help` runs from PATH; the default config is a conffile that vmtier accepts;
+#  2. `vmtier --help` and `vmtier doctor` run from PATH; the default config is a conffile that
+#     vmtier accepts;
 #  3. `dkms status` shows vmtier-idle installed for the kernel, its .ko is in /lib/modules and
 #     modinfo reads it; DKMS's kernel hook rebuilds it when the module is gone (what a kernel
 #     update does: AUTOINSTALL);
@@ -71,6 +72,13 @@ check_installed() {
     if (c.db !== '/var/lib/vmtier/vmtier.db') throw new Error('db is ' + c.db);
   ") || fail "the default /etc/vmtier/vmtier.yaml is not accepted by vmtier"
   [ -f /lib/systemd/system/vmtier.service ] || fail "no systemd unit"
+  # doctor runs from PATH and answers with its report; 0/1/2 are its verdicts, anything else a crash.
+  local rc=0
+  (cd / && vmtier doctor --no-libvirt --json) >"$work/doctor.json" || rc=$?
+  [ "$rc" -le 2 ] || fail "vmtier doctor exited $rc: $(cat "$work/doctor.json")"
+  node -e "const r = JSON.parse(require('fs').readFileSync('$work/doctor.json', 'utf8')); if (r.exitCode !== $rc || !r.checks.some((c) => c.id === 'tiers')) process.exit(1)" ||
+    fail "vmtier doctor --json printed no report"
+  log "vmtier doctor: exit $rc"
   local st
   st=$(dkms status -m vmtier-idle -v "$kmod_version" -k "$kver")
   log "dkms status: $st"
