@@ -69,6 +69,8 @@ lib_bs=$(node -p "require('$lib/node_modules/better-sqlite3/package.json').versi
 [ "$repo_bs" = "$lib_bs" ] || die "better-sqlite3 $lib_bs in the lockfile but $repo_bs built in node_modules: run 'npm ci'"
 mkdir -p "$lib/$(dirname "$addon")"
 cp "$repo/$addon" "$lib/$addon"
+# The addon's C sources (the SQLite amalgamation: 12 of its 13 MB) are only needed to build it.
+rm -rf "$lib/node_modules/better-sqlite3/deps" "$lib/node_modules/better-sqlite3/src"
 (cd "$lib" && node -e "
   const db = require('better-sqlite3')(':memory:');
   if (db.prepare('select 41 + 1 as v').get().v !== 42) process.exit(1);
