@@ -8,6 +8,7 @@ type Register = (program: Command) => void;
  */
 const COMMANDS: Array<{ names: string[]; load: () => Promise<Register> }> = [
   { names: ['host'], load: async () => (await import('./host.js')).registerHost },
+  { names: ['doctor'], load: async () => (await import('./doctor.js')).registerDoctor },
   { names: ['serve'], load: async () => (await import('./serve.js')).registerServe },
   { names: ['scan'], load: async () => (await import('./scan.js')).registerScan },
   { names: ['vms', 'numa', 'placement'], load: async () => (await import('./vms.js')).registerVms },

@@ -50,10 +50,10 @@ export class EngineMetrics {
     this.movedBytes = counter(registry, { name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm', 'name', 'direction'], registers: r });
     this.madvised = counter(registry, { name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm', 'name'], registers: r });
     this.trackerUp = gauge(registry, { name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm', 'name', 'tracker'], registers: r });
-    this.roundSeconds = gauge(registry, { name: 'vmtier_engine_round_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
-    this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.roundSeconds = gauge(registry, { name: 'vmtier_engine_round_duration_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
+    this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_duration_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
     this.bytes = gauge(registry, { name: 'vmtier_engine_vm_bytes', help: 'newest round: tracked, resident, hot, warm, cold bytes', labelNames: ['vm', 'name', 'class'], registers: r });
-    this.failures = gauge(registry, { name: 'vmtier_engine_consecutive_failures', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm', 'name'], registers: r });
+    this.failures = gauge(registry, { name: 'vmtier_engine_consecutive_failed_rounds', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm', 'name'], registers: r });
   }
 
   round(vm: string, name: string, s: RoundSummary): void {

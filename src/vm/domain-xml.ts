@@ -65,6 +65,11 @@ export interface DomainConfig {
    * pins all guest RAM for device DMA, so none of it can be migrated.
    */
   pciPassthrough: string[];
+  /**
+   * <launchSecurity type>: 'sev', 'sev-snp', 'tdx', 's390-pv'; null without one. Encrypted
+   * guest memory is pinned and unreadable to the host (see src/vm/tiering-gates.ts).
+   */
+  launchSecurity: string | null;
 }
 
 const UNIT_BYTES: Record<string, number> = {
@@ -256,5 +261,6 @@ export function parseDomainXml(xml: string): DomainConfig {
     numatune,
     memoryDevices,
     pciPassthrough,
+    launchSecurity: dom.launchSecurity === undefined ? null : (attr(obj(dom.launchSecurity), 'type') ?? 'unknown'),
   };
 }

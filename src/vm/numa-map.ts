@@ -17,6 +17,8 @@ import { PAGE_SIZE } from '../scan/tracker.js';
 import type { DomainConfig } from './domain-xml.js';
 import { classifyBacking, coveringMappings, parseMaps, type BackingContext } from './maps.js';
 import { parseFlatView, parseGpa2hva, parseRamblocks, type FlatRange, type RamblockInfo } from './monitor-text.js';
+import { readHostHugepages } from '../host/hugepages.js';
+import { domainGates, gateForCell, type HostHugepages } from './tiering-gates.js';
 import type { GuestMemoryDevice, GuestNode, GuestNodeBacking, GuestNodeMap } from './types.js';
 
 export interface MonitorPort {
@@ -103,8 +105,14 @@ export async function buildGuestNodeMap(args: {
   config: DomainConfig;
   monitor: MonitorPort;
   proc: ProcPort;
+  /**
+   * The host's hugetlb pools and slow nodes, for the 1 GiB hugetlb gate; read from this host
+   * (only when the domain uses huge pages) when not given.
+   */
+  hugepages?: HostHugepages;
 }): Promise<GuestNodeMap> {
   const { config, monitor, proc } = args;
+  const gates = domainGates(config, config.memoryBacking.hugepages === null ? null : args.hugepages ?? readHostHugepages());
   const blocks = parseRamblocks(await monitor.hmp('info ramblock'));
   const slices = sliceNodes(config, blocks);
   // libvirt names a memory device's backend "mem" + its alias (dimm0, nvdimm1, virtiomem0, ...).
@@ -125,7 +133,7 @@ export async function buildGuestNodeMap(args: {
     mountinfo: () => (mountinfo ??= proc.mountinfo()),
   };
   /** The checked HVA range of `length` bytes at `offset` in `block`, and its backing. */
-  const resolveRange = (what: string, block: RamblockInfo, offset: number, length: number): { range: HvaRange; backing: GuestNodeBacking } => {
+  const resolveRange = (what: string, cell: number, block: RamblockInfo, offset: number, length: number): { range: HvaRange; backing: GuestNodeBacking } => {
     const start = bases.get(block.name)! + offset;
     const range: HvaRange = { start, end: start + length };
     if (range.start % PAGE_SIZE !== 0 || range.end % PAGE_SIZE !== 0) {
@@ -133,18 +141,19 @@ export async function buildGuestNodeMap(args: {
     }
     const covering = coveringMappings(maps, range);
     const backing = classifyBacking(covering[0]!, block.name, ctx);
-    if (backing.migratable && config.pciPassthrough.length > 0) {
+    const gate = gateForCell(gates, cell);
+    if (backing.migratable && gate) {
       backing.migratable = false;
-      backing.reason = `pinned for VFIO device assignment (${config.pciPassthrough.join(', ')}): move_pages cannot migrate pinned pages`;
+      backing.reason = gate.reason;
     }
     return { range, backing };
   };
   const nodes: GuestNode[] = config.cells.map((c) => {
     const s = slices.get(c.id)!;
-    const { range, backing } = resolveRange(`node ${c.id}`, s.block, s.offset, s.length);
+    const { range, backing } = resolveRange(`node ${c.id}`, c.id, s.block, s.offset, s.length);
     const node: GuestNode = { node: c.id, cpus: c.cpus, sizeBytes: s.length, backing, hva: [range] };
     const devs: GuestMemoryDevice[] = devices.filter((d) => d.node === c.id).map((d) => {
-      const r = resolveRange(`${d.block.name} on node ${c.id}`, d.block, 0, d.block.usedBytes);
+      const r = resolveRange(`${d.block.name} on node ${c.id}`, c.id, d.block, 0, d.block.usedBytes);
       return { model: d.model, sizeBytes: d.block.usedBytes, backing: r.backing, hva: [r.range] };
     });
     if (devs.length > 0) node.devices = devs;
