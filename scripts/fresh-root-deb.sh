@@ -31,9 +31,10 @@ kver=${1:-$(bash scripts/ensure-lab.sh | tail -n 1)}
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
 
-# Only names that are vmtier's own: the repository and this script's temporary files excluded.
+# Only names that are vmtier's own: the repository, npm's cache (npx records the project it ran
+# there) and this script's temporary files excluded.
 leftovers() {
-  find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path "$PWD" -o -path "$work" \) -prune -o \
+  find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path "$PWD" -o -path "$work" -o -path "${HOME:-/root}/.npm" \) -prune -o \
     \( -iname '*vmtier*' -print \) 2>/dev/null | sort
 }
 
