@@ -3,6 +3,9 @@
 # Debian packages, the libvirt-qemu user and groups, a sandbox-friendly qemu.conf (never
 # overwriting one a user already has), and libvirtd/virtlogd started without systemd.
 # Idempotent; safe to run before every test run.
+#   scripts/ensure-host.sh           what the service needs (`npm start`)
+#   scripts/ensure-host.sh --tests   and what the test suite needs besides (`npm test`): promtool
+#                                    (prometheus), systemd-analyze (systemd), headless Chromium
 set -euo pipefail
 
 log() { printf 'ensure-host: %s\n' "$*" >&2; }
@@ -10,6 +13,11 @@ die() { log "$*"; exit 1; }
 
 PKGS=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       busybox-static cpio xz-utils kmod ndctl daxctl numactl dwarves gcc make libc6-dev procps)
+case "${1:-}" in
+  --tests) PKGS+=(prometheus systemd chromium) ;;
+  "") ;;
+  *) printf 'usage: ensure-host.sh [--tests]\n' >&2; exit 2 ;;
+esac
 if [ -n "${VMTIER_EXTRA_PKGS:-}" ]; then read -r -a extra <<<"$VMTIER_EXTRA_PKGS"; PKGS+=("${extra[@]}"); fi
 
 missing=()

@@ -25,7 +25,7 @@ function newestMtime(dir) {
   return t;
 }
 
-export function prepare({ host = true } = {}) {
+export function prepare({ host = true, tests = false } = {}) {
   const major = Number(process.versions.node.split('.')[0]);
   if (major < 20) {
     console.error(`prepare: Node.js ${process.versions.node} is too old: vmtier needs Node.js 20 or newer`);
@@ -43,7 +43,7 @@ export function prepare({ host = true } = {}) {
     console.error('prepare: building');
     run('the build', 'npm', ['run', 'build', '--silent']);
   }
-  if (host) run('host set-up (Debian packages, libvirtd)', 'bash', [join(root, 'scripts', 'ensure-host.sh')]);
+  if (host) run('host set-up (Debian packages, libvirtd)', 'bash', [join(root, 'scripts', 'ensure-host.sh'), ...(tests ? ['--tests'] : [])]);
 }
 
 export { execFileSync };

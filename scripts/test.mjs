@@ -21,7 +21,7 @@ if (only !== undefined && only !== '') {
   suites = SUITES.filter((s) => asked.includes(s));
 }
 
-prepare({ host: true });
+prepare({ host: true, tests: true });
 
 // Explicit *.test.js files: node 20 would also run helper modules found under a `test` folder.
 function testFiles(dir) {
