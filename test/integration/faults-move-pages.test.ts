@@ -159,3 +159,44 @@ test('move_pages failing with EPERM as a whole call (injected): each failed roun
   const metrics = await http('GET', '/metrics');
   assert.equal(metrics.status, 200);
 });
+
+test('QEMU killed (SIGKILL) while the loop is tiering it: the loop ends as "domain gone", the engine and API keep serving', async () => {
+  const engine = new Engine({
+    inventory, store, logger, registry: app.vmtier.metrics, readHost: () => readHostTopology(),
+    manage: (d) => d.name === domain.name, resyncMs: 500, idleMs: 200, backoff: { baseMs: 400, maxMs: 1600 },
+    tracker: 'replay', trackerOptions: { replay: { trace: hotTrace(), loop: true, paced: true } },
+    targetNodes: { slow: 0 },
+  });
+  app.vmtier.engine = engine;
+  const policy = {
+    mode: 'tier', tracker: 'auto', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
+    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 }, dram: { maxBytes: hot.length * PAGE }, migration: { maxMBps: 1000 },
+  };
+  assert.equal((await http('PUT', `/v1/vms/${domain.uuid}/policy`, policy)).status, 200);
+  const pid = (await inventory.numaMap(domain.uuid)).domain.pid;
+  const logFrom = logLines.length;
+  await engine.start();
+  try {
+    await until(30_000, 'tier rounds that move pages', () => (engine.vm(domain.uuid)?.totals.demote.requested ?? 0) > 0);
+    await until(10_000, 'a round in progress', () => engine.vm(domain.uuid)?.state === 'running');
+    process.kill(pid, 'SIGKILL');
+    const killedAt = Date.now();
+    await until(20_000, 'the loop for the dead domain ended', () => {
+      const s = engine.vm(domain.uuid);
+      return s === null || s.state === 'stopped';
+    });
+    // The API still serves: the engine as a whole, the listing, metrics.
+    assert.equal((await http('GET', '/v1/engine')).status, 200);
+    assert.equal((await http('GET', '/metrics')).status, 200);
+    const list = await http('GET', '/v1/vms');
+    assert.equal(list.status, 200);
+    // No retry storm against the dead process: failed rounds after the kill stay few.
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = logLines.slice(logFrom).map((l) => JSON.parse(l) as { msg?: string; time?: number });
+    const failedAfterKill = after.filter((l) => l.msg === 'round failed; backing off' && (l.time ?? 0) >= killedAt).length;
+    assert.ok(failedAfterKill <= 3, `${failedAfterKill} failed rounds after the kill`);
+    assert.ok(engine.status().running, 'the engine is still running');
+  } finally {
+    await engine.stop();
+  }
+});
