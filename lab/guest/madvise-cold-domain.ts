@@ -78,11 +78,6 @@ export interface DomainArmResult extends PressureArmFigures {
   node0: Node0Context;
 }
 
-/**
- * One arm: a fresh domain (RAM on node 0: unbound, first touch on the node of the lab's CPUs), the
- * policy PUT, rounds until the cold pages are confirmed cold (and, with the option, advised), then
- * node-0 pressure while serve keeps running its rounds, as it would for an operator.
- */
 export interface DomainArmOptions {
   /**
    * Control what the fraction depends on (issue 17): drop node 0's clean page cache before the
@@ -92,6 +87,11 @@ export interface DomainArmOptions {
   controlled?: boolean;
 }
 
+/**
+ * One arm: a fresh domain (RAM on node 0: unbound, first touch on the node of the lab's CPUs), the
+ * policy PUT, rounds until the cold pages are confirmed cold (and, with the option, advised), then
+ * node-0 pressure while serve keeps running its rounds, as it would for an operator.
+ */
 export async function runDomainArm(
   lab: LabSession, virt: LabVirt, serve: LabServe, madviseCold: boolean, pressureMB: number, progress: Progress,
   opts: DomainArmOptions = {},
