@@ -5,10 +5,14 @@
  * lists. lab/guest/madvise-cold-lab.ts runs the arms; this prints the table and the ratios.
  *
  *   npm run bench:madvise [-- --reps 2 --pressure-mb 32 --lru mglru,classic]
+ *   npm run bench:madvise -- --domain --reps 5 [--controlled]   # the libvirt-domain experiment: on/off
+ *       pairs in one boot, with node 0's content and MGLRU generations before the hog
  */
 import { parseArgs } from 'node:util';
 import { LabSession, ensureWorkload } from '../lab/index.js';
 import type { ArmResult, MadviseColdRun } from '../lab/guest/madvise-cold-lab.js';
+import { LabServe, startLabLibvirt } from '../lab/guest/engine-lab.js';
+import { runDomainArm, type DomainArmResult } from '../lab/guest/madvise-cold-domain.js';
 
 const { values } = parseArgs({
   options: {
@@ -17,6 +21,10 @@ const { values } = parseArgs({
     lru: { type: 'string', default: 'mglru,classic' },
     /** Add the diagnostic arm (accessed bits cleared, no advice) to every repetition. */
     'clear-refs': { type: 'boolean', default: false },
+    /** The libvirt-domain experiment (lab/guest/madvise-cold-domain.ts) instead: --reps on/off pairs in one lab boot. */
+    domain: { type: 'boolean', default: false },
+    /** With --domain: the controlled variant (page cache dropped, demand = cold memory + pressure). */
+    controlled: { type: 'boolean', default: false },
   },
 });
 const reps = Number(values.reps);
@@ -37,7 +45,47 @@ function summarize(arms: ArmResult[]): { hot: number; oldHot: number; once: numb
   return s;
 }
 
+async function domainBench(): Promise<void> {
+  const lab = await LabSession.start({ cpu: 'EPYC,+svm,+npt', append: ['maxcpus=1'], onProgress: progress });
+  try {
+    const virt = await startLabLibvirt(lab);
+    await lab.check('echo 1 >/sys/kernel/mm/numa/demotion_enabled && echo y >/sys/kernel/mm/lru_gen/enabled', { timeoutMs: 30_000 });
+    const serve = new LabServe(lab);
+    await serve.start(progress);
+    const arms: DomainArmResult[] = [];
+    try {
+      for (let i = 0; i < reps; i++) {
+        for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
+          const a = await runDomainArm(lab, virt, serve, on, Number(values['pressure-mb']), progress, { controlled: values.controlled });
+          arms.push(a);
+          // One JSON line per arm, so a long run can be read while it goes on.
+          console.log(`arm ${JSON.stringify({ rep: i, ...a })}`);
+        }
+      }
+    } finally {
+      await serve.stop();
+    }
+    console.log(`\nlab (TCG), libvirt domain (${virt.domainType}), pressure ${values['pressure-mb']} MiB beyond node 0's free memory${values.controlled ? ' plus the cold memory, page cache dropped' : ''}, ${reps} on/off pair(s) in one boot`);
+    console.log('arm        | hot demoted | cold demoted        | pgdemote | hog (s) | node 0 before hog: anon act/inact, file act/inact (MiB) | gens (oldest first, anon+file MiB)');
+    const mb = (kb: number | undefined) => ((kb ?? 0) / 1024).toFixed(0);
+    for (const a of arms) {
+      const m = a.node0.meminfoKB;
+      const gens = a.node0.lruGenBefore.map((g) => `${((g.anonPages + g.filePages) / 256).toFixed(0)}`).join('/');
+      console.log(`${(a.madviseCold ? 'MADV_COLD' : 'no advice').padEnd(10)} | ${`${a.after.hot.node1}/${a.after.hot.pages}`.padEnd(11)} | ` +
+        `${`${a.after.cold.node1}/${a.after.cold.pages} (${pct(a.after.cold.node1, a.after.cold.pages)})`.padEnd(19)} | ` +
+        `${String(a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!).padEnd(8)} | ${a.seconds.hog.toFixed(0).padEnd(7)} | ` +
+        `${mb(m.Activeanon)}/${mb(m.Inactiveanon)}, ${mb(m.Activefile)}/${mb(m.Inactivefile)} | ${gens}`);
+    }
+  } finally {
+    await lab.close();
+  }
+}
+
 ensureWorkload();
+if (values.domain) {
+  await domainBench();
+  process.exit(0);
+}
 const lab = await LabSession.start({ topology: 'tiered', onProgress: progress });
 try {
   // Alternating order, so what one arm leaves behind does not always favour the same side.

@@ -5,6 +5,7 @@
  */
 import * as koffi from 'koffi';
 import { KernelError, VmtierError } from '../errors.js';
+import { injectedMovePagesFault } from './fault-injection.js';
 
 const SYS = { move_pages: 279, pidfd_open: 434, process_madvise: 440, close: 3 } as const;
 export const MPOL_MF_MOVE = 1 << 1;
@@ -46,6 +47,12 @@ export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Ar
     for (let i = 0; i < n; i++) pages[i] = BigInt((addrs as ArrayLike<number>)[i]!);
   }
   if (nodes && nodes.length !== n) throw new VmtierError('INVALID_INPUT', 'move_pages: nodes and pages differ in length');
+  if (nodes) {
+    // Test-only fault injection (src/sys/fault-injection.ts); moves only, never queries.
+    const fault = injectedMovePagesFault();
+    if (fault?.scope === 'call') throw new KernelError('move_pages', fault.errno, undefined, { pid, injected: true });
+    if (fault) return status.fill(-fault.errno);
+  }
   const rc = sys()(
     SYS.move_pages,
     'int', pid,

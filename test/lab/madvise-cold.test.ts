@@ -108,7 +108,10 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
     for (const a of [on, off]) {
       process.stdout.write(`# madvise-cold domain lab (TCG, ${where}) madviseCold=${a.madviseCold}: hot set demoted ${a.after.hot.node1}/${a.after.hot.pages}, ` +
         `cold ${a.after.cold.node1}/${a.after.cold.pages}; advised ${a.lastRound.madvisedColdMB.toFixed(1)} MiB (last round), ${a.madvisedColdMBTotal.toFixed(1)} MiB in all; ` +
-        `pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!}; hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s\n`);
+        `pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!}; hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s; ` +
+        `node 0 before the hog: anon ${((a.node0.meminfoKB.Activeanon ?? 0) + (a.node0.meminfoKB.Inactiveanon ?? 0)) >> 10} MiB, ` +
+        `file ${((a.node0.meminfoKB.Activefile ?? 0) + (a.node0.meminfoKB.Inactivefile ?? 0)) >> 10} MiB, MGLRU generations (oldest first, MiB) ` +
+        `${a.node0.lruGenBefore.map((g) => ((g.anonPages + g.filePages) / 256).toFixed(0)).join('/')}\n`);
       // The engine ran on the domain: DAMON saw the payload's hot set, vmtier moved nothing.
       assert.equal(a.tracker, 'damon', `tracker ${a.tracker}`);
       assert.ok(a.lastRound.hotMB >= 16 * 0.9, `engine saw ${a.lastRound.hotMB} MiB hot`);
@@ -121,12 +124,15 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
     assert.equal(off.madvisedColdMBTotal, 0);
     assert.ok(on.lastRound.madvisedColdMB >= 96 * 0.9 && on.lastRound.madvisedColdMB <= 96 + 8, `advised ${on.lastRound.madvisedColdMB} MiB`);
     // With the advice the kernel took the marked guest pages and left the hot set; without it,
-    // under the same pressure, it demoted less of the cold guest memory (0 % in the runs so far,
-    // asserted as a strict inequality only; the advised arm runs first, as above).
+    // under the same pressure, it demoted less of the cold guest memory. HOW MUCH of the cold
+    // memory is demoted is not asserted (issue 17): it depends on how much kswapd reclaims past
+    // the demand and on what lies in older MGLRU generations than the advised pages; it ranged
+    // 31-96 % over the runs (README, madviseCold). What held in every run is asserted: the hot set
+    // stays, more cold pages than hot ones go, and more with the advice than without (the advised
+    // arm runs first, as above).
     const cold = (a: DomainArmResult) => a.after.cold.node1;
     assert.ok(on.after.hot.node1 <= on.after.hot.pages * 0.05, `hot set demoted with MADV_COLD: ${on.after.hot.node1}`);
-    assert.ok(cold(on) > on.after.hot.node1);
-    assert.ok(cold(on) >= on.after.cold.pages * 0.5, `cold demoted with MADV_COLD: ${cold(on)}/${on.after.cold.pages}`);
+    assert.ok(cold(on) > on.after.hot.node1, `cold ${cold(on)} vs hot ${on.after.hot.node1} demoted with MADV_COLD`);
     assert.ok(cold(on) > cold(off), `cold demoted: ${cold(on)} with MADV_COLD, ${cold(off)} without`);
     process.stdout.write(`# madvise-cold domain lab (TCG, ${where}) cold guest memory demoted: ${(100 * cold(on) / on.after.cold.pages).toFixed(1)} % with MADV_COLD vs ` +
       `${(100 * cold(off) / off.after.cold.pages).toFixed(1)} % without; hot set ${(100 * on.after.hot.node1 / on.after.hot.pages).toFixed(1)} % vs ` +

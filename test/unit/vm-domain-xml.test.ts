@@ -74,8 +74,12 @@ test('hugepages, numatune memnodes, dimm and nvdimm devices, unordered cells', (
   assert.deepEqual(c.numatune.memory, { mode: 'strict', nodeset: '0-1', placement: null });
   assert.deepEqual(c.numatune.memnodes, [{ cellid: 0, mode: 'strict', nodeset: '0' }, { cellid: 1, mode: 'preferred', nodeset: '1' }]);
   assert.deepEqual(c.memoryDevices, [
-    { model: 'dimm', alias: 'dimm0', node: 1, sizeBytes: 512 * MiB, sourcePath: null, access: null },
-    { model: 'nvdimm', alias: 'nvdimm0', node: 1, sizeBytes: 2 ** 30, sourcePath: '/dev/dax0.0', access: 'shared' },
+    { model: 'dimm', alias: 'dimm0', node: 1, sizeBytes: 512 * MiB, declaredBytes: 512 * MiB, sourcePath: null, hostNodes: null, pageBytes: null, access: null },
+    { model: 'nvdimm', alias: 'nvdimm0', node: 1, sizeBytes: 2 ** 30, declaredBytes: 2 ** 30, sourcePath: '/dev/dax0.0', hostNodes: null, pageBytes: null, access: 'shared' },
+  ]);
+  assert.equal(c.memoryBytes, 6 * 2 ** 30, 'RAM from the cells; the devices come on top');
+  assert.deepEqual(c.cellBackings.map((b) => [b.backend, b.hugepageBytes, b.hostNodes, b.policy]), [
+    ['memory-backend-file', 2 * MiB, [0], 'bind'], ['memory-backend-file', 2 ** 30, [1], 'preferred'],
   ]);
 });
 
@@ -85,4 +89,75 @@ test('libvirt scaled units: KB is 1000, k and KiB are 1024, default KiB', () => 
   assert.equal(scaledBytes('3', undefined, 'x'), 3072);
   assert.equal(scaledBytes('2', 'GiB', 'x'), 2 ** 31);
   assert.throws(() => scaledBytes('-1', 'KiB', 'x'), { code: 'INVALID_XML' });
+});
+
+const dom = (body: string, devices = '') =>
+  `<domain type='kvm'><name>t</name><memory unit='MiB'>1024</memory><vcpu>2</vcpu>${body}<devices>${devices}</devices></domain>`;
+
+test('RAM comes from the <numa> cells, not <memory> (libvirt ignores <memory> when cells exist)', () => {
+  const cells = "<cpu><numa><cell id='0' cpus='0-1' memory='768' unit='MiB'/><cell id='1' memory='512' unit='MiB'/></numa></cpu>";
+  assert.equal(parseDomainXml(dom(cells)).memoryBytes, 1280 * MiB);
+  const small = "<cpu><numa><cell id='0' cpus='0-1' memory='256' unit='MiB'/></numa></cpu>";
+  assert.equal(parseDomainXml(dom(small)).memoryBytes, 256 * MiB);
+});
+
+test('without <numa>, memory devices are not counted twice: the implicit node is <memory> minus the devices', () => {
+  const c = parseDomainXml(dom('', "<memory model='dimm'><target><size unit='MiB'>256</size></target></memory>"));
+  assert.equal(c.implicitNuma, true);
+  assert.equal(c.cells[0]!.memoryBytes, 768 * MiB);
+  assert.equal(c.memoryBytes, 768 * MiB);
+  assert.equal(c.memoryDevices[0]!.sizeBytes, 256 * MiB);
+  assert.throws(() => parseDomainXml(dom('', "<memory model='dimm'><target><size unit='MiB'>1024</size></target></memory>")), { code: 'INVALID_XML' });
+});
+
+test('cell sizes are rounded up to 1 MiB as libvirt rounds them (256 MiB on ppc64)', () => {
+  const c = parseDomainXml(dom("<cpu><numa><cell id='0' cpus='0' memory='109550'/><cell id='1' cpus='1' memory='1025'/></numa></cpu>"));
+  assert.deepEqual(c.cells.map((x) => x.memoryBytes), [107 * MiB, 2 * MiB]);
+  const ppc = parseDomainXml(dom("<os><type arch='ppc64'>hvm</type></os><cpu><numa><cell id='0' cpus='0-1' memory='300' unit='MiB'/></numa></cpu>"));
+  assert.equal(ppc.cells[0]!.memoryBytes, 512 * MiB);
+});
+
+test('a <page> of 4 KiB is ordinary memory, not huge pages', () => {
+  const c = parseDomainXml(dom("<memoryBacking><hugepages><page size='4' unit='KiB'/></hugepages></memoryBacking>"));
+  assert.equal(c.memoryBacking.hugepages, null);
+  assert.equal(c.cellBackings[0]!.hugepageBytes, null);
+  assert.equal(c.cellBackings[0]!.backend, 'memory-backend-ram');
+  // Per cell: 4 KiB for cell 0, 2 MiB for the rest.
+  const m = parseDomainXml(dom("<memoryBacking><hugepages><page size='4' unit='KiB' nodeset='0'/><page size='2048'/></hugepages></memoryBacking>" +
+    "<cpu><numa><cell id='0' cpus='0' memory='512' unit='MiB'/><cell id='1' cpus='1' memory='512' unit='MiB'/></numa></cpu>"));
+  assert.deepEqual(m.cellBackings.map((b) => b.hugepageBytes), [null, 2 * MiB]);
+  assert.deepEqual(m.memoryBacking.hugepages, [{ sizeBytes: 2 * MiB, nodeset: null }]);
+});
+
+test('PCI addresses are normalised: hex, decimal and octal spellings of one device are one address', () => {
+  const hd = (a: string) => `<hostdev mode='subsystem' type='pci'><source><address ${a}/></source></hostdev>`;
+  const c = parseDomainXml(dom('', hd("domain='0x0021' bus='0xde' slot='0x1f' function='0x1'") + hd("domain='33' bus='222' slot='31' function='1'") +
+    hd("domain='041' bus='0336' slot='037' function='1'")));
+  assert.deepEqual(c.pciPassthrough, ['0021:de:1f.1']);
+  assert.throws(() => parseDomainXml(dom('', hd("domain='0' bus='0' slot='32' function='0'"))), { code: 'INVALID_XML' });
+  assert.throws(() => parseDomainXml(dom('', hd("domain='0' bus='zz' slot='1' function='0'"))), { code: 'INVALID_XML' });
+});
+
+test('an unassigned hostdev is not passthrough; an mdev vfio-pci device is; capabilities hostdevs are not', () => {
+  const c = parseDomainXml(dom('', "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='3' slot='0' function='0'/></source><address type='unassigned'/></hostdev>" +
+    "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='53764D0E-85A0-42B4-AF5C-2046B460B1DC'/></source></hostdev>" +
+    "<hostdev mode='capabilities' type='storage'><source><block>/dev/sdf1</block></source></hostdev>"));
+  assert.deepEqual(c.pciPassthrough, ['mdev:53764d0e-85a0-42b4-af5c-2046b460b1dc']);
+});
+
+test('a non-numeric or empty <node> is INVALID_XML, not NaN or node 0', () => {
+  const cells = "<cpu><numa><cell id='0' cpus='0-1' memory='1024' unit='MiB'/></numa></cpu>";
+  for (const n of ['<node>one</node>', '<node></node>', '<node/>', '<node>-1</node>', '<node>1.5</node>', '<node>7</node>']) {
+    assert.throws(() => parseDomainXml(dom(cells, `<memory model='dimm'><target><size unit='MiB'>128</size>${n}</target></memory>`)), { code: 'INVALID_XML' }, n);
+  }
+  const ok = parseDomainXml(dom(cells, "<memory model='dimm'><target><size unit='MiB'>128</size><node> 0 </node></target></memory>"));
+  assert.equal(ok.memoryDevices[0]!.node, 0);
+});
+
+test('node sets: ranges, exclusions, and errors', () => {
+  const c = parseDomainXml(dom("<numatune><memory mode='interleave' nodeset='0-3,^2,7'/></numatune>"));
+  assert.deepEqual([c.cellBackings[0]!.hostNodes, c.cellBackings[0]!.policy], [[0, 1, 3, 7], 'interleave']);
+  for (const bad of ['', '3-1', 'a', '0,,1', '^0', '1-', '0-99999']) {
+    assert.throws(() => parseDomainXml(dom(`<numatune><memory mode='strict' nodeset='${bad}'/></numatune>`)), { code: 'INVALID_XML' }, bad);
+  }
 });

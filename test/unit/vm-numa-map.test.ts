@@ -163,6 +163,19 @@ test('legacy layout: several cells inside one pc.ram block are sliced in node or
   assert.deepEqual(map.nodes.map((n) => n.hva[0]), [{ start: 0x7f0000000000, end: 0x7f000c000000 }, { start: 0x7f000c000000, end: 0x7f0010000000 }]);
 });
 
+test('legacy layout from libvirt\'s cpu-numa1: cells of 109550 KiB reach QEMU as 107 MiB each, so the split falls at 107 MiB', async () => {
+  // test/fixtures/libvirt-corpus/cpu-numa1.{xml,args}: "-m 214 -numa node,nodeid=0,cpus=0-7,mem=107 -numa node,...,mem=107".
+  const xml = readFileSync(join(FIXTURE_DIR, '..', 'libvirt-corpus', 'cpu-numa1.xml'), 'utf8');
+  const ramblock = '              Block Name    PSize              Offset               Used              Total\n' +
+    '                  pc.ram    4 KiB  0x0000000000000000 0x000000000d600000 0x000000000d600000\n';
+  const mtree = 'FlatView #0\n AS "memory", root: system\n Root memory region: system\n' +
+    '  0000000000000000-000000000d5fffff (prio 0, ram): pc.ram\n';
+  const mon = replayMonitor(ramblock, mtree, 'Host virtual address for 0x0 (pc.ram) is 0x7f0000000000\n');
+  const maps = '7f0000000000-7f000d600000 rw-p 00000000 00:00 0 \n';
+  const map = await buildGuestNodeMap({ domain: { name: 'QEMUGuest1', uuid: 'u', pid: 1 }, config: parseDomainXml(xml), monitor: mon, proc: procFrom(maps) });
+  assert.deepEqual(map.nodes.map((n) => n.hva[0]), [{ start: 0x7f0000000000, end: 0x7f0006b00000 }, { start: 0x7f0006b00000, end: 0x7f000d600000 }]);
+});
+
 test('PCI passthrough (VFIO pins guest RAM): every backing is reported not migratable, with the device named', async () => {
   const base = (devices: string) => `<domain><name>v</name><memory unit='MiB'>256</memory><vcpu>1</vcpu><cpu><numa>
     <cell id='0' cpus='0' memory='128' unit='MiB'/><cell id='1' memory='128' unit='MiB'/></numa></cpu>

@@ -1,0 +1,45 @@
+/**
+ * FAULT INJECTION, for tests only: makes move_pages(2) *moves* fail the way the kernel can fail
+ * them, without a kernel that does. Set before vmtier (or its worker threads, which copy the
+ * environment when they start) runs:
+ *
+ *   VMTIER_INJECT_MOVE_PAGES=EBUSY          every page of every move reports -EBUSY (page pinned)
+ *   VMTIER_INJECT_MOVE_PAGES=EFAULT         every page reports -EFAULT (not a movable mapping)
+ *   VMTIER_INJECT_MOVE_PAGES=ENOMEM         the whole call fails with ENOMEM (target node full)
+ *   VMTIER_INJECT_MOVE_PAGES=EPERM          the whole call fails with EPERM (no CAP_SYS_NICE)
+ *   VMTIER_INJECT_MOVE_PAGES=EBUSY:call     any errno, forced to the per-page or whole-call form
+ *
+ * Queries (move_pages with nodes = NULL) are never affected: placement stays the kernel's truth.
+ * The injected move does not reach the kernel, so no page moves. Unset = no effect, no cost
+ * beyond one environment lookup per move call.
+ */
+import { VmtierError } from '../errors.js';
+
+const ERRNO: Record<string, number> = { EPERM: 1, ENOENT: 2, ESRCH: 3, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EINVAL: 22 };
+/** How the kernel reports each: per page in status[], or as the call's return. */
+const DEFAULT_SCOPE: Record<string, 'page' | 'call'> = { EBUSY: 'page', EFAULT: 'page', ENOENT: 'page', EAGAIN: 'page', ENOMEM: 'call', EPERM: 'call', ESRCH: 'call', EINVAL: 'call' };
+
+export const MOVE_PAGES_INJECT_ENV = 'VMTIER_INJECT_MOVE_PAGES';
+
+export interface InjectedFault {
+  errno: number;
+  scope: 'page' | 'call';
+}
+
+let cachedSpec: string | undefined;
+let cachedFault: InjectedFault | null = null;
+
+/** The move_pages fault injected through the environment, or null (the normal case). */
+export function injectedMovePagesFault(): InjectedFault | null {
+  const spec = process.env[MOVE_PAGES_INJECT_ENV];
+  if (spec === undefined || spec === '') return null;
+  if (spec === cachedSpec) return cachedFault;
+  const [name, scope] = spec.split(':');
+  const errno = ERRNO[name ?? ''];
+  if (errno === undefined || (scope !== undefined && scope !== 'page' && scope !== 'call')) {
+    throw new VmtierError('CONFIG_ERROR', `${MOVE_PAGES_INJECT_ENV}=${spec}: expected one of ${Object.keys(ERRNO).join(', ')}, optionally :page or :call`);
+  }
+  cachedSpec = spec;
+  cachedFault = { errno, scope: (scope as 'page' | 'call' | undefined) ?? DEFAULT_SCOPE[name!]! };
+  return cachedFault;
+}
