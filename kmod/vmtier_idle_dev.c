@@ -23,12 +23,15 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/sched/coredump.h>
+#include <linux/sched/signal.h>
 #include <asm/tlbflush.h>
 #include "vmtier_idle.h"
 
 struct vti_file {
 	struct mutex lock;		/* serializes ioctls and reads */
 	struct mm_struct *mm;		/* mmgrab'ed: pins the struct only */
+	struct pid *tgid;		/* the target's thread group */
+	cpumask_var_t cpus;		/* CPUs a flush interrupts */
 	struct vti_kvm kvm;		/* .kvm set in TDP mode */
 	unsigned int flags;
 	unsigned long limit;		/* reads stop here (exclusive) */
@@ -44,6 +47,8 @@ static void vti_drop_target(struct vti_file *f)
 	if (f->mm)
 		mmdrop(f->mm);
 	f->mm = NULL;
+	put_pid(f->tgid);
+	f->tgid = NULL;
 	f->info.mode = VMTIER_IDLE_MODE_NONE;
 }
 
@@ -139,6 +144,7 @@ static long vti_set_target(struct file *file, struct vti_file *f,
 	f->flush_pending = false;
 	f->mm = mm;
 	mm = NULL;
+	f->tgid = get_pid(task_tgid(task));
 	f->kvm = kvm;
 	f->flags = t.flags;
 	memset(&f->info, 0, sizeof(f->info));
@@ -201,20 +207,33 @@ static void vti_flush_local(void *info)
 }
 
 /*
- * TLB policy: after a read that cleared A bits, make every CPU drop the
+ * TLB policy: after a pass that cleared A bits, make every CPU drop the
  * target's cached translations, so the next access sets the bit again
- * instead of hitting a stale TLB entry; once per read, never per page.
- * flush_tlb_mm_range() is not exported to modules, so: bump the mm's TLB
- * generation, which makes a CPU that switched away (keeping the entries
- * under a cached PCID) flush when it switches back, and flush the CPUs that
- * have the mm loaded now.
+ * instead of hitting a stale TLB entry. flush_tlb_mm_range() is not exported
+ * to modules, so: bump the mm's TLB generation, which makes a CPU that
+ * switched away (keeping the entries under a cached PCID) or runs it lazily
+ * flush when it switches to it again, then interrupt only the CPUs running
+ * one of the target's threads now. The bump is a full barrier before the
+ * on_cpu reads; a thread scheduled after them reads the new generation.
  */
-static void vti_flush_mm(struct mm_struct *mm)
+static void vti_flush_mm(struct vti_file *f)
 {
+	struct task_struct *leader, *t;
+
 	/* inc_mm_tlb_gen(), which asm/tlbflush.h hides from modules. */
-	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_cond_mask(NULL, vti_flush_local, mm, true,
-			      mm_cpumask(mm));
+	atomic64_inc_return(&f->mm->context.tlb_gen);
+	cpumask_clear(f->cpus);
+	rcu_read_lock();
+	leader = pid_task(f->tgid, PIDTYPE_TGID);
+	if (leader) {
+		for_each_thread(leader, t)
+			if (t->mm == f->mm && READ_ONCE(t->on_cpu))
+				cpumask_set_cpu(task_cpu(t), f->cpus);
+	}
+	rcu_read_unlock();
+	if (!cpumask_empty(f->cpus))
+		on_each_cpu_cond_mask(NULL, vti_flush_local, f->mm, true,
+				      f->cpus);
 }
 
 static ssize_t vti_read(struct file *file, char __user *ubuf, size_t count,
@@ -285,7 +304,7 @@ static ssize_t vti_read(struct file *file, char __user *ubuf, size_t count,
 		if (f->kvm.kvm)
 			vti_kvm_flush(&f->kvm);
 		else
-			vti_flush_mm(mm);
+			vti_flush_mm(f);
 		f->flush_pending = false;
 		f->info.tlb_flushes++;
 	}
@@ -322,7 +341,8 @@ static int vti_open(struct inode *inode, struct file *file)
 	if (!f)
 		return -ENOMEM;
 	f->buf = kvmalloc(VTI_BUF_SIZE, GFP_KERNEL);
-	if (!f->buf) {
+	if (!f->buf || !zalloc_cpumask_var(&f->cpus, GFP_KERNEL)) {
+		kvfree(f->buf);
 		kfree(f);
 		return -ENOMEM;
 	}
@@ -338,6 +358,7 @@ static int vti_release(struct inode *inode, struct file *file)
 	struct vti_file *f = file->private_data;
 
 	vti_drop_target(f);
+	free_cpumask_var(f->cpus);
 	kvfree(f->buf);
 	mutex_destroy(&f->lock);
 	kfree(f);

@@ -160,7 +160,8 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
   const range = { start: base, end: base + bytes };
   // The guest's code page is fetched on every loop: it is hot too (its whole 2 MiB with THP).
   const hot = [{ start: base, end: base + (thp ? 2 << 20 : PAGE_SIZE) }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
-  const tdp = newTracker();
+  // KMOD_READ_BYTES: small reads, so that one pass takes many reads (the flush is per pass).
+  const tdp = newTracker(process.env.KMOD_READ_BYTES ? { readBytes: Number(process.env.KMOD_READ_BYTES) } : {});
   const proc = newTracker({ target: 'process' });
   try {
     await tdp.track(t.child.pid!, [range]);
@@ -175,7 +176,9 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
       await sleep(500);
     }
     const warmMs = Date.now() - warm0;
+    const flushesBefore = tdp.lastRoundStats()?.tlbFlushes ?? 0;
     const res = await tdp.scan({ scans, intervalMs });
+    const roundFlushes = tdp.lastRoundStats()!.tlbFlushes - flushesBefore;
     await proc.track(t.child.pid!, [range]);
     const pres = await proc.scan({ scans, intervalMs });
     // The VM goes away in the middle of a TDP scan.
@@ -183,7 +186,7 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
     await sleep(800);
     t.child.kill('SIGKILL');
     const destroyed = await dying;
-    return { mode, warmMs, presentAfterWarm: present, tdp: { ...accuracy(res, hot), stats: tdp.lastRoundStats() }, process: { mode: proc.mode(), ...accuracy(pres, hot) }, destroyed };
+    return { mode, warmMs, presentAfterWarm: present, tdp: { ...accuracy(res, hot), stats: tdp.lastRoundStats(), roundFlushes }, process: { mode: proc.mode(), ...accuracy(pres, hot) }, destroyed };
   } finally {
     await tdp.close();
     await proc.close();
