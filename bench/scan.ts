@@ -18,7 +18,8 @@ function arg(name: string, dflt: number): number {
 const mib = arg('mib', 512);
 const repeats = arg('repeats', 7);
 
-const b = spawnSync('bash', [join(repoRoot, 'scripts/build-kmod.sh'), '--debian', '6.12'], { encoding: 'utf8' });
+// Its own build directory: a test run building kmod/build-<release> at the same time cannot interfere.
+const b = spawnSync('bash', [join(repoRoot, 'scripts/build-kmod.sh'), '--debian', '6.12', join(repoRoot, '.cache', 'lab', 'kmod-bench')], { encoding: 'utf8' });
 if (b.status !== 0) {
   process.stderr.write(b.stderr);
   process.exit(1);

@@ -20,6 +20,7 @@ void vti_enc_init(struct vti_enc *e, u8 *buf, size_t size, unsigned long start)
 	e->cursor = start;
 	e->run_type = -1;
 	e->run_len = 0;
+	e->broken = false;
 }
 
 /* True when @bytes more record bytes still leave room to end the stream. */
@@ -28,12 +29,25 @@ bool vti_enc_room(const struct vti_enc *e, unsigned long bytes)
 	return e->len + bytes + VTI_RESERVE <= e->size;
 }
 
+/* Record bytes that still fit with room to end the stream. */
+size_t vti_enc_avail(const struct vti_enc *e)
+{
+	return e->len + VTI_RESERVE < e->size ?
+	       e->size - e->len - VTI_RESERVE : 0;
+}
+
 static void vti_enc_flush_run(struct vti_enc *e)
 {
 	if (e->run_type < 0)
 		return;
-	if (WARN_ON_ONCE(e->len >= e->size))
+	/*
+	 * The walkers check room first: running out is a bug, and dropping a
+	 * record would misplace everything after it, so the read fails.
+	 */
+	if (WARN_ON_ONCE(e->len >= e->size)) {
+		e->broken = true;
 		return;
+	}
 	e->buf[e->len++] = (u8)((e->run_type << 4) | e->run_len);
 	e->run_type = -1;
 	e->run_len = 0;
@@ -45,8 +59,10 @@ static void vti_enc_set_addr(struct vti_enc *e, unsigned long addr)
 	int i;
 
 	vti_enc_flush_run(e);
-	if (WARN_ON_ONCE(e->len + VTI_SET_ADDR_BYTES > e->size))
+	if (WARN_ON_ONCE(e->len + VTI_SET_ADDR_BYTES > e->size)) {
+		e->broken = true;
 		return;
+	}
 	e->buf[e->len++] = VMTIER_IDLE_CMD_SET_ADDR;
 	for (i = 7; i >= 0; i--)
 		e->buf[e->len++] = (u8)(a >> (i * 8));

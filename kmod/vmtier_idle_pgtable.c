@@ -36,6 +36,9 @@ void vti_mark_young(unsigned long pfn)
 
 	if (!pfn_valid(pfn) || is_zero_pfn(pfn))
 		return;
+	/* Driver and firmware pages (a TDP leaf may map them) are not ours. */
+	if (PageReserved(pfn_to_page(pfn)))
+		return;
 	folio = page_folio(pfn_to_page(pfn));
 	if (folio_is_zone_device(folio))
 		return;
@@ -106,7 +109,7 @@ static int vti_pte_table(struct vm_area_struct *vma, pmd_t *pmd, pmd_t pmdval,
 }
 
 static int vti_pmd_leaf(struct vm_area_struct *vma, pmd_t *pmd, pmd_t pmdval,
-			unsigned long addr, unsigned long end,
+			unsigned long addr, unsigned long end, bool may_clear,
 			struct vti_scan *s)
 {
 	enum vti_state state = VTI_IDLE;
@@ -119,7 +122,8 @@ static int vti_pmd_leaf(struct vm_area_struct *vma, pmd_t *pmd, pmd_t pmdval,
 	}
 	if (pmd_young(pmdval)) {
 		state = VTI_ACCESSED;
-		if ((s->flags & VMTIER_IDLE_F_CLEAR) && vti_test_clear_young(pmd)) {
+		if ((s->flags & VMTIER_IDLE_F_CLEAR) && may_clear &&
+		    vti_test_clear_young(pmd)) {
 			s->cleared++;
 			if (vti_vma_has_folios(vma) && !pmd_devmap(pmdval))
 				vti_mark_young(pmd_pfn(pmdval));
@@ -140,13 +144,30 @@ static int vti_pmd_range(struct vm_area_struct *vma, pud_t *pud,
 	int ret = 0;
 
 	for (; addr < end; pmd++, addr = next) {
+		bool partial = false;
+		size_t fit;
 		pmd_t pmdval;
 
 		next = pmd_addr_end(addr, end);
+		/* Let a writer (page fault, munmap) in once some work is done. */
 		if (s->budget <= 0 ||
-		    !vti_enc_room(&s->enc, (next - addr) >> PAGE_SHIFT)) {
+		    (addr > s->start && mmap_lock_is_contended(vma->vm_mm))) {
 			ret = -ENOSPC;
 			break;
+		}
+		/*
+		 * Worst case one byte per 4 KiB page. When the buffer cannot
+		 * take the whole PMD, describe the part that fits and stop, so
+		 * that a small read still makes progress.
+		 */
+		fit = vti_enc_avail(&s->enc);
+		if (fit < (next - addr) >> PAGE_SHIFT) {
+			if (!fit) {
+				ret = -ENOSPC;
+				break;
+			}
+			next = addr + fit * PAGE_SIZE;
+			partial = true;
 		}
 again:
 		pmdval = READ_ONCE(*pmd);
@@ -155,7 +176,8 @@ again:
 			vti_enc_range(&s->enc, addr, next, PMD_SHIFT, VTI_HOLE);
 			s->budget--;
 		} else if (pmd_leaf(pmdval)) {
-			if (vti_pmd_leaf(vma, pmd, pmdval, addr, next, s))
+			/* A leaf described in part is cleared by the next read. */
+			if (vti_pmd_leaf(vma, pmd, pmdval, addr, next, !partial, s))
 				goto again;
 			s->budget--;
 		} else if (pmd_bad(pmdval)) {
@@ -166,6 +188,11 @@ again:
 				goto again;
 			s->budget -= (next - addr) >> PAGE_SHIFT;
 		}
+		if (partial) {
+			addr = next;
+			ret = -ENOSPC;
+			break;
+		}
 		cond_resched();
 	}
 	*pos = addr;
@@ -173,7 +200,7 @@ again:
 }
 
 static int vti_pud_leaf(struct vm_area_struct *vma, pud_t *pud, pud_t pudval,
-			unsigned long addr, unsigned long end,
+			unsigned long addr, unsigned long end, bool may_clear,
 			struct vti_scan *s)
 {
 	enum vti_state state = VTI_IDLE;
@@ -187,7 +214,8 @@ static int vti_pud_leaf(struct vm_area_struct *vma, pud_t *pud, pud_t pudval,
 	}
 	if (pud_young(pudval)) {
 		state = VTI_ACCESSED;
-		if ((s->flags & VMTIER_IDLE_F_CLEAR) && vti_test_clear_young(pud)) {
+		if ((s->flags & VMTIER_IDLE_F_CLEAR) && may_clear &&
+		    vti_test_clear_young(pud)) {
 			s->cleared++;
 			if (vti_vma_has_folios(vma) && !pud_devmap(pudval))
 				vti_mark_young(pud_pfn(pudval));
@@ -228,15 +256,31 @@ again:
 			continue;
 		}
 		if (pud_leaf(pudval)) {
-			if (s->budget <= 0 ||
-			    !vti_enc_room(&s->enc, vti_uniform_bytes(next - addr))) {
+			unsigned long stop = next;
+			size_t fit = vti_enc_avail(&s->enc);
+
+			if (s->budget <= 0 || !fit) {
 				ret = -ENOSPC;
 				break;
 			}
-			if (vti_pud_leaf(vma, pud, pudval, addr, next, s))
+			/* As for PMDs: describe the part that fits, uncleared. */
+			if (fit < vti_uniform_bytes(next - addr))
+				stop = addr + min_t(unsigned long, next - addr,
+						    (fit - 1) * VMTIER_IDLE_MAX_RUN *
+						    PAGE_SIZE);
+			if (stop == addr) {
+				ret = -ENOSPC;
+				break;
+			}
+			if (vti_pud_leaf(vma, pud, pudval, addr, stop,
+					 stop == next, s))
 				goto again;
 			s->budget--;
-			addr = next;
+			addr = stop;
+			if (stop != next) {
+				ret = -ENOSPC;
+				break;
+			}
 			continue;
 		}
 		if (pud_bad(pudval)) {
@@ -294,7 +338,7 @@ int vti_walk_mm(struct mm_struct *mm, unsigned long start, unsigned long end,
 		if (ret)
 			break;
 		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
+			ret = -ERESTARTSYS;
 			break;
 		}
 	}

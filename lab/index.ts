@@ -10,6 +10,8 @@ import type { LabTopologyName } from './topology.js';
 export { LabSession, commandScript } from './session.js';
 export type { LabCommandOptions, LabProcess, LabResult, LabSessionOptions } from './session.js';
 export { labMachine, LAB_TOPOLOGIES } from './topology.js';
+export { ensureLabKernel, LAB_KERNELS } from './kernel.js';
+export type { LabKernel, LabKernelName } from './kernel.js';
 export type { LabMachine, LabNvdimm, LabTopologyName } from './topology.js';
 export { ensureWorkload, ensureLabBinary, parseWorkloadLayout } from './build.js';
 export type { WorkloadLayout } from './build.js';

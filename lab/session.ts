@@ -14,12 +14,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmtierError } from '../src/errors.js';
 import { ensureInitramfs } from './initramfs.js';
-import { ensureLabKernel } from './kernel.js';
+import { ensureLabKernel, type LabKernelName } from './kernel.js';
 import { guestScriptDir, labCacheDir, repoRoot } from './paths.js';
 import { labMachine, type LabMachine, type LabTopologyName } from './topology.js';
 
 export interface LabSessionOptions {
   topology?: LabTopologyName;
+  /** Debian kernel the guest boots: '6.12' (bookworm-backports, default) or '6.1' (bookworm). */
+  kernel?: LabKernelName;
   /** QEMU -cpu model; e.g. 'EPYC,+svm,+npt' for nested KVM inside the lab. Default 'max'. */
   cpu?: string;
   /** Boot (until the tiers are ready) must finish within this; default 120 s. */
@@ -99,18 +101,21 @@ export class LabSession {
   readonly xchg: string;
   readonly machine: LabMachine;
   readonly kernelVersion: string;
+  /** Which of the lab's kernels runs ('6.12' or '6.1'). */
+  readonly kernel: LabKernelName;
   private qemu: ChildProcess | null = null;
   private exited: { code: number | null; signal: string | null } | null = null;
   private nextId = 0;
   private closed = false;
   private readonly opts: LabSessionOptions;
 
-  private constructor(opts: LabSessionOptions, kernelVersion: string) {
+  private constructor(opts: LabSessionOptions, kernel: LabKernelName, kernelVersion: string) {
     this.opts = opts;
     this.id = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     this.runDir = join(labCacheDir, `run-${this.id}`);
     this.xchg = join(this.runDir, 'xchg');
     this.machine = labMachine(opts.topology ?? 'tiered', this.runDir);
+    this.kernel = kernel;
     this.kernelVersion = kernelVersion;
   }
 
@@ -118,9 +123,9 @@ export class LabSession {
   static async start(opts: LabSessionOptions = {}): Promise<LabSession> {
     const progress = opts.onProgress ?? (() => {});
     progress('lab: checking kernel and packages');
-    const kernel = ensureLabKernel();
+    const kernel = ensureLabKernel(opts.kernel ?? '6.12');
     const initrd = ensureInitramfs(kernel);
-    const s = new LabSession(opts, kernel.version);
+    const s = new LabSession(opts, kernel.name, kernel.version);
     sessions.add(s);
     installExitHook();
     try {

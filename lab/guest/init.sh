@@ -13,14 +13,15 @@ mkdir -p /proc /sys /dev /newroot
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-# Order matters: 9p needs 9pnet and netfs; the transport needs 9pnet.
-for m in netfs 9pnet 9pnet_virtio 9p; do
+# Order matters (9p needs 9pnet and netfs, on 6.1 fscache too; the transport needs 9pnet): the
+# host wrote it, dependencies first, to root.order and tier.order (lab/initramfs.ts).
+for m in $(cat /modules/root.order); do
   insmod "/modules/$m.ko" || fail "insmod $m"
 done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /newroot || fail "mount host root over 9p"
 # The memory tiers' modules (the agent configures the devices): nfit finds the NVDIMMs, nd_pmem
 # and dax_pmem make devdax namespaces possible, device_dax backs /dev/daxX.Y, kmem onlines them.
-for m in libnvdimm nfit nd_btt nd_pmem dax_pmem device_dax kmem; do
+for m in $(cat /modules/tier.order); do
   insmod "/modules/$m.ko" || fail "insmod $m"
 done
 for d in tmp run var/tmp root; do

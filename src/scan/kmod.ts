@@ -28,6 +28,8 @@ export const IOC_SET_LIMIT = ioc(1, MAGIC, 2, 8);
 export const IOC_GET_INFO = ioc(2, MAGIC, 3, INFO_SIZE);
 const ESRCH = 3;
 const EFAULT = 14;
+const EPERM = 1;
+const EOPNOTSUPP = 95;
 const MODES = ['none', 'process', 'npt', 'ept'] as const;
 export type KmodMode = (typeof MODES)[number];
 
@@ -37,6 +39,13 @@ export interface KmodTrackerOptions {
   target?: 'auto' | 'process' | 'kvm';
   /** Flush TLBs after each clearing read (default true; see kmod/README.md). */
   flush?: boolean;
+  /**
+   * Clear the A bits each pass reports (default true; counts then mean "accessed during the
+   * pass"). false only reads: every pass sees what was accessed since anything last cleared
+   * them, which is what is left on a kernel without CONFIG_PAGE_IDLE_FLAG (Debian's 6.1),
+   * where the module refuses to clear.
+   */
+  clear?: boolean;
   /** Bytes per read (the module caps at 64 KiB). */
   readBytes?: number;
   procRoot?: string;
@@ -125,12 +134,19 @@ export class KmodTracker implements Tracker {
     const t = Buffer.alloc(TARGET_SIZE);
     t.writeInt32LE(pid, 0);
     const target = this.opts.target ?? 'auto';
-    t.writeUInt32LE(F_CLEAR | (this.opts.flush === false ? F_NOFLUSH : 0) | (target === 'kvm' ? F_KVM : target === 'process' ? F_PROCESS : 0), 4);
+    t.writeUInt32LE((this.opts.clear === false ? 0 : F_CLEAR) | (this.opts.flush === false ? F_NOFLUSH : 0) | (target === 'kvm' ? F_KVM : target === 'process' ? F_PROCESS : 0), 4);
     try {
       ioctlBuffer(this.fd, IOC_SET_TARGET, t, 'VMTIER_IDLE_IOC_SET_TARGET');
     } catch (e) {
       if (e instanceof KernelError && e.errno === ESRCH) throw new KernelError('vmtier_idle', ESRCH, `process ${pid} does not exist or is exiting (ESRCH)`, { pid });
       if (e instanceof KernelError && e.errno === 2) throw new VmtierError('VM_NOT_FOUND', `process ${pid} holds no KVM VM`, { pid });
+      if (e instanceof KernelError && e.errno === EOPNOTSUPP && this.opts.clear !== false) {
+        throw new VmtierError('TRACKER_UNAVAILABLE', 'vmtier_idle refuses to clear accessed bits on this kernel (no CONFIG_PAGE_IDLE_FLAG: ' +
+          'clearing would hide accesses from reclaim); see kmod/README.md', { pid, errno: EOPNOTSUPP }, { cause: e });
+      }
+      if (e instanceof KernelError && e.errno === EPERM) {
+        throw new KernelError('vmtier_idle', EPERM, `not allowed to scan process ${pid} (needs CAP_SYS_ADMIN, and its uid or CAP_SYS_PTRACE) (EPERM)`, { pid });
+      }
       throw e;
     }
     this.pid = pid;

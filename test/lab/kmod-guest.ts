@@ -3,6 +3,7 @@
 // loaded vmtier_idle module and prints one JSON line with what it observed. The host test
 // asserts on that line; this file decides nothing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { KmodTracker } from '../../src/scan/kmod.js';
 import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
@@ -24,6 +25,10 @@ function startTarget(argv: string[]): Promise<Target> {
     child.once('exit', (code) => reject(new Error(`${argv[0]} exited ${code}: ${stderr.join('\n')}`)));
   });
 }
+
+/** KMOD_CLEAR=0 (set by the host test on 6.1, where the module refuses to clear): read-only passes. */
+const CLEAR = process.env.KMOD_CLEAR !== '0';
+const newTracker = (opts: ConstructorParameters<typeof KmodTracker>[0] = {}): KmodTracker => new KmodTracker({ clear: CLEAR, ...opts });
 
 const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) : Number(v));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -53,7 +58,7 @@ function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
 
 async function caseAccuracy(workload: string, args: string[], scans: number, intervalMs: number): Promise<unknown> {
   const t = await startTarget([workload, ...args]);
-  const tracker = new KmodTracker();
+  const tracker = newTracker();
   try {
     const base = hexNum(t.first.base);
     const bytes = Number(t.first.bytes);
@@ -70,7 +75,7 @@ async function caseAccuracy(workload: string, args: string[], scans: number, int
 /** Scan while `act` changes the target; returns the scan's outcome (result or typed error). */
 async function caseDuring(target: string, mode: string, act: (t: Target) => Promise<void>, scans = 8, intervalMs = 250): Promise<unknown> {
   const t = await startTarget([target, '64', mode]);
-  const tracker = new KmodTracker();
+  const tracker = newTracker();
   const base = hexNum(t.first.base);
   const bytes = Number(t.first.bytes);
   try {
@@ -87,7 +92,7 @@ async function caseDuring(target: string, mode: string, act: (t: Target) => Prom
 
 async function caseChurn(target: string, seconds: number): Promise<unknown> {
   const t = await startTarget([target, '32', 'churn']);
-  const tracker = new KmodTracker();
+  const tracker = newTracker();
   const base = hexNum(t.first.base);
   const bytes = Number(t.first.bytes);
   let rounds = 0;
@@ -112,7 +117,7 @@ async function caseChurn(target: string, seconds: number): Promise<unknown> {
 
 async function caseAbi(target: string): Promise<unknown> {
   const out: Record<string, unknown> = {};
-  const tracker = new KmodTracker();
+  const tracker = newTracker();
   for (const [name, pid] of [['kthread', 2], ['nopid', 4_000_000]] as const) {
     try {
       await tracker.track(pid, [{ start: 0x10000000, end: 0x10001000 }]);
@@ -127,12 +132,12 @@ async function caseAbi(target: string): Promise<unknown> {
   out.noCapSysAdmin = { status: r.status, stderr: r.stderr.trim() };
   // Process mode on a VM-less process reports 'process'.
   const t = await startTarget([target, '4', 'idle']);
-  const k = new KmodTracker();
+  const k = newTracker();
   try {
     await k.track(t.child.pid!, [{ start: hexNum(t.first.base), end: hexNum(t.first.base) + Number(t.first.bytes) }]);
     out.mode = k.mode();
     try {
-      await new KmodTracker({ target: 'kvm' }).track(t.child.pid!, [{ start: hexNum(t.first.base), end: hexNum(t.first.base) + 4096 }]);
+      await newTracker({ target: 'kvm' }).track(t.child.pid!, [{ start: hexNum(t.first.base), end: hexNum(t.first.base) + 4096 }]);
       out.kvmOnPlain = { ok: true };
     } catch (e) {
       out.kvmOnPlain = describeError(e);
@@ -155,8 +160,9 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
   const range = { start: base, end: base + bytes };
   // The guest's code page is fetched on every loop: it is hot too (its whole 2 MiB with THP).
   const hot = [{ start: base, end: base + (thp ? 2 << 20 : PAGE_SIZE) }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
-  const tdp = new KmodTracker();
-  const proc = new KmodTracker({ target: 'process' });
+  // KMOD_READ_BYTES: small reads, so that one pass takes many reads (the flush is per pass).
+  const tdp = newTracker(process.env.KMOD_READ_BYTES ? { readBytes: Number(process.env.KMOD_READ_BYTES) } : {});
+  const proc = newTracker({ target: 'process' });
   try {
     await tdp.track(t.child.pid!, [range]);
     const mode = tdp.mode();
@@ -170,7 +176,9 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
       await sleep(500);
     }
     const warmMs = Date.now() - warm0;
+    const flushesBefore = tdp.lastRoundStats()?.tlbFlushes ?? 0;
     const res = await tdp.scan({ scans, intervalMs });
+    const roundFlushes = tdp.lastRoundStats()!.tlbFlushes - flushesBefore;
     await proc.track(t.child.pid!, [range]);
     const pres = await proc.scan({ scans, intervalMs });
     // The VM goes away in the middle of a TDP scan.
@@ -178,10 +186,84 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
     await sleep(800);
     t.child.kill('SIGKILL');
     const destroyed = await dying;
-    return { mode, warmMs, presentAfterWarm: present, tdp: { ...accuracy(res, hot), stats: tdp.lastRoundStats() }, process: { mode: proc.mode(), ...accuracy(pres, hot) }, destroyed };
+    return { mode, warmMs, presentAfterWarm: present, tdp: { ...accuracy(res, hot), stats: tdp.lastRoundStats(), roundFlushes }, process: { mode: proc.mode(), ...accuracy(pres, hot) }, destroyed };
   } finally {
     await tdp.close();
     await proc.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+function waitStderr(t: Target, line: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const until = Date.now() + ms;
+    const poll = (): void => {
+      if (t.stderr.includes(line)) return resolve();
+      if (Date.now() > until) return reject(new Error(`no "${line}" on the target's stderr within ${ms} ms: ${t.stderr.join('\n')}`));
+      setTimeout(poll, 50);
+    };
+    poll();
+  });
+}
+
+/** kvm's debugfs directories of a process's VMs ("<pid>-<fd>"): made at creation, removed by kvm_destroy_vm(). */
+const vmDebugfsDirs = (pid: number): number => readdirSync('/sys/kernel/debug/kvm').filter((d) => d.startsWith(`${pid}-`)).length;
+
+/**
+ * The VMM closes its VM (and vCPU) fds while the module holds the VM: the next read is ESRCH and
+ * the module drops the VM, which kvm then destroys (its debugfs directory goes away).
+ */
+async function caseKvmClose(vmm: string): Promise<unknown> {
+  const t = await startTarget([vmm, '16', '4', '4']);
+  const base = hexNum(t.first.base);
+  const tracker = newTracker({ target: 'kvm' });
+  try {
+    await tracker.track(t.child.pid!, [{ start: base, end: base + Number(t.first.bytes) }]);
+    const mode = tracker.mode();
+    const before = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    t.child.kill('SIGUSR1');
+    await waitStderr(t, 'closed', 30_000);
+    const vmsClosed = vmDebugfsDirs(t.child.pid!);
+    const after = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const vmsAfter = vmDebugfsDirs(t.child.pid!);
+    const again = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    return { mode, before, after, again, vmsClosed, vmsAfter };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Two vCPUs, vCPU 0 halted for good (it keeps its root), vCPU 1 writing the hot set; a memslot
+ * is deleted and re-added, which makes every root obsolete: the module must walk vCPU 1's new
+ * root, not vCPU 0's obsolete (zapped, empty) one.
+ */
+async function caseKvmHalt0(vmm: string, scans: number, intervalMs: number): Promise<unknown> {
+  const t = await startTarget([vmm, '32', '8', '4', 'halt0']);
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  const range = { start: base, end: base + bytes };
+  const hot = [{ start: base, end: base + PAGE_SIZE }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
+  const tracker = newTracker();
+  try {
+    await tracker.track(t.child.pid!, [range]);
+    const mode = tracker.mode();
+    const warm0 = Date.now();
+    let present = 0;
+    while (Date.now() - warm0 < 120_000) {
+      const w = await tracker.scan({ scans: 1, intervalMs: 0 });
+      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
+      if (present === bytes / PAGE_SIZE) break;
+      await sleep(500);
+    }
+    t.child.kill('SIGUSR2');
+    await waitStderr(t, 'churned', 30_000);
+    await sleep(1000); // vCPU 1 maps its hot set again in its new root
+    const res = await tracker.scan({ scans, intervalMs });
+    return { mode, presentBeforeChurn: present, ...accuracy(res, hot), targetStderr: t.stderr.slice(-5) };
+  } finally {
+    await tracker.close();
     t.child.kill('SIGKILL');
   }
 }
@@ -205,7 +287,7 @@ async function caseGap(target: string): Promise<unknown> {
   const t = await startTarget([target, '16', 'idle']);
   const base = hexNum(t.first.base);
   const bytes = Number(t.first.bytes);
-  const tracker = new KmodTracker();
+  const tracker = newTracker();
   try {
     t.child.kill('SIGUSR1'); // munmap of the second half
     await sleep(500);
@@ -254,6 +336,12 @@ try {
       break;
     case 'kvm':
       result = await caseKvm(rest[0]!, Number(rest[1] ?? 4), Number(rest[2] ?? 1000), rest[3] === 'thp');
+      break;
+    case 'kvmclose':
+      result = await caseKvmClose(rest[0]!);
+      break;
+    case 'kvmhalt0':
+      result = await caseKvmHalt0(rest[0]!, Number(rest[1] ?? 3), Number(rest[2] ?? 1000));
       break;
     case 'cli':
       result = await caseCli(rest[0]!);

@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A minimal KVM virtual machine with a known hot set, for the kmod TDP (NPT/EPT) lab test:
- *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp]
+ *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp] [halt0]
  * One memslot of guest RAM at GPA 0 (4 KiB host pages, or THP with "thp": 2 MiB NPT leaves),
  * one vCPU in flat
  * 32-bit protected mode running 31 bytes of code from GPA 0: write one byte per 4 KiB page
  * over all of RAM once (a plain write), then over [hot offset, hot offset + hot) forever (inc). The guest's
  * accesses reach the TDP tables only; the process page tables never see them.
+ * "halt0": two vCPUs; vCPU 0 runs once into a HLT (its exit comes back here and it is never
+ * run again: a halted vCPU keeping its root) and vCPU 1 runs the code above.
+ * A second, 2 MiB memslot lies at GPA 1 GiB. SIGUSR2 deletes it and adds it again (a memslot
+ * deletion makes KVM zap all roots; a vCPU that does not run keeps its obsolete one), then
+ * prints "churned" on stderr. SIGUSR1 closes the vCPU and VM fds (the VM is gone for this
+ * process), prints "closed" on stderr and waits to be killed.
  * Prints {"pid":..,"base":"0x<HVA of GPA 0>","bytes":..,"hot":[..]} once the first pass is
  * under way, then runs the vCPU until killed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdint.h>
@@ -36,6 +43,14 @@ static const uint8_t code[] = {
 	0xeb, 0xf0,				/* 29: jmp 15                          */
 };
 
+static volatile sig_atomic_t do_close, do_churn;
+
+/* A signal that lands between two KVM_RUNs must still end the next one: immediate_exit. */
+static struct kvm_run *volatile main_run;
+
+static void on_usr1(int s) { (void)s; do_close = 1; if (main_run) main_run->immediate_exit = 1; }
+static void on_usr2(int s) { (void)s; do_churn = 1; if (main_run) main_run->immediate_exit = 1; }
+
 static void die(const char *what)
 {
 	perror(what);
@@ -55,11 +70,41 @@ static void flat(struct kvm_segment *s, unsigned type, unsigned sel)
 	s->g = 1;
 }
 
+static void setup_vcpu(int vcpu, uint32_t rip, size_t bytes, uint32_t hot, uint32_t hot_len)
+{
+	struct kvm_sregs sregs;
+	if (ioctl(vcpu, KVM_GET_SREGS, &sregs))
+		die("KVM_GET_SREGS");
+	flat(&sregs.cs, 11, 8);
+	flat(&sregs.ds, 3, 16);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.cr0 |= 1;		/* protected mode, no paging: GPA = linear address */
+	if (ioctl(vcpu, KVM_SET_SREGS, &sregs))
+		die("KVM_SET_SREGS");
+	struct kvm_regs regs = {
+		.rip = rip, .rflags = 2, .rcx = 0x1000, .rdi = bytes, .rsi = hot, .rdx = hot + hot_len,
+	};
+	if (ioctl(vcpu, KVM_SET_REGS, &regs))
+		die("KVM_SET_REGS");
+}
+
+#define EXTRA_GPA (1UL << 30)
+#define EXTRA_BYTES (2UL << 20)
+#define HLT_AT 0x40
+
 int main(int argc, char **argv)
 {
-	if (argc != 4 && argc != 5)
+	if (argc < 4 || argc > 6)
 		return 2;
-	int thp = argc == 5 && !strcmp(argv[4], "thp");
+	int thp = 0, halt0 = 0;
+	for (int i = 4; i < argc; i++) {
+		if (!strcmp(argv[i], "thp"))
+			thp = 1;
+		else if (!strcmp(argv[i], "halt0"))
+			halt0 = 1;
+		else
+			return 2;
+	}
 	size_t bytes = strtoul(argv[1], 0, 0) << 20;
 	uint32_t hot = strtoul(argv[2], 0, 0) << 20, hot_len = strtoul(argv[3], 0, 0) << 20;
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -75,32 +120,51 @@ int main(int argc, char **argv)
 	uint8_t *mem = (uint8_t *)(((uintptr_t)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
 	madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	memcpy(mem, code, sizeof(code));
+	mem[HLT_AT] = 0xf4;	/* hlt, for vCPU 0 with "halt0" */
 	struct kvm_userspace_memory_region region = {
 		.slot = 0, .guest_phys_addr = 0, .memory_size = bytes, .userspace_addr = (uintptr_t)mem,
 	};
 	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region))
 		die("KVM_SET_USER_MEMORY_REGION");
-	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	uint8_t *extra = mmap(0, EXTRA_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (extra == MAP_FAILED)
+		die("mmap extra");
+	struct kvm_userspace_memory_region extra_region = {
+		.slot = 1, .guest_phys_addr = EXTRA_GPA, .memory_size = EXTRA_BYTES, .userspace_addr = (uintptr_t)extra,
+	};
+	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &extra_region))
+		die("KVM_SET_USER_MEMORY_REGION extra");
+	int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	int vcpu0 = -1;
+	if (halt0) {
+		vcpu0 = ioctl(vm, KVM_CREATE_VCPU, 0);
+		if (vcpu0 < 0)
+			die("KVM_CREATE_VCPU 0");
+	}
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, halt0 ? 1 : 0);
 	if (vcpu < 0)
 		die("KVM_CREATE_VCPU");
-	int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (halt0) {
+		/* vCPU 0 loads a root, halts, and never runs again. */
+		struct kvm_run *run0 = mmap(0, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu0, 0);
+		if (run0 == MAP_FAILED)
+			die("mmap kvm_run 0");
+		setup_vcpu(vcpu0, HLT_AT, bytes, hot, hot_len);
+		if (ioctl(vcpu0, KVM_RUN, 0))
+			die("KVM_RUN vCPU 0");
+		if (run0->exit_reason != KVM_EXIT_HLT) {
+			fprintf(stderr, "kmod-vmm: vCPU 0 exit %u, not HLT\n", run0->exit_reason);
+			return 1;
+		}
+		munmap(run0, run_size);
+	}
 	struct kvm_run *run = mmap(0, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
 	if (run == MAP_FAILED)
 		die("mmap kvm_run");
-	struct kvm_sregs sregs;
-	if (ioctl(vcpu, KVM_GET_SREGS, &sregs))
-		die("KVM_GET_SREGS");
-	flat(&sregs.cs, 11, 8);
-	flat(&sregs.ds, 3, 16);
-	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.cr0 |= 1;		/* protected mode, no paging: GPA = linear address */
-	if (ioctl(vcpu, KVM_SET_SREGS, &sregs))
-		die("KVM_SET_SREGS");
-	struct kvm_regs regs = {
-		.rip = 0, .rflags = 2, .rcx = 0x1000, .rdi = bytes, .rsi = hot, .rdx = hot + hot_len,
-	};
-	if (ioctl(vcpu, KVM_SET_REGS, &regs))
-		die("KVM_SET_REGS");
+	setup_vcpu(vcpu, 0, bytes, hot, hot_len);
+	main_run = run;
+	signal(SIGUSR1, on_usr1);
+	signal(SIGUSR2, on_usr2);
 	printf("{\"pid\":%d,\"base\":\"0x%lx\",\"bytes\":%zu,\"code\":\"0x%lx\",\"hot\":[{\"start\":\"0x%lx\",\"end\":\"0x%lx\"}]}\n",
 	       getpid(), (unsigned long)mem, bytes, (unsigned long)mem,
 	       (unsigned long)(mem + hot), (unsigned long)(mem + hot + hot_len));
@@ -111,6 +175,29 @@ int main(int argc, char **argv)
 		if (run->exit_reason != KVM_EXIT_INTR) {
 			fprintf(stderr, "kmod-vmm: unexpected exit %u\n", run->exit_reason);
 			return 1;
+		}
+		run->immediate_exit = 0;
+		if (do_churn) {
+			do_churn = 0;
+			extra_region.memory_size = 0;
+			if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &extra_region))
+				die("delete memslot");
+			extra_region.memory_size = EXTRA_BYTES;
+			if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &extra_region))
+				die("re-add memslot");
+			fprintf(stderr, "churned\n");
+		}
+		if (do_close) {
+			/* Everything that holds the VM: the run page, the vCPU fds, the VM fd. */
+			main_run = NULL;
+			munmap(run, run_size);
+			close(vcpu);
+			if (vcpu0 >= 0)
+				close(vcpu0);
+			close(vm);
+			fprintf(stderr, "closed\n");
+			for (;;)
+				pause();
 		}
 	}
 }
