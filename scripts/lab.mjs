@@ -2,6 +2,7 @@
 // "## The lab"), runs the command inside as root in the repository directory, prints its output
 // and exits with its status. Options:
 //   --topology tiered|three-tier   the memory layout (default tiered)
+//   --kernel 6.12|6.1              the Debian kernel the lab boots (default 6.12, bookworm-backports)
 //   --cpu MODEL                    QEMU -cpu model; 'EPYC,+svm,+npt' gives nested KVM (AMD NPT)
 //   --append WORD                  a kernel command-line word (repeatable), e.g. --append maxcpus=1,
 //                                  which nested KVM needs (two lab CPUs panic in KVM's text patching)
@@ -14,9 +15,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { root } from './prepare.mjs';
 
-const USAGE = 'usage: npm run lab -- [--topology tiered|three-tier] [--cpu MODEL] [--append WORD]... [--kvm] [--kmod] [--timeout SECONDS] <command...>';
+const USAGE = 'usage: npm run lab -- [--topology tiered|three-tier] [--kernel 6.12|6.1] [--cpu MODEL] [--append WORD]... [--kvm] [--kmod] [--timeout SECONDS] <command...>';
 const argv = process.argv.slice(2);
-const opts = { topology: 'tiered', cpu: undefined, append: [], kmod: false, timeoutMs: 3_600_000 };
+const opts = { topology: 'tiered', kernel: '6.12', cpu: undefined, append: [], kmod: false, timeoutMs: 3_600_000 };
 function fail(msg) { console.error(`lab: ${msg}`); console.error(USAGE); process.exit(2); }
 while (argv.length && argv[0].startsWith('--')) {
   const flag = argv.shift();
@@ -26,6 +27,7 @@ while (argv.length && argv[0].startsWith('--')) {
   const value = argv.shift();
   if (value === undefined) fail(`${flag} needs a value`);
   if (flag === '--topology') opts.topology = value;
+  else if (flag === '--kernel') opts.kernel = value;
   else if (flag === '--cpu') opts.cpu = value;
   else if (flag === '--append') opts.append.push(...value.split(/\s+/).filter(Boolean));
   else if (flag === '--timeout') {
@@ -35,6 +37,7 @@ while (argv.length && argv[0].startsWith('--')) {
 }
 if (argv.length === 0) fail('no command given');
 if (!['tiered', 'three-tier'].includes(opts.topology)) fail(`unknown topology ${opts.topology}`);
+if (!['6.12', '6.1'].includes(opts.kernel)) fail(`unknown kernel ${opts.kernel} (6.12 or 6.1)`);
 
 // The guest runs the host's dist/ (run `npm run build` after changes). Only a missing build is made here.
 const entry = join(root, 'dist', 'lab', 'index.js');
@@ -44,9 +47,9 @@ if (!existsSync(entry)) { console.error('lab: dist/lab/index.js is missing: run 
 let ko = null;
 if (opts.kmod) {
   // Built here (the guest has no compiler it could write with: its root is this machine's, read-only).
-  const b = spawnSync('bash', [join(root, 'scripts', 'build-kmod.sh'), '--debian', '6.12'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const b = spawnSync('bash', [join(root, 'scripts', 'build-kmod.sh'), '--debian', opts.kernel], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   ko = b.status === 0 ? b.stdout.trim().split('\n').pop() : null;
-  if (!ko) { console.error('lab: building the kernel module failed (scripts/build-kmod.sh --debian 6.12)'); process.exit(1); }
+  if (!ko) { console.error(`lab: building the kernel module failed (scripts/build-kmod.sh --debian ${opts.kernel})`); process.exit(1); }
 }
 
 const { withLab } = await import(pathToFileURL(entry).href);
@@ -55,6 +58,7 @@ try {
   const command = argv.length === 1 ? argv[0] : argv;
   const status = await withLab({
     topology: opts.topology,
+    kernel: opts.kernel,
     cpu: opts.cpu,
     append: opts.append,
     onProgress: (l) => process.stderr.write(`${l}\n`),
