@@ -16,7 +16,7 @@ import { createTracker, resolveTrackerName, type TrackerOptions } from '../scan/
 import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import type { DomainSummary } from '../vm/types.js';
-import { MigrationBudget, type BudgetOptions } from './budget.js';
+import { MigrationBudget, type BudgetOptions } from '../migrate/budget.js';
 import { LoopStallSampler, exportLoopStallMetrics } from './loop-stall.js';
 import { EngineMetrics } from './metrics.js';
 import type { EngineStatus, EngineView, VmEngineStatus } from './status.js';

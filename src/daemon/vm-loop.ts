@@ -19,7 +19,7 @@ import type { HotnessSample, Store } from '../store/store.js';
 import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
 import type { VmInventory } from '../vm/inventory.js';
 import { Backoff } from './backoff.js';
-import type { MigrationBudget } from './budget.js';
+import type { MigrationBudget } from '../migrate/budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
 import { VmWorker } from './vm-worker.js';
@@ -600,18 +600,23 @@ export class VmLoop {
     }
     const dramFree = top.reduce((s, n) => s + n.memFreeBytes, 0);
     const mbps = policy.migration.maxMBps;
-    const bp = this.d.budget.plan(this.uuid, mbps, { demoteBytes: dem.length * PAGE_SIZE, promoteBytes: pro.length * PAGE_SIZE, dramFreeBytes: dramFree });
-    summary.promotionPaused = bp.promotionPaused;
     const perRound = policy.migration.maxBytesPerRound ?? Infinity;
-    const demN = Math.min(dem.length, Math.floor(Math.min(bp.demoteBytes, perRound) / PAGE_SIZE));
-    const proN = Math.min(pro.length, Math.floor(Math.min(bp.promoteBytes, Math.max(0, perRound - demN * PAGE_SIZE)) / PAGE_SIZE));
+    const demWant = Math.min(dem.length * PAGE_SIZE, perRound);
+    const proWant = Math.min(pro.length * PAGE_SIZE, Math.max(0, perRound - demWant));
+    const lease = this.d.budget.lease(this.uuid, mbps, { demoteBytes: demWant, promoteBytes: proWant, dramFreeBytes: dramFree });
+    summary.promotionPaused = lease.promotionPaused;
+    const demN = Math.min(dem.length, Math.floor(lease.demoteBytes / PAGE_SIZE));
+    const proN = Math.min(pro.length, Math.floor(lease.promoteBytes / PAGE_SIZE));
     skip('demote: budget', dem.length - demN);
-    skip(bp.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
+    skip(lease.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
     const leaving = dem.slice(0, demN);
-    if (demN > 0) summary.moves.demote = await this.moveTo(pm, leaving, slowNode!, 'demote', account);
-    if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
-    const attempted = summary.moves.demote.requested + summary.moves.promote.requested;
-    if (attempted > 0) this.d.budget.consume(this.uuid, mbps, attempted * PAGE_SIZE);
+    try {
+      if (demN > 0) summary.moves.demote = await this.moveTo(pm, leaving, slowNode!, 'demote', account);
+      if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
+    } finally {
+      // Settled with what was attempted; a move aborted mid-way returns no counts and is not paid for.
+      lease.settle((summary.moves.demote.requested + summary.moves.promote.requested) * PAGE_SIZE);
+    }
     return leaving;
   }
 
