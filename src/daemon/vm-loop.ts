@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import type { HostTopology } from '../host/topology.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
+import type { TrackerOptions } from '../scan/index.js';
 import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
 import type { HotnessSample, Store } from '../store/store.js';
 import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
@@ -22,6 +23,7 @@ import { Backoff } from './backoff.js';
 import type { MigrationBudget } from '../migrate/budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
+import { createVmTracker } from './thread-tracker.js';
 import { VmWorker } from './vm-worker.js';
 import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
 
@@ -36,9 +38,10 @@ const MADVISE_IOVECS = 512;
 const MAX_NODES = 1024;
 
 export interface TrackerChoice {
-  /** Name reported in status and metrics. */
+  /** Name reported in status and metrics ('auto' resolved). */
   name: string;
-  create(): Tracker;
+  /** Options handed to the tracker (they cross into the VM's thread: plain data). */
+  options: TrackerOptions;
 }
 
 export interface VmLoopDeps {
@@ -224,8 +227,9 @@ export class VmLoop {
         reason = r instanceof Error ? r.message : 'stopped';
       }
       this.status.state = 'stopped';
-      await this.worker.close().catch(() => undefined);
+      // The tracker first: a kmod tracker's device fd lives in the worker thread.
       await this.releaseTracker();
+      await this.worker.close().catch(() => undefined);
       if (this.pidfd >= 0) {
         closeFd(this.pidfd);
         this.pidfd = -1;
@@ -286,7 +290,7 @@ export class VmLoop {
     await this.releaseTracker();
     let t: Tracker | null = null;
     try {
-      t = choice.create();
+      t = createVmTracker(this.worker, choice.name, choice.options);
       await t.track(this.pid, pm.ranges());
       this.tracker = t;
       this.trackerBackoff.success();

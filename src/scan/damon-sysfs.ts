@@ -19,6 +19,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile, readdir, access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KernelError, VmtierError } from '../errors.js';
 import type { HvaRange } from './tracker.js';
 
@@ -86,9 +87,15 @@ function errnoOf(e: unknown): number {
   return typeof n === 'number' ? Math.abs(n) : 5;
 }
 
+const EBUSY = 16;
+/** How long a write waits for DAMON's command slot or lock before EBUSY is final. */
+const BUSY_RETRY_MS = 30_000;
+
 export class DamonSysfs {
   readonly root: string;
   readonly io: SysfsIo;
+  /** Writes that found DAMON's command slot or lock taken and were retried (diagnostic). */
+  busyRetries = 0;
 
   constructor(root: string = DAMON_SYSFS_ROOT, io: SysfsIo = nodeSysfsIo) {
     this.root = root.replace(/\/+$/, '');
@@ -118,11 +125,27 @@ export class DamonSysfs {
     return n;
   }
 
+  /**
+   * One write. EBUSY is retried for a while: measured in the lab (6.12), DAMON's sysfs takes one
+   * state command at a time for ALL kdamonds (a global request slot, held until the kdamond
+   * answers, up to an aggregation interval) and its other writes only try its lock, so with a
+   * kdamond per VM one VM's snapshot request makes another's fail EBUSY.
+   */
   async write(path: string, value: string | number): Promise<void> {
-    try {
-      await this.io.write(path, String(value));
-    } catch (e) {
-      throw new KernelError('write', errnoOf(e), `writing "${value}" to ${path}: ${(e as Error).message}`, { path });
+    const deadline = performance.now() + BUSY_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.io.write(path, String(value));
+        return;
+      } catch (e) {
+        const errno = errnoOf(e);
+        if (errno === EBUSY && performance.now() < deadline) {
+          this.busyRetries++;
+          await sleep(10 + Math.random() * Math.min(200, 20 * (attempt + 1)));
+          continue;
+        }
+        throw new KernelError('write', errno, `writing "${value}" to ${path}: ${(e as Error).message}`, { path });
+      }
     }
   }
 

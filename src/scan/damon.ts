@@ -21,14 +21,14 @@
  * measured in test/lab/damon.test.ts and reported in README.
  */
 import { writeFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import { DamonKdamondPool, DEFAULT_KDAMOND_SLOTS, type DamonOwnerRecord } from './damon-pool.js';
-import { DamonSysfs, DAMON_SYSFS_ROOT, nodeSysfsIo, type DamonAttrs, type DamonRegion, type SysfsIo } from './damon-sysfs.js';
-import { processAlive, readPresence } from './procfs.js';
-import { abortError, checkScanRequest } from './request.js';
-import { normalizeRanges, pagesIn, totalPages } from './runs.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+import { isDamonGone, scanKdamond, type DamonScanJob, type DamonScanRunner } from './damon-scan.js';
+import { DamonSysfs, DAMON_SYSFS_ROOT, nodeSysfsIo, type DamonAttrs, type SysfsIo } from './damon-sysfs.js';
+import { processAlive } from './procfs.js';
+import { checkScanRequest } from './request.js';
+import { normalizeRanges, totalPages } from './runs.js';
+import { PAGE_SIZE, type HvaRange, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
 
 export interface DamonTrackerOptions {
   /** DAMON sysfs admin directory (default /sys/kernel/mm/damon/admin). */
@@ -54,6 +54,8 @@ export interface DamonTrackerOptions {
   initialIntervalMs?: number;
   /** Install a process 'exit' hook that turns the kdamond off (default true with real sysfs). */
   exitHook?: boolean;
+  /** Where a scan's reads run (default: here, through `io`); the daemon passes the VM's worker thread. */
+  scanRunner?: DamonScanRunner;
 }
 
 export type { DamonOwnerRecord } from './damon-pool.js';
@@ -235,76 +237,26 @@ export class DamonTracker implements Tracker {
   async scan(req: ScanRequest): Promise<ScanResult> {
     checkScanRequest(req);
     if (!this.record || this.record.kdamondPid < 0) throw new VmtierError('INVALID_INPUT', 'track() a process before scanning');
-    const t0 = performance.now();
-    const k = this.record.kdamond;
-    const n = totalPages(this.ranges);
-    const counts = new Uint8Array(n);
     try {
       await this.applyInterval(Math.max(1, req.intervalMs));
-      let lastSnapshot = -Infinity;
-      for (let s = 0; s < req.scans; s++) {
-        if (req.signal?.aborted) throw abortError(req.signal);
-        // Measured in the lab: a snapshot requested right after the previous one returned
-        // sometimes came back with every region at nr_accesses 0 (whole scans lost). Requesting
-        // it half an interval later lands it inside the next aggregation interval.
-        const gap = this.intervalMs / 2 - (performance.now() - lastSnapshot);
-        if (gap > 0) await sleep(gap, undefined, { signal: req.signal }).catch(() => { throw abortError(req.signal!); });
-        let regions: DamonRegion[];
-        try {
-          regions = await this.sysfs.snapshotRegions(k);
-        } catch (e) {
-          throw (await this.goneError()) ?? e;
-        }
-        // kdamond stops by itself when its target exits; an empty snapshot from a dead target is not "idle".
-        if (!processAlive(this.pid, this.procRoot) || (await this.sysfs.state(k)) === 'off') {
-          throw (await this.goneError()) ?? new VmtierError('KERNEL_ERROR', `kdamond ${k} stopped during the scan`);
-        }
-        lastSnapshot = performance.now();
-        this.accumulate(regions, counts);
-        req.onScan?.(s);
-      }
     } catch (e) {
-      if (isVmtierError(e) || (e as Error).name === 'AbortError') throw e;
+      if (isVmtierError(e)) throw e;
       throw new VmtierError('KERNEL_ERROR', `DAMON scan failed: ${(e as Error).message}`, undefined, { cause: e });
     }
-    const out: RangeCounts[] = [];
-    let base = 0;
-    for (const r of this.ranges) {
-      const len = pagesIn(r);
-      let present: Uint8Array;
-      try {
-        present = readPresence(this.pid, r, this.procRoot);
-      } catch (e) {
-        throw (await this.goneError()) ?? e;
-      }
-      const c = counts.slice(base, base + len);
-      // A not-present page has no accessed bit: its region's verdict does not apply to it.
-      for (let i = 0; i < len; i++) if (!present[i]) c[i] = 0;
-      // DAMON does not report mapping sizes: pageShift stays 0 (unknown).
-      out.push({ start: r.start, end: r.end, counts: c, present, pageShift: new Uint8Array(len) });
-      base += len;
-    }
-    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
-  }
-
-  /** Adds one scan: +1 for every tracked page inside a region with nr_accesses >= minAccesses. */
-  private accumulate(regions: readonly DamonRegion[], counts: Uint8Array): void {
-    let base = 0;
-    let ri = 0;
-    for (const r of this.ranges) {
-      while (ri > 0 && regions[ri - 1]!.end > r.start) ri--;
-      for (; ri < regions.length && regions[ri]!.start < r.end; ri++) {
-        const g = regions[ri]!;
-        if (g.nrAccesses < this.minAccesses || g.end <= r.start) continue;
-        const s = Math.max(g.start, r.start);
-        const e = Math.min(g.end, r.end);
-        if (s >= e) continue;
-        // Region bounds are page aligned for vaddr; round outward defensively.
-        const from = base + Math.floor((s - r.start) / PAGE_SIZE);
-        const to = base + Math.ceil((e - r.start) / PAGE_SIZE);
-        for (let i = from; i < to; i++) counts[i]!++;
-      }
-      base += pagesIn(r);
+    const job: DamonScanJob = {
+      sysfsRoot: this.sysfs.root,
+      procRoot: this.procRoot,
+      kdamond: this.record.kdamond,
+      pid: this.pid,
+      ranges: this.ranges,
+      aggrMs: this.intervalMs,
+      minAccesses: this.minAccesses,
+    };
+    try {
+      return await (this.opts.scanRunner ?? ((j, r) => scanKdamond(j, r, this.sysfs.io)))(job, req);
+    } catch (e) {
+      if (!isDamonGone(e)) throw e;
+      throw (await this.goneError()) ?? new VmtierError('KERNEL_ERROR', (e as Error).message);
     }
   }
 

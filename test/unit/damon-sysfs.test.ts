@@ -302,6 +302,24 @@ test('many VMs: one kdamond each, started at once; a VM beyond the slots is refu
   }
 });
 
+test('a snapshot command refused EBUSY (another kdamond holds DAMON\'s one command slot) is retried', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.setPresent(TARGET, BASE, BASE + MiB);
+    k.accessModel = () => 1;
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    k.busyCommands = 5;
+    const r = await t.scan({ scans: 2, intervalMs: 10 });
+    assert.equal(r.ranges[0]!.counts[0], 2, 'both scans counted');
+    assert.equal(k.busyCommands, 0);
+    assert.equal(t.sysfs.busyRetries, 5);
+    await t.close();
+  } finally {
+    done();
+  }
+});
+
 test('target exits during a scan: KERNEL_ERROR ESRCH and the kdamond is cleaned up', async () => {
   const { k, mk, runDir, done } = setup();
   try {
