@@ -24,6 +24,7 @@ import type { MigrationBudget } from '../migrate/budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
 import { createVmTracker } from './thread-tracker.js';
+import { PlacementCache } from '../migrate/placement-cache.js';
 import { VmWorker } from './vm-worker.js';
 import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
 
@@ -107,6 +108,8 @@ export class VmLoop {
   /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
   private coldRounds = new Uint16Array(0);
   private layoutStale = true;
+  /** Host node per page, refreshed by a rotating window; null until the first round of a layout. */
+  private placement: PlacementCache | null = null;
   /** Longest synchronous move_pages section of the current round (it holds the event loop). */
   private longestSyscallMs = 0;
   /**
@@ -264,6 +267,8 @@ export class VmLoop {
     this.pageMap = pm;
     this.pid = map.domain.pid;
     this.layoutStale = false;
+    // A remapped layout may number pages differently: query everything again.
+    this.placement = null;
     if (pidChanged && this.pidfd >= 0) {
       closeFd(this.pidfd);
       this.pidfd = -1;
@@ -311,12 +316,28 @@ export class VmLoop {
     return this.tracker;
   }
 
-  /** Where every page sits: host node per page (-1 not present or not queryable), in the VM's thread. */
+  /**
+   * Where every page sits: host node per page (-1 not present or not queryable). Kept from round
+   * to round (src/migrate/placement-cache.ts): this round's rotating window is queried in the
+   * VM's thread, vmtier's own moves were recorded as they happened.
+   */
   private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
-    const segs = pm.segments.map((s) => ({ start: s.start, pages: s.pages, firstPage: s.firstPage }));
-    const r = await this.worker.query(this.pid, segs, pm.totalPages, MOVE_BATCH, this.signal);
-    this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
-    return r;
+    if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
+    let unqueryable = 0;
+    await this.placement.refresh(async (w) => {
+      const end = w.first + w.count;
+      const segs: Array<{ start: number; pages: number; firstPage: number }> = [];
+      for (const s of pm.segments) {
+        const lo = Math.max(s.firstPage, w.first);
+        const hi = Math.min(s.firstPage + s.pages, end);
+        if (lo < hi) segs.push({ start: s.start + (lo - s.firstPage) * PAGE_SIZE, pages: hi - lo, firstPage: lo });
+      }
+      const r = await this.worker.query(this.pid, segs, w.first, w.count, MOVE_BATCH, this.signal);
+      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+      unqueryable += r.unqueryable;
+      return r.node;
+    });
+    return { node: this.placement.node, unqueryable };
   }
 
   private async round(policy: TierPolicy): Promise<void> {
@@ -632,18 +653,21 @@ export class VmLoop {
     direction: 'promote' | 'demote',
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
   ): Promise<MoveCounts> {
-    const byGuest = new Map<number, number[]>();
+    const byGuest = new Map<number, { pages: number[]; addrs: number[] }>();
     // Addresses per guest node, in the policy's order; moved in the VM's thread.
     for (const p of pages) {
       const g = pm.segments[pm.segmentIndexOfPage(p)]!.guestNode;
       let l = byGuest.get(g);
-      if (!l) byGuest.set(g, (l = []));
-      l.push(pm.addrOf(p));
+      if (!l) byGuest.set(g, (l = { pages: [], addrs: [] }));
+      l.pages.push(p);
+      l.addrs.push(pm.addrOf(p));
     }
     const total = emptyMoveCounts();
-    for (const [g, addrs] of byGuest) {
+    for (const [g, { pages: moved, addrs }] of byGuest) {
       const t0 = performance.now();
       const r = await this.worker.move(this.pid, Float64Array.from(addrs), target, MOVE_BATCH, this.signal);
+      // vmtier knows what it moved: no query needed to learn where these pages are now.
+      this.placement?.recordMoves(moved, r.reached, target);
       this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
       const c = r.counts;
       const failed = c.requested - c.byClass.moved;

@@ -24,7 +24,7 @@ const ENOENT = 2;
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; totalPages: number; batch: number }
+  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; base: number; totalPages: number; batch: number }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
@@ -42,6 +42,8 @@ export interface QueryResult {
 
 export interface MoveResult {
   counts: MoveCounts;
+  /** 1 for every address that ended on the target node. */
+  reached: Uint8Array;
   longestCallMs: number;
 }
 
@@ -131,7 +133,7 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
           const t = performance.now();
           queryPageRun(m.pid, s.start + off * PAGE, n, st, m.batch);
           longest = Math.max(longest, performance.now() - t);
-          const base = s.firstPage + off;
+          const base = s.firstPage - m.base + off;
           for (let i = 0; i < n; i++) {
             const v = st[i]!;
             if (v >= 0) node[base + i] = v;
@@ -144,14 +146,15 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
     case 'move': {
       const counts: MoveCounts = { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
       let longest = 0;
+      const reached = new Uint8Array(m.addrs.length);
       for (let off = 0; off < m.addrs.length; off += m.batch) {
         const t = performance.now();
-        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0 });
+        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0, reached: reached.subarray(off, off + m.batch) });
         longest = Math.max(longest, performance.now() - t);
         counts.requested += o.requested;
         for (const k of Object.keys(counts.byClass) as Array<keyof MoveCounts['byClass']>) counts.byClass[k] += o.byClass[k];
       }
-      return { result: { counts, longestCallMs: longest }, transfer: [] };
+      return { result: { counts, reached, longestCallMs: longest }, transfer: [reached.buffer as ArrayBuffer] };
     }
   }
 }

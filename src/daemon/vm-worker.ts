@@ -80,8 +80,9 @@ export class VmWorker {
     return this.call<Decision>({ op: 'decide', fresh: f, input }, signal);
   }
 
-  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
-    return this.call<QueryResult>({ op: 'query', pid, segments, totalPages, batch }, signal);
+  /** Host node of pages [base, base + totalPages) of the page numbering, given the segments that cover them. */
+  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments, base, totalPages, batch }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {

@@ -118,7 +118,8 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
     for (const a of r.acc) {
       assert.equal(a.hotPages, a.hotMiB * 256);
       assert.ok(a.recallSeen >= 0.95, `pid ${a.pid}: recall(>=1) ${a.recallSeen}`);
-      assert.ok(a.precision >= 0.9, `pid ${a.pid}: precision ${a.precision}`);
+      // A hot set not aligned to the (default, ~1.6 MiB) regions: the region holding its end is partly cold.
+      assert.ok(a.precision >= 0.7, `pid ${a.pid}: precision ${a.precision}`);
     }
     assertNoKdamondLeft(r.after, 'after close');
     assert.deepEqual(r.stateFiles, []);
