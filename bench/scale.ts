@@ -157,7 +157,7 @@ async function measure(label: string, count: number, memMiB: number, backing: '4
         if (Date.now() - t0 > 120_000) throw new Error('VMs not managed within 120 s');
         await sleep(250);
       }
-      for (const u of uuids) await api(s, 'PUT', `/v1/vms/${u}/policy`, { mode: 'observe', tracker: 'replay', scan: SCAN });
+      for (const u of uuids) await api(s, 'PUT', `/v1/vms/${u}/policy`, { mode: 'observe', scan: SCAN });
       const timeout = 600_000;
       const start = (await waitRounds(s, uuids, WARMUP_ROUNDS + 1, timeout));
       const c0 = cpuSeconds(s.child.pid!);

@@ -24,9 +24,10 @@ import type { MigrationBudget } from '../migrate/budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
 import { createVmTracker } from './thread-tracker.js';
+import { Mover } from '../migrate/mover.js';
 import { PlacementCache } from '../migrate/placement-cache.js';
 import { VmWorker } from './vm-worker.js';
-import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
+import { addMoveCounts, emptyMoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
 
 const ESRCH = 3;
 /** Pages per move_pages call (in the VM's worker thread). */
@@ -587,7 +588,7 @@ export class VmLoop {
     );
   }
 
-  /** Executes the decision: demotion first, then promotion, within the budgets; logs each guest node's batch. */
+  /** Executes the decision with the mover (src/migrate/mover.ts): moves run in the VM's thread, each batch logged. */
   private async move(
     policy: TierPolicy,
     pm: PageMap,
@@ -598,100 +599,44 @@ export class VmLoop {
     skip: (why: string, n: number) => void,
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
   ): Promise<number[]> {
-    const movable = (list: Int32Array, dir: string): number[] => {
-      const out: number[] = [];
-      let unmovable = 0;
-      for (const p of list) {
-        if (pm.movable(p)) out.push(p);
-        else unmovable++;
-      }
-      skip(`${dir}: unmovable backing`, unmovable);
-      return out;
-    };
-    const top = host.nodes.filter((n) => n.tier.class === 'top');
-    const slow = host.nodes.filter((n) => n.tier.class === 'slow');
-    const freest = (ns: typeof top) => (ns.length === 0 ? null : ns.reduce((a, b) => (b.memFreeBytes > a.memFreeBytes ? b : a)).node);
-    const topNode = this.d.targetNodes?.top ?? freest(top);
-    const slowNode = this.d.targetNodes?.slow ?? freest(slow);
-    let dem = movable(demote, 'demote');
-    let pro = movable(promote, 'promote');
-    if (slowNode === null) {
-      skip('demote: no slow-tier node', dem.length);
-      dem = [];
-    }
-    if (topNode === null) {
-      skip('promote: no top-tier node', pro.length);
-      pro = [];
-    }
-    const dramFree = top.reduce((s, n) => s + n.memFreeBytes, 0);
-    const mbps = policy.migration.maxMBps;
-    const perRound = policy.migration.maxBytesPerRound ?? Infinity;
-    const demWant = Math.min(dem.length * PAGE_SIZE, perRound);
-    const proWant = Math.min(pro.length * PAGE_SIZE, Math.max(0, perRound - demWant));
-    const lease = this.d.budget.lease(this.uuid, mbps, { demoteBytes: demWant, promoteBytes: proWant, dramFreeBytes: dramFree });
-    summary.promotionPaused = lease.promotionPaused;
-    const demN = Math.min(dem.length, Math.floor(lease.demoteBytes / PAGE_SIZE));
-    const proN = Math.min(pro.length, Math.floor(lease.promoteBytes / PAGE_SIZE));
-    skip('demote: budget', dem.length - demN);
-    skip(lease.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
-    const leaving = dem.slice(0, demN);
-    try {
-      if (demN > 0) summary.moves.demote = await this.moveTo(pm, leaving, slowNode!, 'demote', account);
-      if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
-    } finally {
-      // Settled with what was attempted; a move aborted mid-way returns no counts and is not paid for.
-      lease.settle((summary.moves.demote.requested + summary.moves.promote.requested) * PAGE_SIZE);
-    }
-    return leaving;
-  }
-
-  /** Moves pages (grouped by guest node, in the policy's order) in batches with event-loop turns between. */
-  private async moveTo(
-    pm: PageMap,
-    pages: number[],
-    target: number,
-    direction: 'promote' | 'demote',
-    account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
-  ): Promise<MoveCounts> {
-    const byGuest = new Map<number, { pages: number[]; addrs: number[] }>();
-    // Addresses per guest node, in the policy's order; moved in the VM's thread.
-    for (const p of pages) {
-      const g = pm.segments[pm.segmentIndexOfPage(p)]!.guestNode;
-      let l = byGuest.get(g);
-      if (!l) byGuest.set(g, (l = { pages: [], addrs: [] }));
-      l.pages.push(p);
-      l.addrs.push(pm.addrOf(p));
-    }
-    const total = emptyMoveCounts();
-    for (const [g, { pages: moved, addrs }] of byGuest) {
-      const t0 = performance.now();
-      const r = await this.worker.move(this.pid, Float64Array.from(addrs), target, MOVE_BATCH, this.signal);
+    const mover = new Mover({
+      budget: this.d.budget,
+      movePages: async (addrs, target) => {
+        const r = await this.worker.move(this.pid, addrs, target, MOVE_BATCH, this.signal);
+        this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+        return r;
+      },
       // vmtier knows what it moved: no query needed to learn where these pages are now.
-      this.placement?.recordMoves(moved, r.reached, target);
-      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
-      const c = r.counts;
-      const failed = c.requested - c.byClass.moved;
-      account(g, target, c.byClass.moved, failed);
-      this.d.store.logMigration({
-        t: this.d.now(),
-        vmUuid: this.uuid,
-        guestNode: g,
-        fromNode: null,
-        toNode: target,
-        direction,
-        pages: c.requested,
-        moved: c.byClass.moved,
-        busy: c.byClass.busy,
-        notPresent: c.byClass.notPresent,
-        noMemory: c.byClass.noMemory,
-        fault: c.byClass.fault,
-        other: c.byClass.other,
-        durationMs: performance.now() - t0,
-      });
-      addMoveCounts(total, c);
-    }
-    this.d.metrics.moves(this.uuid, this.name, direction, total, PAGE_SIZE);
-    return total;
+      onMoved: (pages, reached, target) => this.placement?.recordMoves(pages, reached, target),
+      record: (r) => {
+        const c = r.counts;
+        account(r.guestNode, r.target, c.byClass.moved, c.requested - c.byClass.moved);
+        this.d.store.logMigration({
+          t: this.d.now(),
+          vmUuid: this.uuid,
+          guestNode: r.guestNode,
+          fromNode: null,
+          toNode: r.target,
+          direction: r.direction,
+          pages: c.requested,
+          moved: c.byClass.moved,
+          busy: c.byClass.busy,
+          notPresent: c.byClass.notPresent,
+          noMemory: c.byClass.noMemory,
+          fault: c.byClass.fault,
+          other: c.byClass.other,
+          durationMs: r.durationMs,
+        });
+      },
+    });
+    const pages = { movable: (p: number) => pm.movable(p), guestNodeOf: (p: number) => pm.segments[pm.segmentIndexOfPage(p)]!.guestNode, addrOf: (p: number) => pm.addrOf(p) };
+    const r = await mover.run(pages, { vmId: this.uuid, promote, demote, host, targetNodes: this.d.targetNodes, migration: policy.migration });
+    summary.moves = { promote: r.promote, demote: r.demote };
+    summary.promotionPaused = r.promotionPaused;
+    for (const [why, n] of Object.entries(r.skipped)) skip(why, n);
+    if (r.demote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'demote', r.demote, PAGE_SIZE);
+    if (r.promote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'promote', r.promote, PAGE_SIZE);
+    return r.leaving;
   }
 
   /**
