@@ -1,5 +1,5 @@
 /**
- * `vmtier serve`: the REST API on real libvirtd + SQLite (src/api/service.ts), until
+ * `vmtier serve`: the REST API on real libvirtd + SQLite (src/service/service.ts), until
  * SIGINT/SIGTERM. The service is imported when the command runs, so other commands do not
  * pay for loading fastify, SQLite and libvirt.
  */
@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { ConfigFlags } from '../config.js';
 import type { EngineFlags } from '../daemon/options.js';
 
-export type { Service } from '../api/service.js';
+export type { Service } from '../service/service.js';
 
 export function registerServe(program: Command): void {
   program
@@ -32,7 +32,7 @@ export function registerServe(program: Command): void {
         import('../config.js'),
         import('../daemon/options.js'),
         import('../log.js'),
-        import('../api/service.js'),
+        import('../service/service.js'),
       ]);
       const cfg = loadConfig(flags);
       const engineCfg = engineSettings(flags);

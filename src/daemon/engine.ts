@@ -12,11 +12,11 @@ import type { Registry } from 'prom-client';
 import { VmtierError, isVmtierError } from '../errors.js';
 import { readHostTopology, type HostTopology } from '../host/topology.js';
 import { splitDram, type TierPolicy } from '../policy/index.js';
-import { createTracker, resolveTrackerName, type TrackerOptions } from '../scan/index.js';
+import { resolveTrackerName, type TrackerOptions } from '../scan/index.js';
 import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import type { DomainSummary } from '../vm/types.js';
-import { MigrationBudget, type BudgetOptions } from './budget.js';
+import { MigrationBudget, type BudgetOptions } from '../migrate/budget.js';
 import { LoopStallSampler, exportLoopStallMetrics } from './loop-stall.js';
 import { EngineMetrics } from './metrics.js';
 import type { EngineStatus, EngineView, VmEngineStatus } from './status.js';
@@ -188,7 +188,7 @@ export class Engine implements EngineView {
     } catch {
       name = requested;
     }
-    return { name, create: () => createTracker(name, this.o.trackerOptions) };
+    return { name, options: this.o.trackerOptions ?? {} };
   };
 
   /**

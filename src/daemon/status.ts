@@ -4,12 +4,10 @@
  */
 import type { KernelTiering } from '../host/topology.js';
 
-export type MoveClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
+import type { MoveCounts } from '../migrate/mover.js';
 
-export interface MoveCounts {
-  requested: number;
-  byClass: Record<MoveClass, number>;
-}
+export type { MoveClass, MoveCounts } from '../migrate/mover.js';
+export { addMoveCounts, emptyMoveCounts } from '../migrate/mover.js';
 
 export interface TrackerStatus {
   /** The tracker asked for ('auto' resolved), e.g. "kmod", "damon", "replay". */
@@ -76,13 +74,4 @@ export interface EngineStatus {
 export interface EngineView {
   status(): EngineStatus;
   vm(uuid: string): VmEngineStatus | null;
-}
-
-export function emptyMoveCounts(): MoveCounts {
-  return { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
-}
-
-export function addMoveCounts(into: MoveCounts, add: MoveCounts): void {
-  into.requested += add.requested;
-  for (const k of Object.keys(into.byClass) as MoveClass[]) into.byClass[k] += add.byClass[k];
 }

@@ -14,16 +14,20 @@ import type { Logger } from 'pino';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import type { HostTopology } from '../host/topology.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
+import type { TrackerOptions } from '../scan/index.js';
 import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
 import type { HotnessSample, Store } from '../store/store.js';
 import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
 import type { VmInventory } from '../vm/inventory.js';
 import { Backoff } from './backoff.js';
-import type { MigrationBudget } from './budget.js';
+import type { MigrationBudget } from '../migrate/budget.js';
 import type { EngineMetrics } from './metrics.js';
 import { PageMap } from './page-map.js';
+import { createVmTracker } from './thread-tracker.js';
+import { Mover } from '../migrate/mover.js';
+import { PlacementCache } from '../migrate/placement-cache.js';
 import { VmWorker } from './vm-worker.js';
-import { addMoveCounts, emptyMoveCounts, type MoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
+import { addMoveCounts, emptyMoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
 
 const ESRCH = 3;
 /** Pages per move_pages call (in the VM's worker thread). */
@@ -36,9 +40,10 @@ const MADVISE_IOVECS = 512;
 const MAX_NODES = 1024;
 
 export interface TrackerChoice {
-  /** Name reported in status and metrics. */
+  /** Name reported in status and metrics ('auto' resolved). */
   name: string;
-  create(): Tracker;
+  /** Options handed to the tracker (they cross into the VM's thread: plain data). */
+  options: TrackerOptions;
 }
 
 export interface VmLoopDeps {
@@ -104,6 +109,8 @@ export class VmLoop {
   /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
   private coldRounds = new Uint16Array(0);
   private layoutStale = true;
+  /** Host node per page, refreshed by a rotating window; null until the first round of a layout. */
+  private placement: PlacementCache | null = null;
   /** Longest synchronous move_pages section of the current round (it holds the event loop). */
   private longestSyscallMs = 0;
   /**
@@ -224,8 +231,9 @@ export class VmLoop {
         reason = r instanceof Error ? r.message : 'stopped';
       }
       this.status.state = 'stopped';
-      await this.worker.close().catch(() => undefined);
+      // The tracker first: a kmod tracker's device fd lives in the worker thread.
       await this.releaseTracker();
+      await this.worker.close().catch(() => undefined);
       if (this.pidfd >= 0) {
         closeFd(this.pidfd);
         this.pidfd = -1;
@@ -260,6 +268,8 @@ export class VmLoop {
     this.pageMap = pm;
     this.pid = map.domain.pid;
     this.layoutStale = false;
+    // A remapped layout may number pages differently: query everything again.
+    this.placement = null;
     if (pidChanged && this.pidfd >= 0) {
       closeFd(this.pidfd);
       this.pidfd = -1;
@@ -286,7 +296,7 @@ export class VmLoop {
     await this.releaseTracker();
     let t: Tracker | null = null;
     try {
-      t = choice.create();
+      t = createVmTracker(this.worker, choice.name, choice.options);
       await t.track(this.pid, pm.ranges());
       this.tracker = t;
       this.trackerBackoff.success();
@@ -307,12 +317,28 @@ export class VmLoop {
     return this.tracker;
   }
 
-  /** Where every page sits: host node per page (-1 not present or not queryable), in the VM's thread. */
+  /**
+   * Where every page sits: host node per page (-1 not present or not queryable). Kept from round
+   * to round (src/migrate/placement-cache.ts): this round's rotating window is queried in the
+   * VM's thread, vmtier's own moves were recorded as they happened.
+   */
   private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
-    const segs = pm.segments.map((s) => ({ start: s.start, pages: s.pages, firstPage: s.firstPage }));
-    const r = await this.worker.query(this.pid, segs, pm.totalPages, MOVE_BATCH, this.signal);
-    this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
-    return r;
+    if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
+    let unqueryable = 0;
+    await this.placement.refresh(async (w) => {
+      const end = w.first + w.count;
+      const segs: Array<{ start: number; pages: number; firstPage: number }> = [];
+      for (const s of pm.segments) {
+        const lo = Math.max(s.firstPage, w.first);
+        const hi = Math.min(s.firstPage + s.pages, end);
+        if (lo < hi) segs.push({ start: s.start + (lo - s.firstPage) * PAGE_SIZE, pages: hi - lo, firstPage: lo });
+      }
+      const r = await this.worker.query(this.pid, segs, w.first, w.count, MOVE_BATCH, this.signal);
+      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+      unqueryable += r.unqueryable;
+      return r.node;
+    });
+    return { node: this.placement.node, unqueryable };
   }
 
   private async round(policy: TierPolicy): Promise<void> {
@@ -562,7 +588,7 @@ export class VmLoop {
     );
   }
 
-  /** Executes the decision: demotion first, then promotion, within the budgets; logs each guest node's batch. */
+  /** Executes the decision with the mover (src/migrate/mover.ts): moves run in the VM's thread, each batch logged. */
   private async move(
     policy: TierPolicy,
     pm: PageMap,
@@ -573,92 +599,44 @@ export class VmLoop {
     skip: (why: string, n: number) => void,
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
   ): Promise<number[]> {
-    const movable = (list: Int32Array, dir: string): number[] => {
-      const out: number[] = [];
-      let unmovable = 0;
-      for (const p of list) {
-        if (pm.movable(p)) out.push(p);
-        else unmovable++;
-      }
-      skip(`${dir}: unmovable backing`, unmovable);
-      return out;
-    };
-    const top = host.nodes.filter((n) => n.tier.class === 'top');
-    const slow = host.nodes.filter((n) => n.tier.class === 'slow');
-    const freest = (ns: typeof top) => (ns.length === 0 ? null : ns.reduce((a, b) => (b.memFreeBytes > a.memFreeBytes ? b : a)).node);
-    const topNode = this.d.targetNodes?.top ?? freest(top);
-    const slowNode = this.d.targetNodes?.slow ?? freest(slow);
-    let dem = movable(demote, 'demote');
-    let pro = movable(promote, 'promote');
-    if (slowNode === null) {
-      skip('demote: no slow-tier node', dem.length);
-      dem = [];
-    }
-    if (topNode === null) {
-      skip('promote: no top-tier node', pro.length);
-      pro = [];
-    }
-    const dramFree = top.reduce((s, n) => s + n.memFreeBytes, 0);
-    const mbps = policy.migration.maxMBps;
-    const bp = this.d.budget.plan(this.uuid, mbps, { demoteBytes: dem.length * PAGE_SIZE, promoteBytes: pro.length * PAGE_SIZE, dramFreeBytes: dramFree });
-    summary.promotionPaused = bp.promotionPaused;
-    const perRound = policy.migration.maxBytesPerRound ?? Infinity;
-    const demN = Math.min(dem.length, Math.floor(Math.min(bp.demoteBytes, perRound) / PAGE_SIZE));
-    const proN = Math.min(pro.length, Math.floor(Math.min(bp.promoteBytes, Math.max(0, perRound - demN * PAGE_SIZE)) / PAGE_SIZE));
-    skip('demote: budget', dem.length - demN);
-    skip(bp.promotionPaused ? 'promote: DRAM below watermark' : 'promote: budget', pro.length - proN);
-    const leaving = dem.slice(0, demN);
-    if (demN > 0) summary.moves.demote = await this.moveTo(pm, leaving, slowNode!, 'demote', account);
-    if (proN > 0) summary.moves.promote = await this.moveTo(pm, pro.slice(0, proN), topNode!, 'promote', account);
-    const attempted = summary.moves.demote.requested + summary.moves.promote.requested;
-    if (attempted > 0) this.d.budget.consume(this.uuid, mbps, attempted * PAGE_SIZE);
-    return leaving;
-  }
-
-  /** Moves pages (grouped by guest node, in the policy's order) in batches with event-loop turns between. */
-  private async moveTo(
-    pm: PageMap,
-    pages: number[],
-    target: number,
-    direction: 'promote' | 'demote',
-    account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
-  ): Promise<MoveCounts> {
-    const byGuest = new Map<number, number[]>();
-    // Addresses per guest node, in the policy's order; moved in the VM's thread.
-    for (const p of pages) {
-      const g = pm.segments[pm.segmentIndexOfPage(p)]!.guestNode;
-      let l = byGuest.get(g);
-      if (!l) byGuest.set(g, (l = []));
-      l.push(pm.addrOf(p));
-    }
-    const total = emptyMoveCounts();
-    for (const [g, addrs] of byGuest) {
-      const t0 = performance.now();
-      const r = await this.worker.move(this.pid, Float64Array.from(addrs), target, MOVE_BATCH, this.signal);
-      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
-      const c = r.counts;
-      const failed = c.requested - c.byClass.moved;
-      account(g, target, c.byClass.moved, failed);
-      this.d.store.logMigration({
-        t: this.d.now(),
-        vmUuid: this.uuid,
-        guestNode: g,
-        fromNode: null,
-        toNode: target,
-        direction,
-        pages: c.requested,
-        moved: c.byClass.moved,
-        busy: c.byClass.busy,
-        notPresent: c.byClass.notPresent,
-        noMemory: c.byClass.noMemory,
-        fault: c.byClass.fault,
-        other: c.byClass.other,
-        durationMs: performance.now() - t0,
-      });
-      addMoveCounts(total, c);
-    }
-    this.d.metrics.moves(this.uuid, this.name, direction, total, PAGE_SIZE);
-    return total;
+    const mover = new Mover({
+      budget: this.d.budget,
+      movePages: async (addrs, target) => {
+        const r = await this.worker.move(this.pid, addrs, target, MOVE_BATCH, this.signal);
+        this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+        return r;
+      },
+      // vmtier knows what it moved: no query needed to learn where these pages are now.
+      onMoved: (pages, reached, target) => this.placement?.recordMoves(pages, reached, target),
+      record: (r) => {
+        const c = r.counts;
+        account(r.guestNode, r.target, c.byClass.moved, c.requested - c.byClass.moved);
+        this.d.store.logMigration({
+          t: this.d.now(),
+          vmUuid: this.uuid,
+          guestNode: r.guestNode,
+          fromNode: null,
+          toNode: r.target,
+          direction: r.direction,
+          pages: c.requested,
+          moved: c.byClass.moved,
+          busy: c.byClass.busy,
+          notPresent: c.byClass.notPresent,
+          noMemory: c.byClass.noMemory,
+          fault: c.byClass.fault,
+          other: c.byClass.other,
+          durationMs: r.durationMs,
+        });
+      },
+    });
+    const pages = { movable: (p: number) => pm.movable(p), guestNodeOf: (p: number) => pm.segments[pm.segmentIndexOfPage(p)]!.guestNode, addrOf: (p: number) => pm.addrOf(p) };
+    const r = await mover.run(pages, { vmId: this.uuid, promote, demote, host, targetNodes: this.d.targetNodes, migration: policy.migration });
+    summary.moves = { promote: r.promote, demote: r.demote };
+    summary.promotionPaused = r.promotionPaused;
+    for (const [why, n] of Object.entries(r.skipped)) skip(why, n);
+    if (r.demote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'demote', r.demote, PAGE_SIZE);
+    if (r.promote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'promote', r.promote, PAGE_SIZE);
+    return r.leaving;
   }
 
   /**

@@ -3,15 +3,20 @@
  * never holds node's main thread (the API, the other VMs' loops):
  *  - src/policy's decide(), O(pages) (≈0.1–0.3 s for 1 GiB of 4 KiB pages on a loaded host);
  *  - move_pages(2) queries and moves, which the kernel may hold for a long time (one 1024-page
- *    call on a running TCG guest took 1.7 s on this machine under load).
+ *    call on a running TCG guest took 1.7 s on this machine under load);
+ *  - the tracker's scans: the kmod and replay trackers live here whole (reads, decoding, counts
+ *    per page), and the DAMON tracker's data path (thousands of sysfs region reads, counts,
+ *    pagemap) runs here while its kdamond ownership stays with the main thread's pool.
  * One thread per VM: a VM stuck in the kernel delays only itself.
  */
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { KernelError } from '../errors.js';
+import { KernelError, VmtierError } from '../errors.js';
 import { movePagesToNode } from '../migrate/move.js';
 import { queryPageRun } from '../migrate/query.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
+import { createTracker, type HvaRange, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
+import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 import type { MoveCounts } from './status.js';
 
 const PAGE = 4096;
@@ -19,8 +24,14 @@ const ENOENT = 2;
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; totalPages: number; batch: number }
-  | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number };
+  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; base: number; totalPages: number; batch: number }
+  | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
+  | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
+  | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
+  | { op: 'trackerScan'; id: number; scans: number; intervalMs: number }
+  | { op: 'trackerClose'; id: number }
+  | { op: 'damonScan'; id: number; job: DamonScanJob; scans: number; intervalMs: number }
+  | { op: 'abort'; id: number; target: number };
 
 export interface QueryResult {
   /** Host node per page, -1 when not present or not queryable. */
@@ -31,14 +42,29 @@ export interface QueryResult {
 
 export interface MoveResult {
   counts: MoveCounts;
+  /** 1 for every address that ended on the target node. */
+  reached: Uint8Array;
   longestCallMs: number;
 }
 
+type Result = Decision | QueryResult | MoveResult | ScanResult | null;
+
 export type VmThreadReply =
-  | { id: number; ok: true; result: Decision | QueryResult | MoveResult }
-  | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string } };
+  | { id: number; ok: true; result: Result }
+  | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string; details?: Record<string, unknown> } };
 
 let core: TieringPolicy | null = null;
+/** The VM's tracker (kmod, replay), when it runs here. */
+let tracker: Tracker | null = null;
+/**
+ * Scans in progress, by request id: a scan is aborted by message (it yields between passes and
+ * while it waits), so the thread and the tracker's resources (the kmod device's fd) survive it.
+ */
+const scans = new Map<number, AbortController>();
+
+function scanTransfer(r: ScanResult): ArrayBuffer[] {
+  return r.ranges.flatMap((x) => [x.counts.buffer, x.present.buffer, x.pageShift.buffer]) as ArrayBuffer[];
+}
 
 // On Linux setpriority(PRIO_PROCESS, 0) sets the calling thread's nice value: this thread's CPU
 // work (decide over every page) yields to node's main thread, which serves the API and the loops.
@@ -48,8 +74,49 @@ try {
   // Not permitted (containers may forbid it): the thread still keeps work off the main thread.
 }
 
-function run(m: VmThreadRequest): { result: Decision | QueryResult | MoveResult; transfer: ArrayBuffer[] } {
+async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: ArrayBuffer[] }> {
   switch (m.op) {
+    case 'trackerOpen': {
+      const old = tracker;
+      tracker = null;
+      await old?.close();
+      tracker = createTracker(m.name, m.options);
+      return { result: null, transfer: [] };
+    }
+    case 'trackerTrack':
+      if (!tracker) throw new VmtierError('TRACKER_UNAVAILABLE', 'no tracker in this VM thread (it was restarted)');
+      await tracker.track(m.pid, m.ranges);
+      return { result: null, transfer: [] };
+    case 'trackerScan': {
+      if (!tracker) throw new VmtierError('TRACKER_UNAVAILABLE', 'no tracker in this VM thread (it was restarted)');
+      const ac = new AbortController();
+      scans.set(m.id, ac);
+      try {
+        const r = await tracker.scan({ scans: m.scans, intervalMs: m.intervalMs, signal: ac.signal });
+        return { result: r, transfer: scanTransfer(r) };
+      } finally {
+        scans.delete(m.id);
+      }
+    }
+    case 'trackerClose': {
+      const old = tracker;
+      tracker = null;
+      await old?.close();
+      return { result: null, transfer: [] };
+    }
+    case 'damonScan': {
+      const ac = new AbortController();
+      scans.set(m.id, ac);
+      try {
+        const r = await scanKdamond(m.job, { scans: m.scans, intervalMs: m.intervalMs, signal: ac.signal });
+        return { result: r, transfer: scanTransfer(r) };
+      } finally {
+        scans.delete(m.id);
+      }
+    }
+    case 'abort':
+      scans.get(m.target)?.abort(new VmtierError('VM_GONE', 'scan aborted'));
+      return { result: null, transfer: [] };
     case 'decide': {
       if (!core || m.fresh) core = new TieringPolicy();
       const d = core.decide(m.input);
@@ -66,7 +133,7 @@ function run(m: VmThreadRequest): { result: Decision | QueryResult | MoveResult;
           const t = performance.now();
           queryPageRun(m.pid, s.start + off * PAGE, n, st, m.batch);
           longest = Math.max(longest, performance.now() - t);
-          const base = s.firstPage + off;
+          const base = s.firstPage - m.base + off;
           for (let i = 0; i < n; i++) {
             const v = st[i]!;
             if (v >= 0) node[base + i] = v;
@@ -79,25 +146,27 @@ function run(m: VmThreadRequest): { result: Decision | QueryResult | MoveResult;
     case 'move': {
       const counts: MoveCounts = { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
       let longest = 0;
+      const reached = new Uint8Array(m.addrs.length);
       for (let off = 0; off < m.addrs.length; off += m.batch) {
         const t = performance.now();
-        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0 });
+        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0, reached: reached.subarray(off, off + m.batch) });
         longest = Math.max(longest, performance.now() - t);
         counts.requested += o.requested;
         for (const k of Object.keys(counts.byClass) as Array<keyof MoveCounts['byClass']>) counts.byClass[k] += o.byClass[k];
       }
-      return { result: { counts, longestCallMs: longest }, transfer: [] };
+      return { result: { counts, reached, longestCallMs: longest }, transfer: [reached.buffer as ArrayBuffer] };
     }
   }
 }
 
 parentPort?.on('message', (m: VmThreadRequest) => {
-  try {
-    const { result, transfer } = run(m);
-    parentPort!.postMessage({ id: m.id, ok: true, result } satisfies VmThreadReply, transfer);
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    const k = e instanceof KernelError ? { errno: e.errno, syscall: e.syscall } : {};
-    parentPort!.postMessage({ id: m.id, ok: false, error: { name: err.name, code: err.code, message: err.message, ...k } } satisfies VmThreadReply);
-  }
+  run(m).then(
+    ({ result, transfer }) => parentPort!.postMessage({ id: m.id, ok: true, result } satisfies VmThreadReply, transfer),
+    (e: unknown) => {
+      const err = e as Error & { code?: string };
+      const k = e instanceof KernelError ? { errno: e.errno, syscall: e.syscall } : {};
+      const details = e instanceof VmtierError && e.details ? { details: JSON.parse(JSON.stringify(e.details)) as Record<string, unknown> } : {};
+      parentPort!.postMessage({ id: m.id, ok: false, error: { name: err.name, code: err.code, message: err.message, ...k, ...details } } satisfies VmThreadReply);
+    },
+  );
 });

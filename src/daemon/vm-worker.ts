@@ -6,6 +6,8 @@
 import { Worker } from 'node:worker_threads';
 import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
 import type { Decision, RoundInput } from '../policy/index.js';
+import type { DamonScanJob } from '../scan/damon-scan.js';
+import type { HvaRange, ScanResult, TrackerOptions } from '../scan/index.js';
 import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
@@ -26,8 +28,8 @@ export class VmWorker {
       if (!p) return;
       this.pending.delete(r.id);
       if (r.ok) p.resolve(r.result);
-      else if (r.error.errno !== undefined) p.reject(new KernelError(r.error.syscall ?? 'syscall', r.error.errno));
-      else p.reject(new VmtierError((r.error.code as ErrorCode | undefined) ?? 'INVALID_INPUT', r.error.message));
+      else if (r.error.errno !== undefined) p.reject(new KernelError(r.error.syscall ?? 'syscall', r.error.errno, r.error.message));
+      else p.reject(new VmtierError((r.error.code as ErrorCode | undefined) ?? 'INVALID_INPUT', r.error.message, r.error.details));
     });
     const fail = (why: string) => {
       if (this.worker !== w) return;
@@ -42,16 +44,20 @@ export class VmWorker {
     return w;
   }
 
-  private call<R>(req: Body<VmThreadRequest>, signal?: AbortSignal, transfer: ArrayBuffer[] = []): Promise<R> {
+  /**
+   * `soft`: the request (a scan) yields in the thread, so an abort is a message and the thread
+   * lives on with its tracker; otherwise the thread may be inside a system call and is replaced.
+   */
+  private call<R>(req: Body<VmThreadRequest>, signal?: AbortSignal, transfer: ArrayBuffer[] = [], soft = false): Promise<R> {
     const w = this.get();
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const onAbort = () => {
-        // The thread may be inside a system call: replace it rather than wait.
         this.pending.delete(id);
         reject(signal!.reason);
-        void this.close();
+        if (soft && this.worker === w) w.postMessage({ op: 'abort', id: this.nextId++, target: id } satisfies VmThreadRequest);
+        else void this.close();
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, {
@@ -74,12 +80,48 @@ export class VmWorker {
     return this.call<Decision>({ op: 'decide', fresh: f, input }, signal);
   }
 
-  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
-    return this.call<QueryResult>({ op: 'query', pid, segments, totalPages, batch }, signal);
+  /** Host node of pages [base, base + totalPages) of the page numbering, given the segments that cover them. */
+  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments, base, totalPages, batch }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {
     return this.call<MoveResult>({ op: 'move', pid, addrs, target, batch }, signal, [addrs.buffer as ArrayBuffer]);
+  }
+
+  /** Creates the VM's tracker in the thread (kmod, replay: they live there whole). */
+  trackerOpen(name: string, options: TrackerOptions): Promise<void> {
+    return this.call<void>({ op: 'trackerOpen', name, options });
+  }
+
+  trackerTrack(pid: number, ranges: HvaRange[], signal?: AbortSignal): Promise<void> {
+    return this.call<void>({ op: 'trackerTrack', pid, ranges }, signal);
+  }
+
+  trackerScan(scans: number, intervalMs: number, signal?: AbortSignal): Promise<ScanResult> {
+    return this.call<ScanResult>({ op: 'trackerScan', scans, intervalMs }, signal, [], true);
+  }
+
+  /**
+   * Closes the thread's tracker (its device fd lives in this process); with no thread running
+   * there is nothing to close. A thread stuck in the kernel longer than `timeoutMs` is left to close().
+   */
+  async trackerClose(timeoutMs = 5000): Promise<void> {
+    if (!this.worker) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    try {
+      await Promise.race([this.call<void>({ op: 'trackerClose' }), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The DAMON tracker's data path for one round (src/scan/damon-scan.ts), in the thread. */
+  damonScan(job: DamonScanJob, scans: number, intervalMs: number, signal?: AbortSignal): Promise<ScanResult> {
+    return this.call<ScanResult>({ op: 'damonScan', job, scans, intervalMs }, signal, [], true);
   }
 
   async close(): Promise<void> {

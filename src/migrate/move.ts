@@ -33,6 +33,8 @@ export interface MoveOptions {
   /** Checked between batches: a destroyed VM or stopping daemon ends the move early. */
   signal?: AbortSignal;
   onBatch?: (done: number, total: number) => void;
+  /** Set to 1 for every page that ended on the target node (same length as addrs): vmtier's own record of its moves. */
+  reached?: Uint8Array;
 }
 
 export function classifyStatus(status: number, target: number): MoveStatusClass {
@@ -123,6 +125,7 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     }
     out.byClass.moved += onNode;
     if (onNode > 0) rawCounts.set(node, onNode);
+    if (opts.reached) for (let i = 0; i < n; i++) if (status[i] === node || onTarget[i]) opts.reached[off + i] = 1;
     // The kernel's own answers, even where the query showed the page moved after all.
     for (const [s, c] of rawCounts) out.byStatus[keyOf(s)] = (out.byStatus[keyOf(s)] ?? 0) + c;
     opts.onBatch?.(off + n, addrs.length);

@@ -19,6 +19,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile, readdir, access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KernelError, VmtierError } from '../errors.js';
 import type { HvaRange } from './tracker.js';
 
@@ -86,9 +87,15 @@ function errnoOf(e: unknown): number {
   return typeof n === 'number' ? Math.abs(n) : 5;
 }
 
+const EBUSY = 16;
+/** How long a write waits for DAMON's command slot or lock before EBUSY is final. */
+const BUSY_RETRY_MS = 30_000;
+
 export class DamonSysfs {
   readonly root: string;
   readonly io: SysfsIo;
+  /** Writes that found DAMON's command slot or lock taken and were retried (diagnostic). */
+  busyRetries = 0;
 
   constructor(root: string = DAMON_SYSFS_ROOT, io: SysfsIo = nodeSysfsIo) {
     this.root = root.replace(/\/+$/, '');
@@ -105,9 +112,29 @@ export class DamonSysfs {
 
   private async readStr(path: string): Promise<string> {
     try {
-      return (await this.io.read(path)).trim();
+      return (await this.busyRetry(() => this.io.read(path))).trim();
     } catch (e) {
       throw new KernelError('read', errnoOf(e), `reading ${path}: ${(e as Error).message}`, { path });
+    }
+  }
+
+  /**
+   * Runs one file access, retrying EBUSY for a while: measured in the lab (6.12), DAMON's sysfs
+   * takes one state command at a time for ALL kdamonds (a global request slot, held until the
+   * kdamond answers, up to an aggregation interval), and several of its files only try its lock
+   * (reading `state` too), so with a kdamond per VM one VM's snapshot request makes another's
+   * accesses fail EBUSY.
+   */
+  private async busyRetry<T>(op: () => Promise<T>): Promise<T> {
+    const deadline = performance.now() + BUSY_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (e) {
+        if (errnoOf(e) !== EBUSY || performance.now() >= deadline) throw e;
+        this.busyRetries++;
+        await sleep(10 + Math.random() * Math.min(200, 20 * (attempt + 1)));
+      }
     }
   }
 
@@ -118,9 +145,10 @@ export class DamonSysfs {
     return n;
   }
 
+  /** One write (EBUSY retried, see busyRetry). */
   async write(path: string, value: string | number): Promise<void> {
     try {
-      await this.io.write(path, String(value));
+      await this.busyRetry(() => this.io.write(path, String(value)));
     } catch (e) {
       throw new KernelError('write', errnoOf(e), `writing "${value}" to ${path}: ${(e as Error).message}`, { path });
     }
@@ -250,24 +278,37 @@ export class DamonSysfs {
     const out: DamonRegion[] = new Array(names.length);
     const readSync = this.io.readSync?.bind(this.io);
     if (readSync) {
-      for (let i = 0; i < names.length; i++) {
-        const d = `${dir}/${names[i]}`;
-        const num = (f: string): number => {
-          let s: string;
-          try {
-            s = readSync(`${d}/${f}`).trim();
-          } catch (e) {
-            throw new KernelError('read', errnoOf(e), `reading ${d}/${f}: ${(e as Error).message}`, { path: `${d}/${f}` });
-          }
-          const n = Number(s);
-          if (!Number.isSafeInteger(n)) throw new VmtierError('KERNEL_ERROR', `${d}/${f} holds "${s}", not an integer`);
-          return n;
-        };
-        // age is not read: the tracker does not use it, and each file costs a syscall round trip.
-        out[i] = { start: num('start'), end: num('end'), nrAccesses: num('nr_accesses'), age: -1 };
+      try {
+        return this.readTriedRegionsSync(dir, names, readSync, out);
+      } catch (e) {
+        // Contended (another kdamond's command): read again file by file, retrying.
+        if (!(e instanceof KernelError) || e.errno !== EBUSY) throw e;
       }
-      return out.sort((x, y) => x.start - y.start);
     }
+    return this.readTriedRegionsAsync(dir, names, out);
+  }
+
+  private readTriedRegionsSync(dir: string, names: string[], readSync: (path: string) => string, out: DamonRegion[]): DamonRegion[] {
+    for (let i = 0; i < names.length; i++) {
+      const d = `${dir}/${names[i]}`;
+      const num = (f: string): number => {
+        let s: string;
+        try {
+          s = readSync(`${d}/${f}`).trim();
+        } catch (e) {
+          throw new KernelError('read', errnoOf(e), `reading ${d}/${f}: ${(e as Error).message}`, { path: `${d}/${f}` });
+        }
+        const n = Number(s);
+        if (!Number.isSafeInteger(n)) throw new VmtierError('KERNEL_ERROR', `${d}/${f} holds "${s}", not an integer`);
+        return n;
+      };
+      // age is not read: the tracker does not use it, and each file costs a syscall round trip.
+      out[i] = { start: num('start'), end: num('end'), nrAccesses: num('nr_accesses'), age: -1 };
+    }
+    return out.sort((x, y) => x.start - y.start);
+  }
+
+  private async readTriedRegionsAsync(dir: string, names: string[], out: DamonRegion[]): Promise<DamonRegion[]> {
     // A few files at a time: sysfs reads are cheap, but thousands of them in parallel are not.
     const BATCH = 32;
     for (let b = 0; b < names.length; b += BATCH) {

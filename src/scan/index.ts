@@ -8,7 +8,7 @@ import { VmtierError } from '../errors.js';
 import { DamonTracker, type DamonTrackerOptions } from './damon.js';
 import { ReplayTracker, type ReplayOptions } from './replay.js';
 import type { Tracker } from './tracker.js';
-import './kmod.js';
+import { KMOD_DEVICE, KmodTracker } from './kmod.js';
 
 export type { Tracker, HvaRange, RangeCounts, ScanRequest, ScanResult } from './tracker.js';
 export { PAGE_SIZE } from './tracker.js';
@@ -16,8 +16,7 @@ export { PAGE_SIZE } from './tracker.js';
 export const TRACKER_NAMES = ['kmod', 'damon', 'replay', 'auto'] as const;
 export type TrackerName = (typeof TRACKER_NAMES)[number];
 
-/** The character device the vmtier_idle module creates (kmod/vmtier_idle_uapi.h). */
-export const KMOD_DEVICE = '/dev/vmtier_idle';
+export { KMOD_DEVICE };
 
 export interface TrackerOptions {
   damon?: DamonTrackerOptions;
@@ -25,17 +24,6 @@ export interface TrackerOptions {
   replay?: ReplayOptions;
   /** Device path for 'kmod' and for the 'auto' choice (default /dev/vmtier_idle). */
   kmodDevice?: string;
-}
-
-type KmodFactory = (opts: { device: string }) => Tracker;
-// `var` without initializer on purpose: kmod.ts registers itself while this module is still
-// being evaluated (the import cycle below), which a `let` (TDZ) or an initializer would break.
-// eslint-disable-next-line no-var
-var kmodFactory: KmodFactory | undefined;
-
-/** The kmod backend registers itself here (src/scan/kmod.ts), keeping this registry free of its internals. */
-export function registerKmodTracker(factory: KmodFactory): void {
-  kmodFactory = factory;
 }
 
 export function isTrackerName(s: string): s is TrackerName {
@@ -55,9 +43,7 @@ export function createTracker(name: string, opts: TrackerOptions = {}): Tracker 
   const chosen = resolveTrackerName(name, opts);
   switch (chosen) {
     case 'kmod': {
-      const device = opts.kmodDevice ?? KMOD_DEVICE;
-      if (!kmodFactory) throw new VmtierError('TRACKER_UNAVAILABLE', 'the kmod tracker is not built into this vmtier');
-      return kmodFactory({ device });
+      return new KmodTracker({ device: opts.kmodDevice ?? KMOD_DEVICE });
     }
     case 'damon':
       return new DamonTracker(opts.damon);

@@ -8,12 +8,14 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { KernelError, VmtierError } from '../errors.js';
 import { ioc, ioctlBuffer } from '../sys/ioctl.js';
-import { registerKmodTracker, KMOD_DEVICE } from './index.js';
 import { decodeKmodStream, PageState } from './kmod-stream.js';
 import { readMaps } from './procfs.js';
 import { abortError, checkScanRequest } from './request.js';
 import { emptyCounts, fmtRange, intersectRanges, MAX_USER_ADDRESS, normalizeRanges } from './runs.js';
 import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+
+/** The character device the vmtier_idle module creates (kmod/vmtier_idle_uapi.h). */
+export const KMOD_DEVICE = '/dev/vmtier_idle';
 
 /* kmod/vmtier_idle_uapi.h */
 const MAGIC = 0xb9;
@@ -285,4 +287,3 @@ export class KmodTracker implements Tracker {
   }
 }
 
-registerKmodTracker((o) => new KmodTracker({ device: o.device }));

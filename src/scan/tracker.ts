@@ -4,13 +4,9 @@
  * counts 0..N. One byte of state per tracked 4 KiB page; a 2 MiB mapping seen as one
  * unit repeats its count over its 512 pages.
  */
-export const PAGE_SIZE = 4096;
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
-/** Half-open virtual address range [start, end), page aligned. */
-export interface HvaRange {
-  start: number;
-  end: number;
-}
+export { PAGE_SIZE, type HvaRange };
 
 export interface ScanRequest {
   scans: number;

@@ -5,7 +5,7 @@
  * pages, but device-dax memory is not in the page allocator and cannot be migrated.
  */
 import { VmtierError } from '../errors.js';
-import type { HvaRange } from '../scan/tracker.js';
+import type { HvaRange } from '../units.js';
 import type { BackingKind, GuestNodeBacking } from './types.js';
 
 export interface MapEntry {

@@ -12,8 +12,8 @@
  * Inputs are injected (monitor, proc files) so the logic runs on captured text in unit tests.
  */
 import { VmtierError } from '../errors.js';
-import type { HvaRange } from '../scan/tracker.js';
-import { PAGE_SIZE } from '../scan/tracker.js';
+import type { HvaRange } from '../units.js';
+import { PAGE_SIZE } from '../units.js';
 import type { DomainConfig } from './domain-xml.js';
 import { classifyBacking, coveringMappings, parseMaps, type BackingContext } from './maps.js';
 import { parseFlatView, parseGpa2hva, parseRamblocks, type FlatRange, type RamblockInfo } from './monitor-text.js';

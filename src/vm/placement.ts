@@ -6,7 +6,7 @@
  */
 import { errnoName } from '../errors.js';
 import { queryPageNodes } from '../migrate/move.js';
-import { PAGE_SIZE } from '../scan/tracker.js';
+import { PAGE_SIZE } from '../units.js';
 import type { GuestNodeMap, GuestNodePlacement, Placement } from './types.js';
 
 export interface PlacementOptions {

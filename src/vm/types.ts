@@ -2,7 +2,7 @@
  * The domain model of a running VM as vmtier sees it. Produced by src/vm from libvirt's
  * domain XML and the QEMU monitor; consumed by the API, the CLI and the daemon.
  */
-import type { HvaRange } from '../scan/tracker.js';
+import type { HvaRange } from '../units.js';
 
 export type DomainState = 'running' | 'paused' | 'shutoff' | 'crashed' | 'pmsuspended' | 'blocked' | 'shutdown' | 'nostate';
 

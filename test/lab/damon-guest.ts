@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { DamonTracker } from '../../src/scan/damon.js';
+import { DamonTracker, damonStateFile } from '../../src/scan/damon.js';
 import { DAMON_SYSFS_ROOT } from '../../src/scan/damon-sysfs.js';
 import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
 import { describeError } from './guest-error.js';
@@ -171,7 +171,7 @@ async function caseCrash(workload: string, self: string): Promise<unknown> {
       createInterface({ input: child.stdout! }).once('line', resolve);
       child.once('exit', (c) => reject(new Error(`holder exited ${c}`)));
     });
-    const held = { ...sysfsState(), record: JSON.parse(readFileSync(join(runDir, 'damon-kdamond.json'), 'utf8')) as unknown, ready };
+    const held = { ...sysfsState(), record: JSON.parse(readFileSync(join(runDir, damonStateFile(0)), 'utf8')) as unknown, ready };
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     const afterKill = sysfsState();
@@ -191,6 +191,39 @@ async function caseCrash(workload: string, self: string): Promise<unknown> {
     return { held, afterKill, outcome, after: sysfsState(), stateFiles: readdirSync(runDir) };
   } finally {
     t.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Several VMs at once: three workloads (each its own hot set), one DamonTracker each, tracked and
+ * scanned side by side. Each tracker must run its own kdamond and see its own hot set.
+ */
+async function caseMany(workload: string, n: number): Promise<unknown> {
+  const targets: Target[] = [];
+  const runDir = mkdtempSync('/tmp/vmtier-damon-');
+  const trackers: DamonTracker[] = [];
+  try {
+    for (let i = 0; i < n; i++) targets.push(await startTarget([workload, '--size', '16m', '--hot', `${2 + 2 * i}m`, '--layout', 'contiguous', '--thp', 'off']));
+    for (let i = 0; i < n; i++) trackers.push(new DamonTracker({ runDir, initialIntervalMs: 500 }));
+    const t0 = performance.now();
+    await Promise.all(trackers.map((tr, i) => {
+      const l = layout(targets[i]!);
+      return tr.track(targets[i]!.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
+    }));
+    const trackMs = performance.now() - t0;
+    const during = sysfsState();
+    const states = readdirSync(runDir).sort();
+    const kdamonds = trackers.map((tr) => tr.kdamond);
+    const targetPids = kdamonds.map((k) => Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${k}/contexts/0/targets/0/pid_target`, 'utf8')));
+    await sleep(2500);
+    const results = await Promise.all(trackers.map((tr) => tr.scan({ scans: 3, intervalMs: 500 })));
+    const acc = results.map((r, i) => ({ pid: r.pid, hotMiB: 2 + 2 * i, ...accuracy(r, layout(targets[i]!).hot) }));
+    for (const tr of trackers) await tr.close();
+    await sleep(300);
+    return { kdamonds, targetPids, pids: targets.map((t) => t.child.pid), during, states, trackMs, acc, after: sysfsState(), stateFiles: readdirSync(runDir) };
+  } finally {
+    for (const tr of trackers) await tr.close().catch(() => undefined);
+    for (const t of targets) t.child.kill('SIGKILL');
   }
 }
 
@@ -251,6 +284,9 @@ async function main(): Promise<void> {
       break;
     case 'crash':
       out = await caseCrash(workload, process.argv[1]!);
+      break;
+    case 'many':
+      out = await caseMany(workload, Number(args[0] ?? 3));
       break;
     case 'hold':
       await hold(args[0]!, Number(args[1]), Number(args[2]), Number(args[3]));

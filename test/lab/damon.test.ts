@@ -81,7 +81,7 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
 
   test('target exits during a scan: KERNEL_ERROR ESRCH, kdamond and state file gone', async () => {
     const r = await guest('exit');
-    assert.equal(r.during.nrKdamonds, 1, 'the tracker created one kdamond');
+    assert.ok(r.during.nrKdamonds >= 1, 'the tracker created its kdamond (a slot of the pool)');
     assert.equal(r.during.threads.length, 1);
     assert.equal(r.killedAfter, 1, 'the target was killed after the second scan');
     assert.equal(r.outcome.ok, false, JSON.stringify(r.outcome));
@@ -94,7 +94,7 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
 
   test('crash-restart: a SIGKILLed owner leaves a kdamond; the next tracker removes it and works', async () => {
     const r = await guest('crash');
-    assert.equal(r.held.nrKdamonds, 1);
+    assert.ok(r.held.nrKdamonds >= 1);
     assert.equal(r.held.record.kdamondPid, r.held.threads[0], 'the state file names the running kdamond');
     assert.equal(r.afterKill.threads.length, 1, 'SIGKILL leaves the kdamond running');
     assert.equal(r.outcome.ok, true, JSON.stringify(r.outcome));
@@ -102,6 +102,25 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
     // Accuracy is measured by the cases above; here it is enough that the new kdamond monitors the target
     // (one run under a loaded host saw 0.92 of the hot set at 200 ms without a settle time).
     assert.ok(r.outcome.recallSeen >= 0.5, `the fresh tracker sees the hot set: ${r.outcome.recallSeen}`);
+    assertNoKdamondLeft(r.after, 'after close');
+    assert.deepEqual(r.stateFiles, []);
+    await assertCleanDmesg();
+  });
+
+  test('three VMs at once: one kdamond each, each sees its own hot set; all gone after close', async () => {
+    const r = await guest('many', '3');
+    process.stdout.write(`# damon lab (TCG) 3 targets at once: kdamonds ${JSON.stringify(r.kdamonds)} threads ${r.during.threads.length} ` +
+      `track ${Math.round(r.trackMs)} ms; recall(>=1) ${r.acc.map((a: any) => a.recallSeen.toFixed(3)).join(' ')} precision ${r.acc.map((a: any) => a.precision.toFixed(3)).join(' ')}\n`);
+    assert.equal(new Set(r.kdamonds).size, 3, 'three distinct kdamonds');
+    assert.deepEqual(r.targetPids, r.pids, 'each kdamond monitors its own VM');
+    assert.equal(r.during.threads.length, 3, 'three kdamond threads run at once');
+    assert.equal(r.states.filter((f: string) => /^damon-kdamond-\d+\.json$/.test(f)).length, 3, 'one ownership file per kdamond');
+    for (const a of r.acc) {
+      assert.equal(a.hotPages, a.hotMiB * 256);
+      assert.ok(a.recallSeen >= 0.95, `pid ${a.pid}: recall(>=1) ${a.recallSeen}`);
+      // A hot set not aligned to the (default, ~1.6 MiB) regions: the region holding its end is partly cold.
+      assert.ok(a.precision >= 0.7, `pid ${a.pid}: precision ${a.precision}`);
+    }
     assertNoKdamondLeft(r.after, 'after close');
     assert.deepEqual(r.stateFiles, []);
     await assertCleanDmesg();

@@ -1,7 +1,7 @@
 // Migration budgets and backoff, driven by an injected clock (no sleeping, no timing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MigrationBudget, TokenBucket } from '../../src/daemon/budget.js';
+import { MigrationBudget, TokenBucket } from '../../src/migrate/budget.js';
 import { Backoff } from '../../src/daemon/backoff.js';
 
 const MB = 1 << 20;
@@ -34,7 +34,7 @@ test('per-VM budget: a VM gets its own MB/s, and only that', () => {
   const c = clock();
   const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 0, now: c.now });
   assert.equal(budget.available('a', 10), 10 * MB);
-  budget.consume('a', 10, 10 * MB);
+  budget.lease('a', 10, { demoteBytes: 10 * MB, promoteBytes: 0, dramFreeBytes: 1e12 }).settle(10 * MB);
   assert.equal(budget.available('a', 10), 0);
   assert.equal(budget.available('b', 10), 10 * MB, 'another VM has its own bucket');
   c.advance(300);
@@ -50,16 +50,16 @@ test('host-wide budget caps the sum over VMs', () => {
   const c = clock();
   const budget = new MigrationBudget({ hostMBps: 30, burstSeconds: 1, dramFreeWatermarkBytes: 0, now: c.now });
   assert.equal(budget.available('a', 100), 30 * MB);
-  budget.consume('a', 100, 25 * MB);
+  budget.lease('a', 100, { demoteBytes: 25 * MB, promoteBytes: 0, dramFreeBytes: 1e12 }).settle(25 * MB);
   assert.equal(budget.available('b', 100), 5 * MB, 'b is limited by what a left of the host bucket');
   c.advance(1000);
   assert.equal(budget.available('b', 100), 30 * MB);
 });
 
-test('plan: demotion first, promotion gets the rest of the grant', () => {
+test('lease: demotion first, promotion gets the rest of the grant', () => {
   const c = clock();
   const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 100 * MB, now: c.now });
-  const p = budget.plan('a', 50, { demoteBytes: 30 * MB, promoteBytes: 40 * MB, dramFreeBytes: 10_000 * MB });
+  const p = budget.lease('a', 50, { demoteBytes: 30 * MB, promoteBytes: 40 * MB, dramFreeBytes: 10_000 * MB });
   assert.equal(p.grantedBytes, 50 * MB);
   assert.equal(p.demoteBytes, 30 * MB);
   assert.equal(p.promoteBytes, 20 * MB);
@@ -67,25 +67,87 @@ test('plan: demotion first, promotion gets the rest of the grant', () => {
   assert.equal(p.dramShort, false);
 });
 
-test('plan: promotion pauses under the DRAM free watermark; demotion still runs', () => {
+test('lease: promotion pauses under the DRAM free watermark; demotion still runs', () => {
   const c = clock();
   const budget = new MigrationBudget({ hostMBps: 1000, burstSeconds: 1, dramFreeWatermarkBytes: 100 * MB, now: c.now });
-  const short = budget.plan('a', 500, { demoteBytes: 0, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
+  const short = budget.lease('a', 500, { demoteBytes: 0, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
   assert.equal(short.dramShort, true);
   assert.equal(short.promotionPaused, true);
   assert.equal(short.promoteBytes, 0);
   // Demoting 50 MB frees DRAM: promotion may use what ends up above the watermark (60+50-100 = 10 MB).
-  const mixed = budget.plan('a', 500, { demoteBytes: 50 * MB, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
+  const mixed = budget.lease('a', 500, { demoteBytes: 50 * MB, promoteBytes: 40 * MB, dramFreeBytes: 60 * MB });
   assert.equal(mixed.demoteBytes, 50 * MB);
   assert.equal(mixed.promoteBytes, 10 * MB);
   assert.equal(mixed.promotionPaused, false);
   assert.equal(mixed.dramShort, true);
 });
 
-test('plan: maxMBps 0 moves nothing', () => {
+test('lease: maxMBps 0 moves nothing', () => {
   const budget = new MigrationBudget({ now: clock().now, dramFreeWatermarkBytes: 0 });
-  const p = budget.plan('a', 0, { demoteBytes: MB, promoteBytes: MB, dramFreeBytes: 1e12 });
+  const p = budget.lease('a', 0, { demoteBytes: MB, promoteBytes: MB, dramFreeBytes: 1e12 });
   assert.equal(p.demoteBytes + p.promoteBytes, 0);
+});
+
+test('leases held at once share the host bucket: four VMs planning together get 200 MiB in total, not each', async () => {
+  const c = clock();
+  // Host 100 MB/s x 2 s = 200 MiB; each VM's own bucket would allow all of it.
+  const budget = new MigrationBudget({ hostMBps: 100, burstSeconds: 2, dramFreeWatermarkBytes: 0, now: c.now });
+  const leases: number[] = [];
+  let held = 0;
+  let maxHeld = 0;
+  // Four VM rounds interleaved as the engine runs them: each leases, yields (its move_pages run in
+  // its thread), then settles with what it really attempted.
+  await Promise.all(
+    ['a', 'b', 'c', 'd'].map(async (vm, i) => {
+      await new Promise((r) => setImmediate(r));
+      const lease = budget.lease(vm, 1000, { demoteBytes: 200 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+      leases[i] = lease.demoteBytes;
+      held += lease.demoteBytes;
+      maxHeld = Math.max(maxHeld, held);
+      await new Promise((r) => setImmediate(r));
+      lease.settle(lease.demoteBytes);
+      held -= lease.demoteBytes;
+    }),
+  );
+  assert.ok(maxHeld <= 200 * MB, `leases held at once: ${maxHeld / MB} MiB > 200 MiB`);
+  assert.equal(leases.reduce((a, b) => a + b, 0), 200 * MB, 'the host bucket is handed out in full, once');
+  assert.equal(budget.available('e', 1000), 0, 'nothing left until the bucket refills');
+});
+
+test('settle returns what was leased but not attempted, and pays an overrun', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 100, burstSeconds: 1, dramFreeWatermarkBytes: 0, now: c.now });
+  const a = budget.lease('a', 1000, { demoteBytes: 80 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+  assert.equal(a.demoteBytes, 80 * MB);
+  assert.equal(budget.available('b', 1000), 20 * MB, 'reserved at lease time');
+  a.settle(30 * MB); // 50 MiB were skipped (pages gone, aborted round)
+  assert.equal(budget.available('b', 1000), 70 * MB, 'the unattempted rest is back');
+  a.settle(0);
+  assert.equal(budget.available('b', 1000), 70 * MB, 'settle is idempotent');
+  const b = budget.lease('b', 1000, { demoteBytes: 10 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+  b.settle(25 * MB); // a batch overran its lease: paid in full
+  assert.equal(budget.available('c', 1000), 45 * MB);
+  // Refunds never lift a bucket above its capacity, however late the settle comes.
+  const d = budget.lease('c', 1000, { demoteBytes: 45 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+  c.advance(10_000);
+  d.settle(0);
+  assert.equal(budget.available('c', 1000), 100 * MB);
+});
+
+test('unsettled promotions count against free DRAM: two VMs cannot both promote into the same room', () => {
+  const c = clock();
+  const budget = new MigrationBudget({ hostMBps: 10_000, burstSeconds: 1, dramFreeWatermarkBytes: 100 * MB, now: c.now });
+  // 160 MiB free, 100 MiB watermark: 60 MiB of room for promotion on the host.
+  const a = budget.lease('a', 10_000, { demoteBytes: 0, promoteBytes: 50 * MB, dramFreeBytes: 160 * MB });
+  const b = budget.lease('b', 10_000, { demoteBytes: 0, promoteBytes: 50 * MB, dramFreeBytes: 160 * MB });
+  assert.equal(a.promoteBytes, 50 * MB);
+  assert.equal(b.promoteBytes, 10 * MB);
+  a.settle(a.promoteBytes);
+  b.settle(b.promoteBytes);
+  // Settled: the next reading of free DRAM tells what the moves took.
+  const next = budget.lease('b', 10_000, { demoteBytes: 0, promoteBytes: 50 * MB, dramFreeBytes: 160 * MB });
+  assert.equal(next.promoteBytes, 50 * MB);
+  next.settle(0);
 });
 
 test('backoff: exponential from base, capped, reset by success', () => {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DamonTracker, DAMON_STATE_FILE, type DamonOwnerRecord } from '../../src/scan/damon.js';
+import { DamonTracker, DAMON_POOL_FILE, damonStateFile, type DamonOwnerRecord } from '../../src/scan/damon.js';
+import { DamonKdamondPool, LEGACY_DAMON_STATE_FILE } from '../../src/scan/damon-pool.js';
 import { DamonSysfs } from '../../src/scan/damon-sysfs.js';
 import { isVmtierError, KernelError } from '../../src/errors.js';
 import { FakeDamonKernel } from './fake-damon-kernel.js';
@@ -13,12 +14,16 @@ import { FakeDamonKernel } from './fake-damon-kernel.js';
 const MiB = 1024 * 1024;
 const TARGET = 4242;
 const BASE = 0x7f0000000000;
+/** kdamond directories the pool creates in these tests. */
+const SLOTS = 4;
+const STATE0 = damonStateFile(0);
 
 function setup(opts: { avail?: string[]; sync?: boolean } = {}) {
   const k = new FakeDamonKernel({ availOperations: opts.avail });
   k.addProcess(TARGET, 'workload');
   const runDir = mkdtempSync(join(tmpdir(), 'vmtier-damon-run-'));
-  const mk = () => new DamonTracker({ sysfsRoot: k.root, io: k.io({ sync: opts.sync }), procRoot: k.procRoot, runDir, exitHook: false });
+  const mk = (extra: { pool?: DamonKdamondPool; kdamondSlots?: number } = {}) =>
+    new DamonTracker({ sysfsRoot: k.root, io: k.io({ sync: opts.sync }), procRoot: k.procRoot, runDir, exitHook: false, kdamondSlots: SLOTS, ...extra });
   return { k, runDir, mk, done: () => { k.cleanup(); rmSync(runDir, { recursive: true, force: true }); } };
 }
 
@@ -27,8 +32,10 @@ test('creates its own kdamond with fvaddr, fixed regions and a stat scheme that 
   try {
     const t = mk();
     await t.track(TARGET, [{ start: BASE, end: BASE + 8 * MiB }]);
-    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/nr_kdamonds'), String(SLOTS), 'the pool creates its directories at once');
     assert.equal(k.get('kdamonds/0/state'), 'on');
+    assert.equal(k.get('kdamonds/1/state'), 'off');
+    assert.ok(existsSync(join(runDir, DAMON_POOL_FILE)));
     assert.equal(k.get('kdamonds/0/contexts/0/operations'), 'fvaddr');
     assert.equal(k.get('kdamonds/0/contexts/0/targets/0/pid_target'), String(TARGET));
     // The stat scheme's maxima must be raised from the 6.12 default of 0.
@@ -43,13 +50,14 @@ test('creates its own kdamond with fvaddr, fixed regions and a stat scheme that 
       covered += e - s;
     }
     assert.equal(covered, 8 * MiB, 'init regions cover exactly the tracked range');
-    const rec = JSON.parse(readFileSync(join(runDir, DAMON_STATE_FILE), 'utf8')) as DamonOwnerRecord;
+    const rec = JSON.parse(readFileSync(join(runDir, STATE0), 'utf8')) as DamonOwnerRecord;
     assert.equal(rec.kdamond, 0);
     assert.equal(rec.kdamondPid, Number(k.get('kdamonds/0/pid')));
     assert.equal(rec.ownerPid, process.pid);
     await t.close();
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0', 'close removes the kdamond directory');
-    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false, 'close removes the state file');
+    assert.equal(existsSync(join(runDir, STATE0)), false, 'close removes the state file');
+    assert.equal(existsSync(join(runDir, DAMON_POOL_FILE)), false, 'and the last one out the pool file');
     await t.close(); // idempotent
   } finally {
     done();
@@ -116,7 +124,7 @@ test('refuses with TRACKER_BUSY and writes nothing while a foreign kdamond runs'
     const t = mk();
     await assert.rejects(t.track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
     assert.deepEqual(k.writes, []);
-    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+    assert.equal(existsSync(join(runDir, STATE0)), false);
     assert.equal(k.get('kdamonds/0/state'), 'on');
   } finally {
     done();
@@ -150,7 +158,7 @@ test('TRACKER_UNAVAILABLE without vaddr, and the probe kdamond is removed again'
   try {
     await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_UNAVAILABLE'));
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
-    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+    assert.equal(existsSync(join(runDir, STATE0)), false);
   } finally {
     done();
   }
@@ -164,20 +172,26 @@ test('TRACKER_UNAVAILABLE when the sysfs root does not exist', async () => {
 test('crash-restart: a stale kdamond of a dead owner is turned off and removed, then tracking proceeds', async () => {
   const { k, mk, runDir, done } = setup();
   try {
-    const crashed = mk();
+    // The crashed process: its own pool (this process's shared one must not know it).
+    const crashedPool = new DamonKdamondPool(new DamonSysfs(k.root, k.io()), { procRoot: k.procRoot, runDir, slots: SLOTS });
+    const crashed = mk({ pool: crashedPool });
     await crashed.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
     const stalePid = Number(k.get('kdamonds/0/pid'));
-    // Simulate the owner's death: the record now names a process that no longer exists.
-    const path = join(runDir, DAMON_STATE_FILE);
+    // Simulate the owner's death: the records now name a process that no longer exists.
+    const path = join(runDir, STATE0);
     const rec = JSON.parse(readFileSync(path, 'utf8')) as DamonOwnerRecord;
     writeFileSync(path, JSON.stringify({ ...rec, ownerPid: 77777 }));
+    const poolPath = join(runDir, DAMON_POOL_FILE);
+    writeFileSync(poolPath, JSON.stringify({ ...JSON.parse(readFileSync(poolPath, 'utf8')), ownerPid: 77777 }));
     const fresh = mk();
     await fresh.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
-    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/nr_kdamonds'), String(SLOTS));
+    assert.equal(fresh.kdamond, 0, 'the freed slot is taken again');
     assert.equal(k.get('kdamonds/0/state'), 'on');
     assert.notEqual(Number(k.get('kdamonds/0/pid')), stalePid, 'a new kdamond runs');
     assert.ok(k.writes.some((w) => w.path === 'kdamonds/0/state' && w.value === 'off'), 'the stale kdamond was turned off');
     assert.equal((JSON.parse(readFileSync(path, 'utf8')) as DamonOwnerRecord).ownerPid, process.pid);
+    assert.equal(JSON.parse(readFileSync(poolPath, 'utf8')).ownerPid, process.pid, 'the pool is adopted');
     await fresh.close();
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
   } finally {
@@ -185,12 +199,36 @@ test('crash-restart: a stale kdamond of a dead owner is turned off and removed, 
   }
 });
 
-test('crash-restart leaves alone a kdamond that no longer matches the record', async () => {
+test('crash-restart with several VMs: every stale kdamond of the dead owner is turned off', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    const crashedPool = new DamonKdamondPool(new DamonSysfs(k.root, k.io()), { procRoot: k.procRoot, runDir, slots: SLOTS });
+    const pids = [TARGET, 4243, 4244];
+    for (const p of pids.slice(1)) k.addProcess(p, 'qemu');
+    for (const p of pids) await mk({ pool: crashedPool }).track(p, [{ start: BASE, end: BASE + MiB }]);
+    assert.deepEqual([0, 1, 2].map((i) => k.get(`kdamonds/${i}/state`)), ['on', 'on', 'on']);
+    for (const name of [STATE0, damonStateFile(1), damonStateFile(2), DAMON_POOL_FILE]) {
+      const path = join(runDir, name);
+      writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), ownerPid: 77777 }));
+    }
+    const fresh = mk();
+    await fresh.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    assert.deepEqual([1, 2].map((i) => k.get(`kdamonds/${i}/state`)), ['off', 'off']);
+    assert.equal(existsSync(join(runDir, damonStateFile(1))), false);
+    assert.equal(existsSync(join(runDir, damonStateFile(2))), false);
+    await fresh.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
+  } finally {
+    done();
+  }
+});
+
+test('crash-restart leaves alone a kdamond that no longer matches the record (state file of the one-kdamond layout)', async () => {
   const { k, mk, runDir, done } = setup();
   try {
     k.addForeignKdamond('on', 'vaddr');
     const foreignPid = k.get('kdamonds/0/pid');
-    writeFileSync(join(runDir, DAMON_STATE_FILE), JSON.stringify({
+    writeFileSync(join(runDir, LEGACY_DAMON_STATE_FILE), JSON.stringify({
       version: 1, sysfsRoot: k.root, kdamond: 0, kdamondPid: 12345, targetPid: TARGET, ownerPid: 77777, ownerStart: null, createdAt: '',
     }));
     await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
@@ -202,15 +240,81 @@ test('crash-restart leaves alone a kdamond that no longer matches the record', a
   }
 });
 
-test('a live owner of the state file means TRACKER_BUSY for a second tracker', async () => {
-  const { mk, done } = setup();
+test('a live other vmtier process owning the kdamonds means TRACKER_BUSY, with nothing written', async () => {
+  const { k, mk, runDir, done } = setup();
   try {
-    const first = mk();
-    await first.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
-    // The state file names this (live) process, but `second` holds no record: it must not take over.
-    const second = mk();
-    await assert.rejects(second.track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY'));
-    await first.close();
+    k.addProcess(5555, 'node');
+    writeFileSync(join(runDir, DAMON_POOL_FILE), JSON.stringify({
+      version: 1, sysfsRoot: k.root, nrKdamonds: SLOTS, ownerPid: 5555, ownerStart: null, createdAt: '',
+    }));
+    await assert.rejects(mk().track(TARGET, [{ start: BASE, end: BASE + MiB }]), (e) => isVmtierError(e, 'TRACKER_BUSY') && /pid 5555/.test((e as Error).message));
+    assert.deepEqual(k.writes, []);
+  } finally {
+    done();
+  }
+});
+
+test('many VMs: one kdamond each, started at once; a VM beyond the slots is refused saying why, and gets a slot once one frees', async () => {
+  const { k, mk, runDir, done } = setup();
+  try {
+    const vms = [TARGET, 4301, 4302, 4303].map((pid, i) => ({ pid, base: BASE + i * 64 * MiB }));
+    for (const v of vms.slice(1)) k.addProcess(v.pid, 'qemu');
+    for (const v of vms) k.setPresent(v.pid, v.base, v.base + 2 * MiB);
+    // Every VM's first MiB is hot (nr_accesses 1 + its index), its second MiB never accessed.
+    k.accessModel = (r) => {
+      const i = Math.floor((r.start - BASE) / (64 * MiB));
+      return r.start - (BASE + i * 64 * MiB) < MiB ? 1 + i : 0;
+    };
+    const trackers = vms.slice(0, 3).map(() => mk({ kdamondSlots: 3 }));
+    await Promise.all(trackers.map((t, i) => t.track(vms[i]!.pid, [{ start: vms[i]!.base, end: vms[i]!.base + 2 * MiB }])));
+    assert.deepEqual(trackers.map((t) => t.kdamond).sort(), [0, 1, 2], 'one kdamond per VM');
+    for (const t of trackers) {
+      const kd = t.kdamond!;
+      assert.equal(k.get(`kdamonds/${kd}/state`), 'on');
+      assert.equal(k.get(`kdamonds/${kd}/contexts/0/targets/0/pid_target`), String(t.owner!.targetPid));
+      const rec = JSON.parse(readFileSync(join(runDir, damonStateFile(kd)), 'utf8')) as DamonOwnerRecord;
+      assert.equal(rec.kdamondPid, Number(k.get(`kdamonds/${kd}/pid`)), 'one ownership file per kdamond');
+    }
+    // Scans run side by side, each on its own kdamond's regions.
+    const results = await Promise.all(trackers.map((t) => t.scan({ scans: 2, intervalMs: 10 })));
+    for (const r of results) {
+      const c = r.ranges[0]!.counts;
+      assert.equal(c[0], 2);
+      assert.equal(c[255], 2);
+      assert.equal(c[256], 0);
+    }
+    assert.deepEqual(results.map((r) => r.pid), vms.slice(0, 3).map((v) => v.pid));
+    // The fourth VM: every slot is taken.
+    const fourth = mk({ kdamondSlots: 3 });
+    await assert.rejects(fourth.track(vms[3]!.pid, [{ start: vms[3]!.base, end: vms[3]!.base + 2 * MiB }]),
+      (e) => isVmtierError(e, 'TRACKER_BUSY') && /all 3 kdamonds/.test((e as Error).message));
+    const freed = trackers[1]!.kdamond;
+    await trackers[1]!.close();
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '3', 'the others keep running: no directory is recreated');
+    await fourth.track(vms[3]!.pid, [{ start: vms[3]!.base, end: vms[3]!.base + 2 * MiB }]);
+    assert.equal(fourth.kdamond, freed);
+    assert.equal((await fourth.scan({ scans: 1, intervalMs: 10 })).ranges[0]!.counts[0], 1);
+    await Promise.all([trackers[0]!.close(), trackers[2]!.close(), fourth.close()]);
+    assert.equal(k.get('kdamonds/nr_kdamonds'), '0', 'the last one out removes the directories');
+    assert.equal(existsSync(join(runDir, DAMON_POOL_FILE)), false);
+  } finally {
+    done();
+  }
+});
+
+test('a snapshot command refused EBUSY (another kdamond holds DAMON\'s one command slot) is retried', async () => {
+  const { k, mk, done } = setup();
+  try {
+    k.setPresent(TARGET, BASE, BASE + MiB);
+    k.accessModel = () => 1;
+    const t = mk();
+    await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
+    k.busyCommands = 5;
+    const r = await t.scan({ scans: 2, intervalMs: 10 });
+    assert.equal(r.ranges[0]!.counts[0], 2, 'both scans counted');
+    assert.equal(k.busyCommands, 0);
+    assert.equal(t.sysfs.busyRetries, 5);
+    await t.close();
   } finally {
     done();
   }
@@ -226,7 +330,7 @@ test('target exits during a scan: KERNEL_ERROR ESRCH and the kdamond is cleaned 
     const p = t.scan({ scans: 5, intervalMs: 10, onScan: (i) => { if (i === 1) k.removeProcess(TARGET); } });
     await assert.rejects(p, (e) => e instanceof KernelError && e.errno === 3);
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
-    assert.equal(existsSync(join(runDir, DAMON_STATE_FILE)), false);
+    assert.equal(existsSync(join(runDir, STATE0)), false);
   } finally {
     done();
   }
@@ -287,7 +391,8 @@ test('track() again replaces the tracked set on the same kdamond', async () => {
     await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
     const first = Number(k.get('kdamonds/0/pid'));
     await t.track(TARGET, [{ start: BASE + 2 * MiB, end: BASE + 4 * MiB }]);
-    assert.equal(k.get('kdamonds/nr_kdamonds'), '1');
+    assert.equal(k.get('kdamonds/nr_kdamonds'), String(SLOTS));
+    assert.equal(t.kdamond, 0);
     assert.equal(k.get('kdamonds/0/state'), 'on');
     assert.notEqual(Number(k.get('kdamonds/0/pid')), first, 'restarted with the new regions');
     assert.equal(Number(k.get('kdamonds/0/contexts/0/targets/0/regions/0/start')), BASE + 2 * MiB);

@@ -10,7 +10,8 @@
  * 'on' validates operations and the target pid; 'update_schemes_tried_regions' fills
  * tried_regions from a scripted access model, filtered by the scheme's access pattern
  * (whose maxima start at 0 and then match nothing, as in 6.12); the kdamond stops by
- * itself when its target is gone.
+ * itself when its target is gone; commands other than on/off can be made to fail EBUSY
+ * (`busyCommands`), as 6.12's single command slot does while another kdamond's command runs.
  */
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +45,8 @@ export class FakeDamonKernel {
   /** nr_accesses the kernel reports for each piece of a target's regions, per update. */
   accessModel: (region: { start: number; end: number }, update: number) => number = () => 0;
   private updates = 0;
+  /** Commands (not on/off) still to refuse with EBUSY, as 6.12 does while another kdamond's command is in flight. */
+  busyCommands = 0;
   private nextPid = 9000;
   private readonly avail: string[];
   private readonly regionBytes: number;
@@ -186,6 +189,10 @@ export class FakeDamonKernel {
     const ctx = `${kd}/contexts/0`;
     const targetPid = () => Number(this.get(`${ctx}/targets/0/pid_target`));
     if (on && !this.pidAlive(targetPid())) this.stop(k);
+    if (cmd !== 'on' && cmd !== 'off' && this.busyCommands > 0) {
+      this.busyCommands--;
+      throw fsError('EBUSY', 16, path);
+    }
     const running = this.get(`${kd}/state`) === 'on';
     switch (cmd) {
       case 'on': {

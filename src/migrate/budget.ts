@@ -1,8 +1,8 @@
 /**
  * Migration budgets: token buckets in bytes per second, one per VM (the policy's
  * migration.maxMBps) and one for the whole host, so that several VMs moving at once never exceed
- * what the host allows. A round asks for a grant (the smaller of both buckets), moves, and then
- * pays for the bytes it attempted. DRAM pressure shapes the grant: promotion pauses while DRAM
+ * what the host allows. A round takes a lease (the smaller of both buckets, reserved in both at
+ * once), moves, and settles the lease with the bytes it attempted; the unused rest goes back. DRAM pressure shapes the grant: promotion pauses while DRAM
  * free is under the watermark (it would only push something else out), and demotion is served
  * first whenever DRAM is short. The clock is injected for tests.
  */
@@ -46,6 +46,12 @@ export class TokenBucket {
     this.tokens -= bytes;
   }
 
+  /** Returns unused reserved bytes (never above capacity: the bucket refilled meanwhile). */
+  give(bytes: number, now: number): void {
+    this.refill(now);
+    this.tokens = Math.min(this.capacity, this.tokens + bytes);
+  }
+
   private refill(now: number): void {
     const dt = Math.max(0, now - this.last) / 1000;
     this.last = Math.max(this.last, now);
@@ -63,22 +69,29 @@ export interface BudgetOptions {
   now?: () => number;
 }
 
-export interface MovePlanInput {
+export interface LeaseRequest {
   /** Bytes the policy wants to demote / promote this round. */
   demoteBytes: number;
   promoteBytes: number;
-  /** Free bytes on the top tier now. */
+  /** Free bytes on the top tier now (as last read; promotions leased but not yet settled are subtracted). */
   dramFreeBytes: number;
 }
 
-export interface MovePlan {
-  demoteBytes: number;
-  promoteBytes: number;
+/**
+ * Bytes a VM may move now, reserved in its own and the host's bucket until settled. Every lease
+ * must be settled (in a finally) with the bytes really attempted: the unused rest goes back.
+ */
+export interface MoveLease {
+  readonly demoteBytes: number;
+  readonly promoteBytes: number;
   /** Promotion held back by the DRAM watermark. */
-  promotionPaused: boolean;
+  readonly promotionPaused: boolean;
   /** DRAM is short (free below watermark): demotion went first. */
-  dramShort: boolean;
-  grantedBytes: number;
+  readonly dramShort: boolean;
+  /** What the buckets allowed when leased (demote + promote <= this). */
+  readonly grantedBytes: number;
+  /** Pays for the bytes attempted (moved or not: the kernel did the work) and returns the rest. Idempotent. */
+  settle(attemptedBytes: number): void;
 }
 
 export class MigrationBudget {
@@ -88,6 +101,8 @@ export class MigrationBudget {
   private readonly now: () => number;
   private readonly host: TokenBucket;
   private readonly vms = new Map<string, TokenBucket>();
+  /** Promotion bytes leased and not yet settled: DRAM that other VMs' promotions must not count as free. */
+  private promotingBytes = 0;
 
   constructor(opts: BudgetOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -116,25 +131,48 @@ export class MigrationBudget {
   }
 
   /**
-   * Splits what the buckets allow between demotion and promotion. Demotion is served first
-   * (it frees DRAM that promotion needs); promotion never takes DRAM below the watermark.
+   * Leases what the buckets allow, split between demotion and promotion, and reserves it at once
+   * in both buckets, so VMs planning at the same time share the host's bytes instead of each
+   * being granted all of them. Demotion is served first (it frees DRAM that promotion needs);
+   * promotion never takes DRAM below the watermark, counting other VMs' unsettled promotions.
    */
-  plan(vmId: string, vmMBps: number, want: MovePlanInput): MovePlan {
+  lease(vmId: string, vmMBps: number, want: LeaseRequest): MoveLease {
     const granted = this.available(vmId, vmMBps);
     const dramShort = want.dramFreeBytes < this.watermarkBytes;
-    const demoteBytes = Math.min(want.demoteBytes, granted);
+    const demoteBytes = Math.max(0, Math.min(want.demoteBytes, granted));
     // Demoted bytes become free DRAM once moved: promotion may use them.
-    const roomForPromotion = Math.max(0, want.dramFreeBytes + demoteBytes - this.watermarkBytes);
+    const roomForPromotion = Math.max(0, want.dramFreeBytes - this.promotingBytes + demoteBytes - this.watermarkBytes);
     const promotionPaused = want.promoteBytes > 0 && roomForPromotion <= 0;
     const promoteBytes = Math.max(0, Math.min(want.promoteBytes, granted - demoteBytes, roomForPromotion));
-    return { demoteBytes, promoteBytes, promotionPaused, dramShort, grantedBytes: granted };
-  }
-
-  /** Pays for bytes a VM attempted to move (moved or not: the kernel did the work). */
-  consume(vmId: string, vmMBps: number, bytes: number): void {
+    const reserved = demoteBytes + promoteBytes;
+    const vmBucket = this.bucket(vmId, vmMBps);
     const t = this.now();
-    this.bucket(vmId, vmMBps).take(bytes, t);
-    this.host.take(bytes, t);
+    vmBucket.take(reserved, t);
+    this.host.take(reserved, t);
+    this.promotingBytes += promoteBytes;
+    let settled = false;
+    return {
+      demoteBytes,
+      promoteBytes,
+      promotionPaused,
+      dramShort,
+      grantedBytes: granted,
+      settle: (attemptedBytes: number) => {
+        if (settled) return;
+        settled = true;
+        this.promotingBytes -= promoteBytes;
+        // A move that overran its lease is paid in full (buckets may go negative and refill).
+        const refund = reserved - Math.max(0, attemptedBytes);
+        const now = this.now();
+        if (refund >= 0) {
+          vmBucket.give(refund, now);
+          this.host.give(refund, now);
+        } else {
+          vmBucket.take(-refund, now);
+          this.host.take(-refund, now);
+        }
+      },
+    };
   }
 
   forget(vmId: string): void {

@@ -1,0 +1,118 @@
+/**
+ * The DAMON tracker's data path, apart from its control: one round of snapshots of a running
+ * kdamond's regions turned into per-page counts. The control (ownership, setup, intervals) stays
+ * with DamonTracker on the thread that owns the kdamond pool; this part reads thousands of sysfs
+ * files and touches every tracked page, so the daemon runs it in the VM's worker thread
+ * (`DamonTrackerOptions.scanRunner`). The job is plain data so it can cross threads.
+ *
+ * It never writes anything but the snapshot command, and never decides about the kdamond: when
+ * the target or the kdamond is gone it throws DamonGone and leaves cleanup to the tracker.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VmtierError, isVmtierError } from '../errors.js';
+import { DamonSysfs, nodeSysfsIo, type DamonRegion, type SysfsIo } from './damon-sysfs.js';
+import { processAlive, readPresence } from './procfs.js';
+import { abortError } from './request.js';
+import { pagesIn, totalPages } from './runs.js';
+import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult } from './tracker.js';
+
+export interface DamonScanJob {
+  sysfsRoot: string;
+  procRoot: string;
+  kdamond: number;
+  pid: number;
+  /** Normalized (sorted, disjoint) tracked ranges. */
+  ranges: HvaRange[];
+  /** The kdamond's aggregation interval now (snapshots are requested half of it apart). */
+  aggrMs: number;
+  minAccesses: number;
+}
+
+/** Runs a scan job somewhere (in-process, or in a worker thread). */
+export type DamonScanRunner = (job: DamonScanJob, req: ScanRequest) => Promise<ScanResult>;
+
+/** The target exited or its kdamond stopped mid-scan: the tracker cleans up and reports ESRCH. */
+export const DAMON_GONE = 'damon-target-gone';
+
+function gone(why: string): VmtierError {
+  return new VmtierError('KERNEL_ERROR', why, { reason: DAMON_GONE });
+}
+
+export function isDamonGone(e: unknown): boolean {
+  return isVmtierError(e, 'KERNEL_ERROR') && (e as VmtierError).details?.reason === DAMON_GONE;
+}
+
+/** Adds one scan: +1 for every tracked page inside a region with nr_accesses >= minAccesses. */
+export function accumulateRegions(ranges: readonly HvaRange[], regions: readonly DamonRegion[], counts: Uint8Array, minAccesses: number): void {
+  let base = 0;
+  let ri = 0;
+  for (const r of ranges) {
+    while (ri > 0 && regions[ri - 1]!.end > r.start) ri--;
+    for (; ri < regions.length && regions[ri]!.start < r.end; ri++) {
+      const g = regions[ri]!;
+      if (g.nrAccesses < minAccesses || g.end <= r.start) continue;
+      const s = Math.max(g.start, r.start);
+      const e = Math.min(g.end, r.end);
+      if (s >= e) continue;
+      // Region bounds are page aligned for vaddr; round outward defensively.
+      const from = base + Math.floor((s - r.start) / PAGE_SIZE);
+      const to = base + Math.ceil((e - r.start) / PAGE_SIZE);
+      for (let i = from; i < to; i++) counts[i]!++;
+    }
+    base += pagesIn(r);
+  }
+}
+
+/** One round of `req.scans` snapshots of kdamond `job.kdamond`, as per-page counts. */
+export async function scanKdamond(job: DamonScanJob, req: ScanRequest, io: SysfsIo = nodeSysfsIo): Promise<ScanResult> {
+  const t0 = performance.now();
+  const sysfs = new DamonSysfs(job.sysfsRoot, io);
+  const k = job.kdamond;
+  const counts = new Uint8Array(totalPages(job.ranges));
+  try {
+    let lastSnapshot = -Infinity;
+    for (let s = 0; s < req.scans; s++) {
+      if (req.signal?.aborted) throw abortError(req.signal);
+      // Measured in the lab: a snapshot requested right after the previous one returned
+      // sometimes came back with every region at nr_accesses 0 (whole scans lost). Requesting
+      // it half an interval later lands it inside the next aggregation interval.
+      const gap = job.aggrMs / 2 - (performance.now() - lastSnapshot);
+      if (gap > 0) await sleep(gap, undefined, { signal: req.signal }).catch(() => { throw abortError(req.signal!); });
+      let regions: DamonRegion[];
+      try {
+        regions = await sysfs.snapshotRegions(k);
+      } catch (e) {
+        if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
+        throw e;
+      }
+      // kdamond stops by itself when its target exits; an empty snapshot from a dead target is not "idle".
+      if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
+      if ((await sysfs.state(k)) === 'off') throw gone(`kdamond ${k} stopped during the scan`);
+      lastSnapshot = performance.now();
+      accumulateRegions(job.ranges, regions, counts, job.minAccesses);
+      req.onScan?.(s);
+    }
+  } catch (e) {
+    if (isVmtierError(e) || (e as Error).name === 'AbortError') throw e;
+    throw new VmtierError('KERNEL_ERROR', `DAMON scan failed: ${(e as Error).message}`, undefined, { cause: e });
+  }
+  const out: RangeCounts[] = [];
+  let base = 0;
+  for (const r of job.ranges) {
+    const len = pagesIn(r);
+    let present: Uint8Array;
+    try {
+      present = readPresence(job.pid, r, job.procRoot);
+    } catch (e) {
+      if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
+      throw e;
+    }
+    const c = counts.slice(base, base + len);
+    // A not-present page has no accessed bit: its region's verdict does not apply to it.
+    for (let i = 0; i < len; i++) if (!present[i]) c[i] = 0;
+    // DAMON does not report mapping sizes: pageShift stays 0 (unknown).
+    out.push({ start: r.start, end: r.end, counts: c, present, pageShift: new Uint8Array(len) });
+    base += len;
+  }
+  return { tracker: 'damon', pid: job.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
+}

@@ -1,0 +1,80 @@
+// PlacementCache: placement kept from round to round. The "kernel" here is an array of true host
+// nodes that the test changes behind vmtier's back (as NUMA balancing or reclaim demotion would);
+// the query reads it, as move_pages' query mode reads the page tables.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PlacementCache, type PageWindow } from '../../src/migrate/placement-cache.js';
+
+function kernel(pages: number) {
+  const truth = new Int16Array(pages).fill(0);
+  let queried = 0;
+  const query = async (w: PageWindow) => {
+    queried += w.count;
+    return truth.slice(w.first, w.first + w.count);
+  };
+  return { truth, query, queried: () => queried, reset: () => (queried = 0) };
+}
+
+test('first round queries every page; later rounds one window each, and every page again within refreshRounds rounds', async () => {
+  const k = kernel(1000);
+  const pc = new PlacementCache(1000, 8);
+  await pc.refresh(k.query);
+  assert.equal(k.queried(), 1000);
+  assert.equal(pc.windowPages, 125);
+  const seen = new Uint8Array(1000);
+  for (let r = 0; r < 8; r++) {
+    k.reset();
+    const ws = pc.windows();
+    for (const w of ws) for (let p = w.first; p < w.first + w.count; p++) seen[p] = 1;
+    await pc.refresh(k.query);
+    assert.equal(k.queried(), 125, `round ${r}: one window`);
+  }
+  assert.ok(seen.every((x) => x === 1), 'the rotation covers every page in refreshRounds rounds');
+});
+
+test('pages the kernel moved are noticed within refreshRounds rounds, wherever they are (windows wrap)', async () => {
+  const pages = 1003; // not a multiple of the window: the rotation wraps mid-window
+  const k = kernel(pages);
+  const pc = new PlacementCache(pages, 8);
+  await pc.refresh(k.query);
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pending = new Map<number, number>(); // page -> round the kernel moved it
+  let worst = 0;
+  for (let round = 1; round <= 40; round++) {
+    // The kernel demotes a few pages to node 1 (or back) before the round's refresh.
+    for (let i = 0; i < 5; i++) {
+      const p = Math.floor(rand() * pages);
+      k.truth[p] = k.truth[p] === 0 ? 1 : 0;
+      pending.set(p, round);
+    }
+    await pc.refresh(k.query);
+    for (const [p, since] of pending) {
+      if (pc.node[p] === k.truth[p]) {
+        worst = Math.max(worst, round - since + 1);
+        pending.delete(p);
+      }
+    }
+    for (const [, since] of pending) assert.ok(round - since + 1 < 8, `a kernel move stayed unnoticed for ${round - since + 1} rounds`);
+  }
+  assert.ok(worst <= 8, `worst delay ${worst} rounds`);
+  assert.ok(worst > 1, 'not everything is re-queried every round');
+});
+
+test("vmtier's own moves are known at once, without a query", async () => {
+  const k = kernel(64);
+  const pc = new PlacementCache(64, 8);
+  await pc.refresh(k.query);
+  k.reset();
+  const moved = [3, 4, 5, 40];
+  const reached = Uint8Array.of(1, 1, 0, 1); // page 5 was busy and stayed
+  for (let i = 0; i < moved.length; i++) if (reached[i]) k.truth[moved[i]!] = 1;
+  pc.recordMoves(moved, reached, 1);
+  assert.deepEqual([3, 4, 5, 40].map((p) => pc.node[p]), [1, 1, 0, 1]);
+  assert.equal(k.queried(), 0);
+});
+
+test('a query answering the wrong length is refused', async () => {
+  const pc = new PlacementCache(10, 2);
+  await assert.rejects(pc.refresh(async () => new Int16Array(3)), /answered 3 pages for 10/);
+});
