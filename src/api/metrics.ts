@@ -42,6 +42,24 @@ export function createMetrics(deps: { store: Store; inventory: VmInventory }): A
       }
     },
   });
+  new Gauge({
+    name: 'vmtier_store_healthy',
+    help: '1 while the database takes writes; 0 while degraded (disk full, read-only, corrupted file)',
+    registers: [registry],
+    collect() {
+      this.set(deps.store.health().ok ? 1 : 0);
+    },
+  });
+  // A counter read from the store at scrape time (the store counts; prom-client only exports).
+  new Counter({
+    name: 'vmtier_store_dropped_writes_total',
+    help: 'history writes (samples, migration log, sightings) dropped because of storage faults',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(deps.store.health().droppedWrites);
+    },
+  });
   const labels = ['vm', 'guest_node', 'host_node', 'host_tier'] as const;
   const perVm: Array<[string, string, (s: ReturnType<Store['latestSamples']>[number]) => number]> = [
     ['vmtier_vm_hot_bytes', 'hot bytes in the newest round', (s) => s.hotBytes],
@@ -63,7 +81,12 @@ export function createMetrics(deps: { store: Store; inventory: VmInventory }): A
     collect() {
       this.reset();
       for (const { g } of gauges) g.reset();
-      const latest = deps.store.latestSamples();
+      let latest: ReturnType<Store['latestSamples']>;
+      try {
+        latest = deps.store.latestSamples();
+      } catch {
+        return; // unreadable store: vmtier_store_healthy says so; no stale values
+      }
       for (const s of latest) {
         const l = { vm: s.vmUuid, guest_node: String(s.guestNode), host_node: String(s.hostNode), host_tier: s.hostTier };
         for (const { g, pick } of gauges) g.set(l, pick(s));

@@ -87,13 +87,14 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
   const started = Date.now();
   app.get(
     '/healthz',
-    { schema: { summary: 'Liveness: libvirt connection and database schema', tags: ['service'], response: { 200: HealthResponse } } },
+    { schema: { summary: 'Liveness: libvirt connection and database state (degraded while either is faulty)', tags: ['service'], response: { 200: HealthResponse } } },
     async () => {
       const connected = ctx.inventory.connected();
+      const db = ctx.store.health();
       return {
-        status: connected ? ('ok' as const) : ('degraded' as const),
+        status: connected && db.ok ? ('ok' as const) : ('degraded' as const),
         libvirt: { connected },
-        db: { schemaVersion: ctx.store.schemaVersion },
+        db: { schemaVersion: ctx.store.schemaVersion, ok: db.ok, mode: db.mode, error: db.error, droppedWrites: db.droppedWrites },
         uptimeSeconds: (Date.now() - started) / 1000,
       };
     },

@@ -41,7 +41,7 @@ export const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (from >= to) throw new VmtierError('INVALID_INPUT', `from must be before to (from=${iso(from)}, to=${iso(to)})`);
       const stepMs = q.step !== undefined ? parseStep(q.step) : Math.max(1000, Math.ceil((to - from) / 60));
       const vm = await knownVm(ctx, req.params.uuid.toLowerCase());
-      const series = ctx.store.history(vm.uuid, from, to, stepMs);
+      const series = ctx.store.history(vm.uuid, from, to, stepMs, q.source ?? 'auto');
       return {
         uuid: vm.uuid,
         from: iso(from)!,
