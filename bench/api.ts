@@ -1,8 +1,7 @@
 /**
  * bench:api — the HTTP API under load on loopback, with a store of N VMs x H hours of 10-second
  * rounds (default 100 x 24 h, 4 series per VM: 2 guest nodes x 2 host nodes). The store is
- * generated through the store's own ingest (`Store.insertSamples`, one call per round for all
- * VMs, as the engine writes), then kept in a file for the next run. A real `vmtier serve`
+ * generated through the store's own ingest (`Store.insertSamples`, 30 rounds of all VMs per call), then kept in a file for the next run. A real `vmtier serve`
  * process (engine on, managing no domain) answers; the load comes from a separate process
  * (node's http Agent, keep-alive, `--connections` clients) for `--seconds` per endpoint:
  *   history 24 h at 5 m from rollups, the same from raw rows (?source=raw), /v1/vms, /v1/engine, /metrics.
@@ -91,9 +90,10 @@ function generate(path: string, vms: number, hours: number): void {
   for (let v = 0; v < vms; v++) store.recordVmSeen(vmUuid(v), `bench-vm-${v}`, t0);
   const started = performance.now();
   const gib = 2 ** 30;
+  // 30 rounds (5 minutes of every VM) per call: a backfill, one transaction each.
+  let batch: HotnessSample[] = [];
   for (let r = 0; r < rounds; r++) {
     const t = t0 + r * ROUND_MS;
-    const batch: HotnessSample[] = [];
     for (let v = 0; v < vms; v++) {
       const phase = Math.sin((r + v * 37) / 360);
       for (const [g, h, tier] of [[0, 0, 'top'], [0, 1, 'slow'], [1, 0, 'top'], [1, 1, 'slow']] as const) {
@@ -105,7 +105,10 @@ function generate(path: string, vms: number, hours: number): void {
         });
       }
     }
-    store.insertSamples(batch);
+    if (r % 30 === 29 || r === rounds - 1) {
+      store.insertSamples(batch);
+      batch = [];
+    }
     if (r % 1000 === 0) process.stderr.write(`\rgenerating: ${r}/${rounds} rounds (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   }
   store.db.pragma('wal_checkpoint(TRUNCATE)');

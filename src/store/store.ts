@@ -569,8 +569,8 @@ export class Store {
       );
       const roll = this.stmt(
         `INSERT INTO rollups (resolution_ms, series_id, t, samples, hot_sum, warm_sum, cold_sum, scanned_sum, scan_ms_sum, moved_bytes, failures)
-         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (resolution_ms, series_id, t) DO UPDATE SET samples = samples + 1,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (resolution_ms, series_id, t) DO UPDATE SET samples = samples + excluded.samples,
            hot_sum = hot_sum + excluded.hot_sum, warm_sum = warm_sum + excluded.warm_sum, cold_sum = cold_sum + excluded.cold_sum,
            scanned_sum = scanned_sum + excluded.scanned_sum, scan_ms_sum = scan_ms_sum + excluded.scan_ms_sum,
            moved_bytes = moved_bytes + excluded.moved_bytes, failures = failures + excluded.failures`,
@@ -580,14 +580,35 @@ export class Store {
          WHERE id = ? AND (last_t IS NULL OR last_t <= ?)`,
       );
       this._db.transaction(() => {
+        // A batch of several rounds (a backfill) touches each rollup cell and each series' newest
+        // row once; one round (the engine's case) is the same work as row by row.
+        const cells = new Map<string, [number, number, number, number[]]>();
+        const newest = new Map<number, HotnessSample>();
         for (const s of samples) {
           const id = this.seriesId(s);
           raw.run(id, s.t, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures);
           for (const res of ROLLUP_RESOLUTIONS_MS) {
-            roll.run(res, id, Math.floor(s.t / res) * res, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures);
+            const cell = Math.floor(s.t / res) * res;
+            const key = `${res}:${id}:${cell}`;
+            const c = cells.get(key);
+            if (!c) cells.set(key, [res, id, cell, [1, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures]]);
+            else {
+              const v = c[3];
+              v[0]! += 1;
+              v[1]! += s.hotBytes;
+              v[2]! += s.warmBytes;
+              v[3]! += s.coldBytes;
+              v[4]! += s.scannedBytes;
+              v[5]! += s.scanMs;
+              v[6]! += s.movedBytes;
+              v[7]! += s.failures;
+            }
           }
-          last.run(s.t, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures, id, s.t);
+          const n = newest.get(id);
+          if (!n || n.t <= s.t) newest.set(id, s);
         }
+        for (const [res, id, cell, v] of cells.values()) roll.run(res, id, cell, ...v);
+        for (const [id, s] of newest) last.run(s.t, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures, id, s.t);
       })();
     });
   }
