@@ -128,7 +128,7 @@ export async function buildApi(opts: ApiOptions): Promise<AnyFastify> {
     },
   );
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['service'], produces: ['text/plain'] } }, async (_req, reply) => {
-    const text = await metrics.registry.metrics();
+    const text = (await metrics.registry.metrics()) + metrics.perVmText();
     return reply.type(metrics.registry.contentType).send(text);
   });
 
