@@ -26,7 +26,7 @@ export function killAllServed(): void {
   for (const c of running) c.kill('SIGKILL');
 }
 
-export async function startServe(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ServedProcess> {
+export async function startServe(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<ServedProcess> {
   const child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, VMTIER_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
