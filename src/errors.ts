@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'STREAM_CORRUPT'
   | 'SCHEMA_TOO_NEW'
   | 'STORE_ERROR'
+  | 'STORE_UNAVAILABLE'
   | 'LAB_ERROR'
   | 'UNAUTHORIZED'
   | 'CONFIG_ERROR';

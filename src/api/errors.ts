@@ -28,6 +28,7 @@ const STATUS: Record<ErrorCode, number> = {
   KERNEL_ERROR: 500,
   SCHEMA_TOO_NEW: 500,
   STORE_ERROR: 500,
+  STORE_UNAVAILABLE: 503,
   LAB_ERROR: 500,
   STREAM_CORRUPT: 500,
   CONFIG_ERROR: 500,
@@ -54,7 +55,7 @@ export function toHttpError(err: unknown): { status: number; body: ApiErrorBody 
   }
   // fastify's own client errors: malformed JSON, unsupported media type, body too large, ...
   if (fe && typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const code = fe.statusCode === 404 ? 'NOT_FOUND' : fe.statusCode === 401 ? 'UNAUTHORIZED' : 'INVALID_INPUT';
+    const code = fe.statusCode === 404 ? 'NOT_FOUND' : fe.statusCode === 401 ? 'UNAUTHORIZED' : fe.statusCode === 413 ? 'BODY_TOO_LARGE' : 'INVALID_INPUT';
     return { status: fe.statusCode, body: errorBody(code, fe.message ?? 'bad request') };
   }
   return { status: 500, body: errorBody('INTERNAL', 'internal error; see the service log') };

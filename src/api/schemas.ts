@@ -143,7 +143,10 @@ export const HistoryQuery = Type.Object(
   {
     from: Type.Optional(Type.String({ description: 'ISO 8601 time or ms since epoch; default: to - 1 h' })),
     to: Type.Optional(Type.String({ description: 'ISO 8601 time or ms since epoch; default: now' })),
-    step: Type.Optional(Type.String({ description: 'bucket width: ms, or a number with s/m/h/d; default: (to - from) / 60' })),
+    step: Type.Optional(Type.String({ description: 'bucket width: ms, or a number with s/m/h/d; default: (to - from) / 60. Buckets start at multiples of the step since the epoch; a step that is a multiple of 1m, 5m or 1h is answered from rollups' })),
+    source: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('raw')], { description: 'auto (default): rollups where they fit; raw: aggregate raw rows only (slow; equal answer, for checking)' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -179,7 +182,13 @@ export const HistoryResponse = Type.Object({
 export const HealthResponse = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
   libvirt: Type.Object({ connected: Type.Boolean() }),
-  db: Type.Object({ schemaVersion: Type.Integer() }),
+  db: Type.Object({
+    schemaVersion: Type.Integer(),
+    ok: Type.Boolean(),
+    mode: Type.Union([Type.Literal('read-write'), Type.Literal('read-only'), Type.Literal('unavailable')]),
+    error: Type.Union([Type.String(), Type.Null()], { description: 'the storage fault while degraded (disk full, read-only, corrupted file)' }),
+    droppedWrites: Type.Integer({ description: 'history writes dropped because of storage faults since start' }),
+  }),
   uptimeSeconds: Type.Number(),
 });
 

@@ -33,7 +33,10 @@ export async function startService(cfg: VmtierConfig, logger: Logger, engineCfg:
   if (!cfg.token && !isLoopback(cfg.listen.host)) {
     throw new VmtierError('CONFIG_ERROR', `refusing to listen on ${cfg.listen.host} without a token: set VMTIER_TOKEN (or --token / token: in the config)`);
   }
-  const store = Store.open(cfg.db);
+  // A storage fault (disk full, read-only, corrupted file) degrades the service instead of
+  // stopping it: a supervisor restarting it would only crash-loop while the VMs go untiered.
+  const reopenMs = Number(process.env.VMTIER_STORE_REOPEN_MS) || undefined;
+  const store = Store.openResilient(cfg.db, { logger: logger.child({ component: 'store' }), reopenMs });
   const inventory = createLibvirtInventory({ uri: cfg.uri, logger: logger.child({ component: 'libvirt' }) });
   const sightings = recordSightings(inventory, store, { logger: logger.child({ component: 'sightings' }) });
   const retain = () => {

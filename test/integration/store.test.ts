@@ -29,14 +29,14 @@ test('open creates a WAL database with the schema recorded; reopening applies no
   const dir = tempDir(t);
   const path = join(dir, 'sub', 'vmtier.db');
   const s = Store.open(path);
-  assert.equal(s.schemaVersion, 1);
+  assert.equal(s.schemaVersion, 2);
   assert.equal(String(s.db.pragma('journal_mode', { simple: true })), 'wal');
   s.recordVmSeen(UUID, 'vm-a', 1000);
   assert.ok(existsSync(`${path}-wal`));
   s.close();
   const again = Store.open(path);
   const rows = again.db.prepare('SELECT version, name FROM schema_migrations').all();
-  assert.deepEqual(rows, [{ version: 1, name: 'initial' }]);
+  assert.deepEqual(rows, [{ version: 1, name: 'initial' }, { version: 2, name: 'series_rollups' }]);
   assert.equal(again.getVm(UUID)?.name, 'vm-a');
   again.close();
 });
@@ -64,12 +64,12 @@ test('a database written by a newer schema is refused with SCHEMA_TOO_NEW and le
   const path = join(dir, 'newer.db');
   const s = Store.open(path);
   s.recordVmSeen(UUID, 'keep-me', 5);
-  s.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (2, ?, 0)').run('from_the_future');
+  s.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (3, ?, 0)').run('from_the_future');
   s.close();
   assert.throws(() => Store.open(path), (e: Error & { code?: string; details?: Record<string, unknown> }) =>
-    e.code === 'SCHEMA_TOO_NEW' && e.details?.dbVersion === 2 && e.details?.knownVersion === 1);
+    e.code === 'SCHEMA_TOO_NEW' && e.details?.dbVersion === 3 && e.details?.knownVersion === 2);
   const raw = new BetterSqlite3(path, { readonly: true });
-  assert.equal((raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 2);
+  assert.equal((raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 3);
   assert.equal((raw.prepare('SELECT name FROM vms').get() as { name: string }).name, 'keep-me');
   raw.close();
 });
@@ -174,12 +174,42 @@ test('retention: full resolution for 24 h, coarse buckets after, dropped after 3
   assert.equal(r.droppedMigrations, 1);
   assert.equal(r.coarsened, 29 * 24 * 60);
   assert.equal(r.coarseRows, 29 * 24 * 12);
-  assert.equal(count('SELECT COUNT(*) AS n FROM hotness_samples WHERE resolution_ms = 0'), 24 * 60);
-  assert.equal(count(`SELECT COUNT(*) AS n FROM hotness_samples WHERE t < ${now - 30 * 24 * hour}`), 0);
+  assert.equal(count('SELECT COUNT(*) AS n FROM samples WHERE resolution_ms = 0'), 24 * 60);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM samples WHERE t < ${now - 30 * 24 * hour}`), 0);
   // Hour buckets over coarsened days equal those computed from the raw rows.
   assert.deepEqual(s.history(UUID, ...window), before);
   assert.deepEqual(s.history(UUID, now - 2 * hour, now, 60_000), recentBefore);
   assert.equal(s.migrations(UUID, 0, now).length, 1);
   // Idempotent: a second pass right away changes nothing.
-  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0 });
+  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 });
+});
+
+test('0002 moves a 0001 database into series, samples and rollups without changing its history', (t) => {
+  const dir = tempDir(t);
+  const mdir = join(dir, 'migrations');
+  mkdirSync(mdir);
+  copyFileSync(join(MIGRATIONS_DIR, '0001_initial.sql'), join(mdir, '0001_initial.sql'));
+  const path = join(dir, 'old.db');
+  const old = Store.open(path, { migrationsDir: mdir });
+  const t0 = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const ins = old.db.prepare(
+    `INSERT INTO hotness_samples (t, vm_uuid, guest_node, host_node, host_tier, hot_bytes, warm_bytes, cold_bytes, scanned_bytes, scan_ms, moved_bytes, failures)
+     VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, 1, ?, 0)`,
+  );
+  for (let i = 0; i < 720; i++) {
+    ins.run(t0 + i * 10_000, UUID, 0, 0, 'top', 4096 * (i % 7), 4096 * (i % 3), 4096 * (i % 2));
+    ins.run(t0 + i * 10_000, UUID, 0, 1, 'slow', 8192, 0, 0);
+  }
+  old.close();
+  const s = Store.open(path);
+  t.after(() => s.close());
+  assert.equal(s.schemaVersion, 2);
+  assert.equal(s.db.prepare("SELECT name FROM sqlite_master WHERE name = 'hotness_samples'").get(), undefined);
+  assert.equal((s.db.prepare('SELECT COUNT(*) AS n FROM samples').get() as { n: number }).n, 1440);
+  const range: [number, number] = [t0, t0 + 7200_000];
+  for (const step of [60_000, 300_000, 3600_000]) {
+    assert.deepEqual(s.history(UUID, ...range, step), s.history(UUID, ...range, step, 'raw'), `step ${step}`);
+  }
+  assert.equal(s.history(UUID, ...range, 3600_000)[0]!.buckets[0]!.samples, 360);
+  assert.deepEqual(s.latestSamples().map((x) => [x.hostNode, x.t]), [[0, t0 + 719 * 10_000], [1, t0 + 719 * 10_000]]);
 });

@@ -7,6 +7,21 @@ import { HistoryQuery, HistoryResponse, VmParams, errors } from '../schemas.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
 
+/**
+ * Bucket starts are multiples of the step, the same for every VM and every poll: formatting
+ * them once (a day at 5 minutes is 288 strings per series) saves most of a response's CPU.
+ */
+const isoCache = new Map<number, string>();
+function bucketIso(ms: number): string {
+  let s = isoCache.get(ms);
+  if (s === undefined) {
+    if (isoCache.size >= 100_000) isoCache.clear();
+    s = new Date(ms).toISOString();
+    isoCache.set(ms, s);
+  }
+  return s;
+}
+
 export function parseTime(text: string, what: string): number {
   const t = /^\d+$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN;
   if (!Number.isSafeInteger(t)) throw new VmtierError('INVALID_INPUT', `${what} must be an ISO 8601 time or ms since epoch, got ${JSON.stringify(text)}`);
@@ -41,13 +56,28 @@ export const historyRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (from >= to) throw new VmtierError('INVALID_INPUT', `from must be before to (from=${iso(from)}, to=${iso(to)})`);
       const stepMs = q.step !== undefined ? parseStep(q.step) : Math.max(1000, Math.ceil((to - from) / 60));
       const vm = await knownVm(ctx, req.params.uuid.toLowerCase());
-      const series = ctx.store.history(vm.uuid, from, to, stepMs);
+      const series = ctx.store.history(vm.uuid, from, to, stepMs, q.source ?? 'auto');
       return {
         uuid: vm.uuid,
         from: iso(from)!,
         to: iso(to)!,
         stepMs,
-        series: series.map((s) => ({ ...s, buckets: s.buckets.map((b) => ({ ...b, start: iso(b.start)! })) })),
+        series: series.map((s) => ({
+          guestNode: s.guestNode,
+          hostNode: s.hostNode,
+          hostTier: s.hostTier,
+          buckets: s.buckets.map((b) => ({
+            start: bucketIso(b.start),
+            hotBytes: b.hotBytes,
+            warmBytes: b.warmBytes,
+            coldBytes: b.coldBytes,
+            scannedBytes: b.scannedBytes,
+            scanMs: b.scanMs,
+            movedBytes: b.movedBytes,
+            failures: b.failures,
+            samples: b.samples,
+          })),
+        })),
       };
     },
   );

@@ -1,0 +1,209 @@
+/**
+ * bench:api — the HTTP API under load on loopback, with a store of N VMs x H hours of 10-second
+ * rounds (default 100 x 24 h, 4 series per VM: 2 guest nodes x 2 host nodes). The store is
+ * generated through the store's own ingest (`Store.insertSamples`, 30 rounds of all VMs per call), then kept in a file for the next run. A real `vmtier serve`
+ * process (engine on, managing no domain) answers; the load comes from a separate process
+ * (node's http Agent, keep-alive, `--connections` clients) for `--seconds` per endpoint:
+ *   history 24 h at 5 m from rollups, the same from raw rows (?source=raw), /v1/vms, /v1/engine, /metrics.
+ * Prints requests/s, p50 and p99 per endpoint, the rollup/raw ratios, the store size per VM per day,
+ * and /metrics latency alone.
+ *
+ *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db]
+ */
+import { fork, spawn } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Store, type HotnessSample } from '../src/store/store.js';
+
+interface LoadJob {
+  url: string;
+  token: string;
+  paths: string[];
+  connections: number;
+  durationMs: number;
+}
+
+interface LoadResult {
+  ms: number[];
+  statuses: Record<string, number>;
+  elapsedMs: number;
+}
+
+const TOKEN = 'bench-api-token-0123456789abcdef';
+const ROUND_MS = 10_000;
+const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+
+function arg(name: string, dflt: number): number;
+function arg(name: string, dflt: string): string;
+function arg(name: string, dflt: number | string): number | string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  return typeof dflt === 'number' ? Number(process.argv[i + 1]) : process.argv[i + 1]!;
+}
+
+/** The load generator (child process): keep-alive clients requesting `paths` round-robin. */
+async function worker(job: LoadJob): Promise<LoadResult> {
+  const u = new URL(job.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: job.connections });
+  const ms: number[] = [];
+  const statuses: Record<string, number> = {};
+  const end = performance.now() + job.durationMs;
+  let next = 0;
+  const one = (path: string) =>
+    new Promise<number>((resolve) => {
+      const req = request({ agent, host: u.hostname, port: u.port, path, headers: { authorization: `Bearer ${job.token}` } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: job.connections }, async () => {
+      while (performance.now() < end) {
+        const path = job.paths[next++ % job.paths.length]!;
+        const s = performance.now();
+        const status = await one(path);
+        ms.push(performance.now() - s);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+      }
+    }),
+  );
+  agent.destroy();
+  return { ms, statuses, elapsedMs: performance.now() - t0 };
+}
+
+function vmUuid(i: number): string {
+  return `b0000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+}
+
+/** Writes the store through Store.insertSamples, one round of every VM per call. */
+function generate(path: string, vms: number, hours: number): void {
+  const store = Store.open(path);
+  const rounds = (hours * 3600_000) / ROUND_MS;
+  const end = Math.floor(Date.now() / ROUND_MS) * ROUND_MS;
+  const t0 = end - rounds * ROUND_MS;
+  for (let v = 0; v < vms; v++) store.recordVmSeen(vmUuid(v), `bench-vm-${v}`, t0);
+  const started = performance.now();
+  const gib = 2 ** 30;
+  // 30 rounds (5 minutes of every VM) per call: a backfill, one transaction each.
+  let batch: HotnessSample[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const t = t0 + r * ROUND_MS;
+    for (let v = 0; v < vms; v++) {
+      const phase = Math.sin((r + v * 37) / 360);
+      for (const [g, h, tier] of [[0, 0, 'top'], [0, 1, 'slow'], [1, 0, 'top'], [1, 1, 'slow']] as const) {
+        const hot = Math.round((0.2 + 0.1 * phase) * gib / 4096) * 4096;
+        batch.push({
+          t, vmUuid: vmUuid(v), guestNode: g, hostNode: h, hostTier: tier,
+          hotBytes: h === 0 ? hot : hot >> 3, warmBytes: 64 << 20, coldBytes: gib - hot, scannedBytes: 2 * gib,
+          scanMs: 4 + ((r + v) % 7), movedBytes: (r + v) % 6 === 0 ? 4096 * ((r * 31 + v) % 2000) : 0, failures: (r + v) % 97 === 0 ? 1 : 0,
+        });
+      }
+    }
+    if (r % 30 === 29 || r === rounds - 1) {
+      store.insertSamples(batch);
+      batch = [];
+    }
+    if (r % 1000 === 0) process.stderr.write(`\rgenerating: ${r}/${rounds} rounds (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  }
+  store.db.pragma('wal_checkpoint(TRUNCATE)');
+  store.close();
+  process.stderr.write(`\rgenerated ${rounds} rounds x ${vms} VMs x 4 series in ${((performance.now() - started) / 1000).toFixed(0)} s through Store.insertSamples\n`);
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
+}
+
+async function load(job: LoadJob): Promise<LoadResult> {
+  const child = fork(fileURLToPath(import.meta.url), ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve(m as LoadResult));
+    child.once('error', reject);
+    child.send(job);
+  });
+}
+
+async function main(): Promise<void> {
+  const vms = arg('vms', 100);
+  const hours = arg('hours', 24);
+  const seconds = arg('seconds', 5);
+  const connections = arg('connections', 10);
+  const db = arg('db', join(tmpdir(), `vmtier-bench-api-${vms}x${hours}h-v2.db`));
+  if (!existsSync(db)) generate(db, vms, hours);
+  const probe = Store.open(db);
+  const dataEnd = (probe.db.prepare('SELECT MAX(last_t) AS t FROM series').get() as { t: number }).t + 1;
+  const rows = (probe.db.prepare('SELECT COUNT(*) AS n FROM samples').get() as { n: number }).n;
+  const rollupRows = (probe.db.prepare('SELECT COUNT(*) AS n FROM rollups').get() as { n: number }).n;
+  const vmCount = (probe.db.prepare('SELECT COUNT(DISTINCT vm_uuid) AS n FROM series').get() as { n: number }).n;
+  const days = hours / 24;
+  const bytes = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
+  probe.close();
+
+  const served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--manage', '^vmtier-bench-api-manages-nothing$'], {
+    env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  served.stdout!.on('data', (b) => (out = (out + b).slice(-100_000)));
+  const deadline = Date.now() + 60_000;
+  while (!/"url":"(http:[^"]+)"/.test(out)) {
+    if (Date.now() > deadline || served.exitCode !== null) throw new Error(`serve did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = /"url":"(http:[^"]+)"/.exec(out)![1]!;
+  try {
+    const from = dataEnd - 24 * 3600_000;
+    const hist = (source: string) => Array.from({ length: vmCount }, (_, i) => `/v1/vms/${vmUuid(i)}/history?from=${from}&to=${dataEnd}&step=5m${source}`);
+    // Warm-up: every VM's history once (page cache and prepared statements).
+    await load({ url, token: TOKEN, paths: hist(''), connections: 2, durationMs: 1000 });
+    const metricsAlone: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const t = performance.now();
+      const r = await fetch(`${url}/metrics`);
+      await r.text();
+      metricsAlone.push(performance.now() - t);
+    }
+    const phases: Array<[string, string[]]> = [
+      ['history 24 h @ 5m (rollups)', hist('')],
+      ['history 24 h @ 5m (raw rows)', hist('&source=raw')],
+      ['/v1/vms', ['/v1/vms']],
+      ['/v1/engine', ['/v1/engine']],
+      ['/metrics', ['/metrics']],
+    ];
+    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number }> = [];
+    for (const [name, paths] of phases) {
+      const r = await load({ url, token: TOKEN, paths, connections, durationMs: seconds * 1000 });
+      const sorted = r.ms.sort((a, b) => a - b);
+      const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
+      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad });
+    }
+    const m = metricsAlone.sort((a, b) => a - b);
+    console.log(`bench:api on this host: ${vmCount} VMs x ${hours} h of 10-s rounds (${rows.toLocaleString()} raw rows, ${rollupRows.toLocaleString()} rollup cells), ` +
+      `${connections} keep-alive connections from a separate process, ${seconds} s per endpoint, load average ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`);
+    console.log(`store: ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(bytes / vmCount / days / 2 ** 20).toFixed(2)} MiB per VM per day (raw rows + rollups + indexes)`);
+    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200');
+    for (const r of results) {
+      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)}`);
+    }
+    const [roll, raw] = [results[0]!, results[1]!];
+    console.log(`history rollups vs raw rows in this run: ${(roll.rps / raw.rps).toFixed(1)}x the requests/s, p50 ${(raw.p50 / roll.p50).toFixed(1)}x and p99 ${(raw.p99 / roll.p99).toFixed(1)}x lower`);
+    console.log(`/metrics alone (${vmCount} VMs, sequential): p50 ${pct(m, 50).toFixed(2)} ms, max ${m[m.length - 1]!.toFixed(2)} ms`);
+  } finally {
+    served.kill('SIGTERM');
+  }
+}
+
+if (process.argv.includes('--worker')) {
+  process.once('message', async (job) => {
+    const r = await worker(job as LoadJob);
+    process.send!(r, () => process.exit(0));
+  });
+} else {
+  await main();
+}
