@@ -67,8 +67,8 @@ function fill(dbPath: string): void {
       }
       store.insertSamples(batch);
     }
-    // VM 0's memory: the first quarter hot in DRAM, the second cold in DRAM, and on the slow
-    // half a warm band that sweeps through [1/2, 3/4) over the day (half of it promoted), the rest cold.
+    // VM 0's memory: the first quarter hot in DRAM, the second cold in DRAM, and on the slow half
+    // a hot band not promoted yet that sweeps through [1/2, 3/4) over the day, the rest cold.
     const pages = (2 * GiB) / 4096;
     const segments = [{ firstPage: 0, pages: pages / 2, guestNode: 0 }, { firstPage: pages / 2, pages: pages / 2, guestNode: 1 }];
     const variants = Array.from({ length: 16 }, (_, v) => {
@@ -77,8 +77,8 @@ function fill(dbPath: string): void {
       const band = pages / 2 + (v * pages) / 64;
       for (let p = 0; p < pages; p++) {
         const inBand = p >= band && p < band + pages / 64;
-        counts[p] = p < pages / 4 ? 4 : inBand ? 2 : 0;
-        tiers[p] = p < pages / 2 || (inBand && p % 2 === 0) ? TIER_DRAM : TIER_SLOW;
+        counts[p] = p < pages / 4 || inBand ? 4 : 0;
+        tiers[p] = p < pages / 2 ? TIER_DRAM : TIER_SLOW;
       }
       return heatFrameOf({ segments, totalPages: pages, pageSize: 4096, counts, scans: 4, tiers }, 0);
     });
@@ -192,7 +192,9 @@ test('VMs page: 100 VMs x 24 h load to interactive; every number equals the API;
   await page.waitForSelector(`#vm-table tbody tr[data-uuid="${uuidOf(VMS - 1)}"]`);
   const loadMs = Date.now() - t0;
   console.log(`dashboard: VMs page with ${VMS} VMs x 24 h history interactive in ${loadMs} ms (host, real HTTP, headless Chromium)`);
+  const ta = performance.now();
   const api = await apiGet('/v1/dashboard/vms');
+  console.log(`dashboard: GET /v1/dashboard/vms (${api.vms.length} VMs) answered in ${Math.round(performance.now() - ta)} ms`);
   const fields = ['dramBytes', 'slowBytes', 'hotBytes', 'warmBytes', 'coldBytes', 'movedLastHourBytes'];
   const shown = await page.$$eval('#vm-table tbody tr', (trs) =>
     trs.map((tr) => ({
@@ -319,6 +321,8 @@ test('heatmap: drawn from the heat API; a hot DRAM region and a cold slow region
   assert.ok(px.hot[0]! > px.hot[2]!, `hot DRAM is orange: ${px.hot}`);
   assert.ok(px.cold[2]! > px.cold[0]!, `cold slow is blue: ${px.cold}`);
   assert.ok(dist(px.hot, px.mid) > 60, `hot DRAM ${px.hot} vs cold DRAM ${px.mid}`);
+  await page.click('button[data-range="24h"]');
+  await page.waitForFunction(() => Number(document.querySelector('#heatmap')?.getAttribute('data-columns')) > 400);
   await shot(page, 'heatmap');
   assert.deepEqual(errors.filter((e) => !/401 \(Unauthorized\)/.test(e)), []);
   await page.context().close();
