@@ -16,6 +16,7 @@ import type { HostTopology } from '../host/topology.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
 import type { TrackerOptions } from '../scan/index.js';
 import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
+import { recordHeat } from '../store/heat-history.js';
 import type { HotnessSample, Store } from '../store/store.js';
 import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
 import type { VmInventory } from '../vm/inventory.js';
@@ -561,6 +562,8 @@ export class VmLoop {
       });
     }
     if (samples.length > 0) this.d.store.insertSamples(samples);
+    // The dashboard's heatmap: placement as read this round (before its moves), heat if scanned.
+    recordHeat(this.d.store, this.uuid, t, { segments: pm.segments, totalPages: pm.totalPages, pageSize: PAGE_SIZE, counts, scans, tiers });
     phase('record');
     this.status.rounds++;
     this.status.lastRound = summary;

@@ -8,6 +8,7 @@ import { Engine } from '../daemon/engine.js';
 import { engineSettings, type EngineSettings } from '../daemon/options.js';
 import { VmtierError } from '../errors.js';
 import { readHostTopology } from '../host/topology.js';
+import { heatHistoryOf } from '../store/heat-history.js';
 import { recordSightings } from '../store/sightings.js';
 import { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
@@ -42,7 +43,7 @@ export async function startService(cfg: VmtierConfig, logger: Logger, engineCfg:
   const retain = () => {
     try {
       const r = store.applyRetention(Date.now(), cfg.retention);
-      logger.debug({ retention: r }, 'retention applied');
+      logger.debug({ retention: r, heat: heatHistoryOf(store).applyRetention(Date.now(), cfg.retention) }, 'retention applied');
     } catch (err) {
       logger.error({ err }, 'retention failed');
     }
