@@ -179,46 +179,89 @@ test('traces: vm column, gzip, and INVALID_TRACE errors that name the line', asy
   }
 });
 
-test('memopt: 1:1 pairs only when the hot count exceeds the cold count by 2 or more', async () => {
-  // DRAM 1 page (2 pages, 50%). A (page 0) touched first → DRAM; B (page 1) slow.
+test('memopt: hot = seen in every one of the 6 walks, 1:1 pairs only with a count gap of 2 or more', async () => {
+  // DRAM 1 page (2 pages, 50%). A (page 0) touched first → DRAM; B (page 1) slow. A fixed 1 s
+  // interval (the sweep knob) with 1 s epochs: a period is epochs 0..5.
   const dir = tmp();
   try {
     const mk = (aEpochs: number[], bEpochs: number[]): string => {
       const rows: string[] = ['epoch,page,accesses'];
-      for (let e = 0; e < 8; e++) {
+      for (let e = 0; e < 12; e++) {
         if (aEpochs.includes(e)) rows.push(`${e},0,1`);
         if (bEpochs.includes(e)) rows.push(`${e},1,1`);
       }
       writeFileSync(join(dir, 'm.csv'), rows.join('\n') + '\n');
       return join(dir, 'm.csv');
     };
-    // Round = epochs 0..3 (N=4, interval 1). A count 1, B count 4: gap 3 → swap from epoch 4.
-    let { moves } = await run(mk([0], [0, 1, 2, 3, 4, 5, 6, 7]), 'memopt', 0.5);
-    assert.deepEqual(moves[0], { epoch: 4, promote: [1], demote: [0] });
-    // A count 2, B count 3: gap 1 → no swap.
-    ({ moves } = await run(mk([0, 1], [0, 1, 2]), 'memopt', 0.5));
+    const memopt = () => makePolicy('memopt', { memoptIntervalMs: 1000 });
+    // B seen in all 6 walks, A in 2 (gap 4) → swap from epoch 6.
+    let { moves } = await run(mk([0, 1], [0, 1, 2, 3, 4, 5, 6]), memopt(), 0.5);
+    assert.deepEqual(moves[0], { epoch: 6, promote: [1], demote: [0] });
+    // B seen in 5 of 6 walks: not hot in the archived code's steady state.
+    ({ moves } = await run(mk([0, 1], [0, 1, 2, 3, 4]), memopt(), 0.5));
+    assert.deepEqual(moves, []);
+    // A seen in 5 walks, B in 6: gap 1 → no swap.
+    ({ moves } = await run(mk([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]), memopt(), 0.5));
     assert.deepEqual(moves, []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('tpp: a slow page is promoted on its second hint fault (active LRU), the LRU tail is demoted', async () => {
+test('tpp (6.12 model): kswapd demotes at the watermarks with second chance, a promotion without room fails and wakes kswapd', async () => {
   const dir = tmp();
   try {
-    // --pages 100, DRAM 50 pages, reclaim watermark 1 page (2%). Epoch 0: pages 0..49 fill DRAM
-    // (LRU tail = page 0), B = page 50 lands in the slow tier and faults once (now active).
-    // Reclaim restores the watermark by demoting page 0. Epoch 1: B faults again → promoted into
-    // the free page from epoch 2, and reclaim demotes the new tail, page 1.
+    // --pages 100, DRAM 50. Watermark gap max(1, 0.1 % of 50) = 1: low 2, high 3, promo 4; "enough"
+    // free = 4 + 50/16. Epoch 0: pages 0..49 fill DRAM, B = page 50 lands slow. Free 0 < low:
+    // kswapd reclaims to high; every page was just referenced, so each gets a second chance and
+    // the first three go: demote 0,1,2 from epoch 1. The scan at 1 s unmaps B. Epoch 1: B faults
+    // (latency ≈ 0 < 1000 ms) but free DRAM (3) is not above high + 1: the promotion fails and
+    // kswapd reclaims up to the promo watermark (page 3). Epoch 2: B faults again after the next
+    // scan, free DRAM (4) is above high + 1: promoted from epoch 3.
     const rows = ['epoch,page,accesses'];
     for (let p = 0; p < 50; p++) rows.push(`0,${p},1`);
     for (let e = 0; e < 4; e++) rows.push(`${e},50,10000`);
     writeFileSync(join(dir, 't.csv'), rows.join('\n') + '\n');
-    const { moves } = await run(join(dir, 't.csv'), 'tpp', 0.5, 100);
+    const { moves, r } = await run(join(dir, 't.csv'), 'tpp', 0.5, 100);
     assert.deepEqual(moves, [
-      { epoch: 1, promote: [], demote: [0] },
-      { epoch: 2, promote: [50], demote: [1] },
+      { epoch: 1, promote: [], demote: [0, 1, 2] },
+      { epoch: 2, promote: [], demote: [3] },
+      { epoch: 3, promote: [50], demote: [] },
     ]);
+    assert.ok(r.trackingCpu > 0, 'hint faults cost tracking CPU');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tpp (6.12 model): a fault whose latency since the scan is at or above the hot threshold is not promoted; the rate limit caps candidates per second', async () => {
+  const dir = tmp();
+  try {
+    // 0.5 s epochs, DRAM 60 of 120 pages, the first 60 touched every epoch (DRAM stays full and
+    // referenced). Slow pages 60..89 are touched once every 4 epochs (2 s): their fault comes
+    // ≥ 1 s after the scan that unmapped them → never promoted. Pages 90..119 are touched every
+    // epoch with many accesses: latency < 0.5 s → candidates; with a 1 MB/s rate limit (256
+    // pages/s) all may go, with the limit at 0.004 MB/s (1 page/s) at most one per second.
+    const rows = ['epoch,page,accesses'];
+    for (let e = 0; e < 40; e++) {
+      for (let p = 0; p < 60; p++) rows.push(`${e},${p},50`);
+      if (e % 4 === 1) for (let p = 60; p < 90; p++) rows.push(`${e},${p},1`);
+      for (let p = 90; p < 120; p++) rows.push(`${e},${p},50`);
+    }
+    writeFileSync(join(dir, 'th.csv'), rows.join('\n') + '\n');
+    const t = await loadTrace(join(dir, 'th.csv'));
+    const promoted = (rate: number) => {
+      const moves: MoveRecord[] = [];
+      simulateSync(t.meta, t.batches, makePolicy('tpp', { tppRateLimitMBps: rate }), { ...cfg(0.5), epochMs: 500 }, (m) => moves.push(m));
+      return moves.flatMap((m) => m.promote);
+    };
+    const fast = promoted(1);
+    const rare = fast.filter((p) => p >= 60 && p < 90);
+    // A rare page can pass only right after a page that first-touch put in DRAM was demoted and
+    // unmapped less than 1 s before its access (pages 60..62 were placed in DRAM at epoch 1).
+    assert.ok(rare.length <= 3 && fast.length > 100, `rare pages promoted ${rare.length} times of ${fast.length}`);
+    const slow = promoted(0.004);
+    assert.ok(slow.length <= 21 && slow.length < fast.length, `1 page/s over 20 s: ${slow.length} promotions`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
