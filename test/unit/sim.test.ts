@@ -403,3 +403,58 @@ test('CLI end to end: gen, sim --json keys, and an independent scorer replaying 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('engine clock: a scan window of 1/k epoch sees a page with c accesses with probability 1 − (1 − 1/k)^c, seeded and reproducible', async () => {
+  // 200 pages with 1 access per epoch and 200 with 5, over 50 epochs; scans of 1/4 epoch.
+  const rows = ['epoch,page,accesses'];
+  for (let e = 0; e < 50; e++) for (let p = 0; p < 400; p++) rows.push(`${e},${p},${p < 200 ? 1 : 5}`);
+  const dir = tmp();
+  try {
+    writeFileSync(join(dir, 'k.csv'), rows.join('\n') + '\n');
+    const t = await loadTrace(join(dir, 'k.csv'));
+    const collect = (seed: number) => {
+      const seen = [0, 0];
+      let scans = 0;
+      const pol = new Scripted({ epochsPerScan: 0.25, scansPerRound: 4 }, (ctx) => {
+        scans += ctx.scansPerRound;
+        for (let p = 0; p < 400; p++) seen[p < 200 ? 0 : 1]! += ctx.counts[p]!;
+        assert.ok(Math.abs(ctx.wallMs - 1000) < 1e-9, 'a round of 4 quarter-epoch scans lasts one 1 s epoch');
+        return null;
+      });
+      const r = simulateSync(t.meta, t.batches, pol, { ...cfg(0.5), seed });
+      return { p1: seen[0]! / (200 * scans), p5: seen[1]! / (200 * scans), r };
+    };
+    const a = collect(3);
+    assert.ok(Math.abs(a.p1 - 0.25) < 0.02, `1 access: seen fraction ${a.p1} vs 0.25`);
+    assert.ok(Math.abs(a.p5 - (1 - 0.75 ** 5)) < 0.02, `5 accesses: seen fraction ${a.p5} vs ${1 - 0.75 ** 5}`);
+    assert.deepEqual(collect(3).p1, a.p1, 'same seed, same sightings');
+    assert.notEqual(collect(4).p1, a.p1, 'another seed, other sightings');
+    // Tracking: 4 scans per epoch over 400 present pages at 20 ns, plus 270 ns per young page.
+    const expectNs = 50 * 4 * 400 * 20 + (a.p1 * 200 + a.p5 * 200) * 200 * 270;
+    assert.ok(Math.abs(a.r.trackingCpu - expectNs / (50 * 1000 * 1e6)) < 1e-9, `tracking CPU ${a.r.trackingCpu}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('units and references: 2 MiB units cost 512× a page to move; the paying clairvoyant lies between the free oracle and static', async () => {
+  const dir = tmp();
+  try {
+    const f = join(dir, 'z.csv.gz');
+    await generateTrace('phase', f, { pages: 400, epochs: 120, accesses: 2000, seed: 2, phaseEpochs: 40 });
+    const t = await loadTrace(f);
+    const small = simulateSync(t.meta, t.batches, makePolicy('vmtier'), cfg(0.25));
+    const huge = simulateSync(t.meta, t.batches, makePolicy('vmtier'), { ...cfg(0.25), unitBytes: 2 * 1048576 });
+    assert.equal(small.migratedBytes % 4096, 0);
+    assert.equal(huge.migratedBytes % (2 * 1048576), 0);
+    assert.ok(huge.migratedBytes === 0 || huge.migratedBytes / huge.promotions / (small.migratedBytes / Math.max(1, small.promotions)) > 500);
+    const { bestClairvoyant } = await import('../../src/sim/policies.js');
+    const c = bestClairvoyant(t.meta, t.batches, cfg(0.25));
+    const o = simulateSync(t.meta, t.batches, makePolicy('oracle'), cfg(0.25));
+    const s = simulateSync(t.meta, t.batches, makePolicy('static'), cfg(0.25));
+    assert.ok(o.slowdown <= c.slowdown && c.slowdown < s.slowdown, `oracle ${o.slowdown} ≤ clairvoyant ${c.slowdown} < static ${s.slowdown}`);
+    assert.ok(c.migratedBytes > 0, 'the clairvoyant moves, and pays');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
