@@ -134,7 +134,7 @@ export class TieringPolicy {
 
   constructor(options: TieringOptions = {}) {
     this.opt = {
-      minIntervalMultiplier: options.minIntervalMultiplier ?? 1 / 8,
+      minIntervalMultiplier: options.minIntervalMultiplier ?? 1 / 100,
       maxIntervalMultiplier: options.maxIntervalMultiplier ?? 8,
       minScansPerRound: options.minScansPerRound ?? 2,
       heatAlpha: options.heatAlpha ?? 0.5,

@@ -7,11 +7,18 @@
  *  - then the epoch's rows in trace order: a row with accesses > 0 on a page that has no tier yet
  *    places it (first touch: DRAM while DRAM has room, else slow); every access costs its page's
  *    tier latency;
+ *  - one clock: every epoch lasts `epochMs` of wall time; scan intervals, budgets and rate limits
+ *    are wall-clock quantities that policies convert with it;
  *  - the tracker: a scan covering epochs [a, b) sees a page iff it had accesses > 0 in one of them;
- *    a round is N scans; at its end the policy gets per-page counts (0..N) and returns moves that
- *    take effect from the next epoch;
- *  - each migrated page costs 4096 B ÷ migration bandwidth (free for the oracle); a promote of a
- *    page with no tier yet (the oracle only) is a placement, not a migration.
+ *    a scan shorter than an epoch (k scans per epoch, each covering f = 1/k of it) sees a page with
+ *    c accesses in the epoch with probability 1 − (1 − f)^c, drawn from a seeded generator; a round
+ *    is N scans ending at an epoch boundary; at its end the policy gets per-page counts and returns
+ *    moves that take effect from the next epoch. The policy never sees access counts;
+ *  - each migrated unit costs unitBytes ÷ migration bandwidth (free for the oracle); a promote of a
+ *    unit with no tier yet (the oracle only) is a placement, not a migration;
+ *  - tracking cost (CPU, reported beside the slowdown, not added to it): per present unit per
+ *    accessed-bit scan plus per young unit found (bench:scan's kmod figures), or what a policy
+ *    charges itself (tpp: per hint fault and per unmapped page).
  */
 import { VmtierError } from '../errors.js';
 import type { EpochBatch, TraceMeta } from './trace.js';
@@ -29,51 +36,104 @@ export interface SimConfig {
   slowLatencyNs: number;
   /** GB/s = bytes per ns. */
   migrationGBps: number;
+  /** Wall-clock duration of one epoch (the one clock every interval, budget and rate limit uses). */
+  epochMs?: number;
+  /** Bytes per unit (a trace page): 4096, or 2 MiB for traces grouped into huge-page units. */
+  unitBytes?: number;
+  /** Seed of the sub-epoch scan sampling (and of tpp's modelled fault times). */
+  seed?: number;
+  /** Accessed-bit tracking CPU per present unit per scan, and per young unit found, ns. */
+  scanNsPerUnit?: number;
+  scanNsPerYoungUnit?: number;
 }
 
-export const DEFAULT_SIM_CONFIG: SimConfig = { dramRatio: 0.25, dramLatencyNs: 100, slowLatencyNs: 300, migrationGBps: 3.3 };
+export const DEFAULT_SIM_CONFIG: SimConfig = { dramRatio: 0.25, dramLatencyNs: 100, slowLatencyNs: 300, migrationGBps: 3.3, epochMs: 1000, unitBytes: SIM_PAGE_BYTES, seed: 1 };
+
+/**
+ * Tracking cost per scan, from bench:scan (README "Accessed-bit tracking", lab, 4 KiB pages, kmod
+ * read+clear pass plus decode): 5.23 ms/GiB with every A bit clear, 76.4 ms/GiB with every bit set,
+ * i.e. about 20 ns per scanned 4 KiB page and 270 ns more per young one. 2 MiB units: 3.25 ms/GiB
+ * clear and 29.9 ms/GiB set → 6.3 µs per unit and 52 µs more per young unit.
+ */
+export function scanCost(unitBytes: number): { perUnit: number; perYoung: number } {
+  if (unitBytes >= 2 * 1048576) return { perUnit: 6300, perYoung: 52000 };
+  return { perUnit: 20, perYoung: 270 };
+}
+
+/** Small seeded generator (mulberry32) for the scan sampling. */
+export class SimRng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 0x9e3779b9;
+  }
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+}
 
 export interface Moves {
   promote: ArrayLike<number>;
   demote: ArrayLike<number>;
 }
 
-/** What a policy may look at (read only). */
+/** What a policy may look at: no array it could write, no access count. */
 export interface SimView {
   meta: TraceMeta;
-  /** DRAM capacity in pages: ⌊dramRatio × pages⌋. */
+  /** DRAM capacity in units: ⌊dramRatio × units⌋. */
   capacity: number;
-  tiers: Uint8Array;
-  cfg: SimConfig;
+  cfg: Required<SimConfig>;
+  tierOf(p: number): number;
   dramUsed(): number;
+  /** Units that have a tier (touched at least once). */
+  presentUnits(): number;
+  /** A policy that tracks by itself (tpp's hint faults) charges its CPU here, ns. */
+  chargeTracking(ns: number): void;
+}
+
+/**
+ * One epoch as a fault-driven tracker sees it: the units accessed in it (in order of first
+ * access), each with the modelled time of its first access (ms from the epoch start: the first of
+ * c uniform arrivals), never the count itself.
+ */
+export interface EpochTouches {
+  epoch: number;
+  pages: Int32Array;
+  firstAccessMs: Float64Array;
+  length: number;
 }
 
 export interface RoundContext {
   /** The last epoch of the round (moves apply from epoch + 1). */
   epoch: number;
-  /** Per page: scans of this round that saw it. */
+  /** Per unit: scans of this round that saw it (a copy). */
   counts: Uint8Array;
-  /** Pages with counts > 0, in order of first access this round. */
+  /** Units with counts > 0, in order of first sighting this round. */
   seen: Int32Array;
-  /** Per page: true accesses this round (only for pages in `seen`). The tracker cannot see these;
-   *  only tpp uses them, to order its hint faults (a page accessed more faults sooner). */
-  accesses: Float64Array;
-  /** The plan the round was gathered with. */
+  /** Per unit tier at the end of the round (a copy). */
+  tiers: Uint8Array;
+  /** The plan the round was gathered with: epochs per scan (< 1: several scans per epoch) and the scans taken. */
   epochsPerScan: number;
   scansPerRound: number;
-  /** Simulated time of the round (its access and migration cost), ns. */
-  elapsedNs: number;
+  /** Wall-clock duration of the round, ms. */
+  wallMs: number;
 }
 
 export interface SimPolicy {
   readonly name: string;
   /** The oracle: migrations cost nothing and may place untouched pages. */
   readonly migrationFree?: boolean;
+  /** Accessed-bit scans cost tracking CPU (false for static and for fault-driven tpp). */
+  readonly scans?: boolean;
   init(view: SimView): void;
-  /** The scan plan for the round that starts now. */
+  /** The scan plan for the round that starts now (epochsPerScan < 1: 1/epochsPerScan scans per epoch). */
   plan(): { epochsPerScan: number; scansPerRound: number };
   endRound(ctx: RoundContext): Moves | null;
-  /** The oracle only: chooses DRAM for epoch `batch.epoch` knowing its accesses. */
+  /** Fault-driven trackers (tpp): each epoch's touches; moves returned take effect from the next epoch. */
+  afterEpoch?(touches: EpochTouches): Moves | null;
+  /** References only (oracle, clairvoyant): chooses DRAM for epoch `batch.epoch` knowing its accesses. */
   beforeEpoch?(batch: EpochBatch): Moves | null;
 }
 
@@ -88,6 +148,8 @@ export interface SimResult {
   promotions: number;
   demotions: number;
   pingPongs: number;
+  /** Tracking CPU as a share of one CPU over the trace's wall time. */
+  trackingCpu: number;
 }
 
 /** One --emit-moves line: the moves in effect from `epoch` on, in dense ids. */
@@ -98,9 +160,11 @@ export interface MoveRecord {
 }
 
 export class SimRun {
-  readonly tiers: Uint8Array;
   readonly capacity: number;
+  readonly cfg: Required<SimConfig>;
+  private readonly tiers: Uint8Array;
   private dram = 0;
+  private present = 0;
   private costNs = 0;
   private accesses = 0;
   private dramAccesses = 0;
@@ -108,31 +172,50 @@ export class SimRun {
   private promotions = 0;
   private demotions = 0;
   private pingPongs = 0;
+  private trackingNs = 0;
   private readonly lastMoveEpoch: Int32Array;
   private readonly lastMoveDir: Int8Array;
   private readonly counts: Uint8Array;
   private readonly seenInScan: Uint8Array;
-  private readonly roundAccesses: Float64Array;
+  private readonly epochAcc: Float64Array;
   private scanSeen: number[] = [];
   private roundSeen: number[] = [];
   private pending: Moves | null = null;
   private epochsPerScan = 1;
+  private scansPerEpoch = 1;
   private scansPerRound = 1;
   private scanEpochsLeft = 0;
   private scansLeft = 0;
+  private scansTaken = 0;
+  private roundEpochs = 0;
   private nextEpoch = 0;
-  private roundStartNs = 0;
-  private readonly migrationNsPerPage: number;
+  private readonly migrationNsPerUnit: number;
+  private readonly rng: SimRng;
+  private readonly touchRng: SimRng;
+  private readonly touches: EpochTouches;
 
   constructor(
     readonly meta: TraceMeta,
     readonly policy: SimPolicy,
-    readonly cfg: SimConfig,
+    cfgIn: SimConfig,
     private readonly onMoves?: (rec: MoveRecord) => void,
   ) {
+    const unitBytes = cfgIn.unitBytes ?? SIM_PAGE_BYTES;
+    const sc = scanCost(unitBytes);
+    const cfg: Required<SimConfig> = {
+      epochMs: 1000,
+      seed: 1,
+      scanNsPerUnit: sc.perUnit,
+      scanNsPerYoungUnit: sc.perYoung,
+      ...Object.fromEntries(Object.entries(cfgIn).filter(([, v]) => v !== undefined)),
+      unitBytes,
+    } as Required<SimConfig>;
+    this.cfg = cfg;
     if (!(cfg.dramRatio >= 0 && cfg.dramRatio <= 1)) throw new VmtierError('INVALID_INPUT', `dram ratio must be within [0, 1], got ${cfg.dramRatio}`);
     if (!(cfg.migrationGBps > 0)) throw new VmtierError('INVALID_INPUT', `migration bandwidth must be > 0 GB/s, got ${cfg.migrationGBps}`);
     if (!(cfg.dramLatencyNs > 0) || !(cfg.slowLatencyNs >= 0)) throw new VmtierError('INVALID_INPUT', 'latencies must be positive');
+    if (!(cfg.epochMs > 0)) throw new VmtierError('INVALID_INPUT', `epoch duration must be > 0 ms, got ${cfg.epochMs}`);
+    if (!(cfg.unitBytes >= 4096)) throw new VmtierError('INVALID_INPUT', `unit size must be >= 4096 bytes, got ${cfg.unitBytes}`);
     const n = meta.pages;
     this.capacity = Math.floor(cfg.dramRatio * n + 1e-9);
     this.tiers = new Uint8Array(n).fill(TIER_NONE);
@@ -140,19 +223,40 @@ export class SimRun {
     this.lastMoveDir = new Int8Array(n);
     this.counts = new Uint8Array(n);
     this.seenInScan = new Uint8Array(n);
-    this.roundAccesses = new Float64Array(n);
-    this.migrationNsPerPage = policy.migrationFree ? 0 : SIM_PAGE_BYTES / cfg.migrationGBps;
-    policy.init({ meta, capacity: this.capacity, tiers: this.tiers, cfg, dramUsed: () => this.dram });
+    this.epochAcc = new Float64Array(n);
+    this.migrationNsPerUnit = policy.migrationFree ? 0 : cfg.unitBytes / cfg.migrationGBps;
+    this.rng = new SimRng(cfg.seed);
+    this.touchRng = new SimRng(cfg.seed ^ 0x5bd1e995);
+    this.touches = { epoch: 0, pages: new Int32Array(1024), firstAccessMs: new Float64Array(1024), length: 0 };
+    const tiers = this.tiers;
+    policy.init({
+      meta,
+      capacity: this.capacity,
+      cfg,
+      tierOf: (p) => tiers[p]!,
+      dramUsed: () => this.dram,
+      presentUnits: () => this.present,
+      chargeTracking: (ns) => void (this.trackingNs += ns),
+    });
     this.startRound();
   }
 
   private startRound(): void {
     const p = this.policy.plan();
-    this.epochsPerScan = Math.max(1, Math.round(p.epochsPerScan));
+    const eps = Number.isFinite(p.epochsPerScan) && p.epochsPerScan > 0 ? p.epochsPerScan : 1;
+    if (eps >= 1 - 1e-9) {
+      this.epochsPerScan = Math.max(1, Math.round(eps));
+      this.scansPerEpoch = 1;
+    } else {
+      // Scans shorter than an epoch: k per epoch, each covering 1/k of it.
+      this.epochsPerScan = 1;
+      this.scansPerEpoch = Math.min(64, Math.max(1, Math.round(1 / eps)));
+    }
     this.scansPerRound = Math.min(255, Math.max(1, Math.round(p.scansPerRound)));
     this.scanEpochsLeft = this.epochsPerScan;
     this.scansLeft = this.scansPerRound;
-    this.roundStartNs = this.costNs;
+    this.scansTaken = 0;
+    this.roundEpochs = 0;
   }
 
   step(batch: EpochBatch): void {
@@ -172,6 +276,8 @@ export class SimRun {
     const tiers = this.tiers;
     const dramLat = this.cfg.dramLatencyNs;
     const slowLat = this.cfg.slowLatencyNs;
+    const epochAcc = this.epochAcc;
+    const touched: number[] = [];
     for (let i = 0; i < batch.length; i++) {
       const a = batch.accesses[i]!;
       if (a <= 0) continue;
@@ -180,6 +286,7 @@ export class SimRun {
       if (t === TIER_NONE) {
         t = this.dram < this.capacity ? TIER_DRAM : TIER_SLOW;
         tiers[p] = t;
+        this.present++;
         if (t === TIER_DRAM) this.dram++;
       }
       this.accesses += a;
@@ -187,36 +294,86 @@ export class SimRun {
         this.dramAccesses += a;
         this.costNs += a * dramLat;
       } else this.costNs += a * slowLat;
-      this.roundAccesses[p] += a;
-      if (this.seenInScan[p] === 0) {
-        this.seenInScan[p] = 1;
-        this.scanSeen.push(p);
+      if (epochAcc[p] === 0) touched.push(p);
+      epochAcc[p] += a;
+    }
+    if (this.policy.afterEpoch) {
+      const tv = this.touches;
+      if (tv.pages.length < touched.length) {
+        tv.pages = new Int32Array(touched.length * 2);
+        tv.firstAccessMs = new Float64Array(touched.length * 2);
       }
+      tv.epoch = e;
+      tv.length = touched.length;
+      const ms = this.cfg.epochMs;
+      for (let i = 0; i < touched.length; i++) {
+        const p = touched[i]!;
+        tv.pages[i] = p;
+        // The first of c accesses spread uniformly over the epoch.
+        tv.firstAccessMs[i] = ms * (1 - Math.pow(1 - this.touchRng.next(), 1 / epochAcc[p]!));
+      }
+      const m = this.policy.afterEpoch(tv);
+      if (m && (m.promote.length > 0 || m.demote.length > 0)) this.pending = m;
     }
+    this.scanEpoch(touched);
+    for (const p of touched) epochAcc[p] = 0;
+  }
 
-    if (--this.scanEpochsLeft > 0) return;
-    for (const p of this.scanSeen) {
-      this.seenInScan[p] = 0;
-      if (this.counts[p]++ === 0) this.roundSeen.push(p);
+  /** The accessed-bit tracker's view of one epoch. */
+  private scanEpoch(touched: number[]): void {
+    this.roundEpochs++;
+    const k = this.scansPerEpoch;
+    const charge = this.policy.scans !== false;
+    if (k === 1) {
+      for (const p of touched) {
+        if (this.seenInScan[p] === 0) {
+          this.seenInScan[p] = 1;
+          this.scanSeen.push(p);
+        }
+      }
+      if (--this.scanEpochsLeft > 0) return;
+      if (charge) this.trackingNs += this.present * this.cfg.scanNsPerUnit + this.scanSeen.length * this.cfg.scanNsPerYoungUnit;
+      for (const p of this.scanSeen) {
+        this.seenInScan[p] = 0;
+        if (this.counts[p] === 0) this.roundSeen.push(p);
+        if (this.counts[p]! < 255) this.counts[p]!++;
+      }
+      this.scanSeen = [];
+      this.scanEpochsLeft = this.epochsPerScan;
+      this.scansTaken++;
+      this.scansLeft--;
+    } else {
+      // k scans inside this epoch, each seeing a page with c accesses with probability 1 − (1 − 1/k)^c.
+      let young = 0;
+      for (const p of touched) {
+        const q = 1 - Math.pow(1 - 1 / k, this.epochAcc[p]!);
+        let seen = 0;
+        for (let j = 0; j < k; j++) if (this.rng.next() < q) seen++;
+        if (seen === 0) continue;
+        young += seen;
+        if (this.counts[p] === 0) this.roundSeen.push(p);
+        this.counts[p] = Math.min(255, this.counts[p]! + seen);
+      }
+      if (charge) this.trackingNs += k * this.present * this.cfg.scanNsPerUnit + young * this.cfg.scanNsPerYoungUnit;
+      this.scansTaken += k;
+      this.scansLeft -= k;
     }
-    this.scanSeen = [];
-    this.scanEpochsLeft = this.epochsPerScan;
-    if (--this.scansLeft > 0) return;
+    if (this.scansLeft > 0) return;
     const m = this.policy.endRound({
-      epoch: e,
-      counts: this.counts,
+      epoch: this.nextEpoch - 1,
+      counts: Uint8Array.from(this.counts),
       seen: Int32Array.from(this.roundSeen),
-      epochsPerScan: this.epochsPerScan,
-      scansPerRound: this.scansPerRound,
-      elapsedNs: this.costNs - this.roundStartNs,
-      accesses: this.roundAccesses,
+      tiers: Uint8Array.from(this.tiers),
+      epochsPerScan: k === 1 ? this.epochsPerScan : 1 / k,
+      scansPerRound: Math.min(255, this.scansTaken),
+      wallMs: this.roundEpochs * this.cfg.epochMs,
     });
-    for (const p of this.roundSeen) {
-      this.counts[p] = 0;
-      this.roundAccesses[p] = 0;
-    }
+    for (const p of this.roundSeen) this.counts[p] = 0;
     this.roundSeen = [];
-    this.pending = m && (m.promote.length > 0 || m.demote.length > 0) ? m : null;
+    if (m && (m.promote.length > 0 || m.demote.length > 0)) {
+      // A fault-driven policy's own moves for this epoch go first (they were decided first).
+      this.pending = this.pending ? { promote: [...Array.from(this.pending.promote), ...Array.from(m.promote)], demote: [...Array.from(this.pending.demote), ...Array.from(m.demote)] } : m;
+    }
     this.startRound();
   }
 
@@ -239,6 +396,7 @@ export class SimRun {
       if (t === TIER_NONE && this.policy.migrationFree) {
         tiers[p] = TIER_DRAM;
         this.dram++;
+        this.present++;
         promote.push(p);
         continue;
       }
@@ -259,7 +417,7 @@ export class SimRun {
     this.lastMoveDir[p] = dir;
     this.lastMoveEpoch[p] = e;
     this.migrated++;
-    this.costNs += this.migrationNsPerPage;
+    this.costNs += this.migrationNsPerUnit;
   }
 
   result(): SimResult {
@@ -271,10 +429,11 @@ export class SimRun {
       accesses: this.accesses,
       slowdown: this.costNs / (this.accesses * this.cfg.dramLatencyNs),
       dramHitRatio: this.dramAccesses / this.accesses,
-      migratedBytes: this.migrated * SIM_PAGE_BYTES,
+      migratedBytes: this.migrated * this.cfg.unitBytes,
       promotions: this.promotions,
       demotions: this.demotions,
       pingPongs: this.pingPongs,
+      trackingCpu: this.trackingNs / (Math.max(1, this.nextEpoch) * this.cfg.epochMs * 1e6),
     };
   }
 }

@@ -7,30 +7,41 @@
 import { TieringPolicy, TIER_NONE as P_NONE, parsePolicy, type TierPolicy, type TierPolicyInput, type VmRoundInput, type ScanPlan, type TieringOptions } from '../policy/index.js';
 import { VmtierError } from '../errors.js';
 import {
-  SIM_PAGE_BYTES,
   TIER_DRAM,
   TIER_NONE,
   TIER_SLOW,
+  simulateSync,
+  type EpochTouches,
   type Moves,
   type RoundContext,
+  type SimConfig,
   type SimPolicy,
+  type SimResult,
   type SimView,
 } from './engine.js';
-import type { EpochBatch } from './trace.js';
+import type { EpochBatch, TraceMeta } from './trace.js';
 
 export const POLICY_NAMES = ['vmtier', 'static', 'memopt', 'tpp', 'oracle'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
-export function makePolicy(name: string, opts: { vmtierPolicy?: TierPolicyInput } = {}): SimPolicy {
+export interface PolicyOptions {
+  vmtierPolicy?: TierPolicyInput;
+  /** memopt's main knob: a fixed scan interval in ms (default: auto-tuned as the archived code does). */
+  memoptIntervalMs?: number;
+  /** tpp's main knob: numa_balancing_promote_rate_limit_MBps (default 65536, the kernel's). */
+  tppRateLimitMBps?: number;
+}
+
+export function makePolicy(name: string, opts: PolicyOptions = {}): SimPolicy {
   switch (name) {
     case 'vmtier':
       return new VmtierSim(opts.vmtierPolicy);
     case 'static':
       return new StaticSim();
     case 'memopt':
-      return new MemoptSim();
+      return new MemoptSim(opts.memoptIntervalMs);
     case 'tpp':
-      return new TppSim();
+      return new TppSim(opts.tppRateLimitMBps);
     case 'oracle':
       return new OracleSim();
     default:
@@ -39,9 +50,10 @@ export function makePolicy(name: string, opts: { vmtierPolicy?: TierPolicyInput 
 }
 
 /**
- * vmtier: the daemon's decision core. One epoch is the base scan interval, so the plan's interval
- * multiplier is rounded to whole epochs (at least 1). All VMs are scanned in lockstep, as one
- * daemon clock would: the round uses the fastest plan any VM asks for.
+ * vmtier: the daemon's decision core with the daemon's scan schedule. The plan's interval
+ * (policy.scan.intervalMs × multiplier, wall clock) becomes epochs per scan through the one clock;
+ * an interval shorter than an epoch is several scans per epoch. All VMs are scanned in lockstep, as
+ * one daemon clock would: the round uses the fastest plan any VM asks for.
  */
 export class VmtierSim implements SimPolicy {
   readonly name = 'vmtier';
@@ -53,7 +65,7 @@ export class VmtierSim implements SimPolicy {
   /** `tiering` overrides the decision core's internal options (experiments only; the CLI never sets them). */
   constructor(policy: TierPolicyInput = {}, tiering: TieringOptions = {}) {
     this.policy = parsePolicy({ ...policy, mode: 'tier' });
-    this.core = new TieringPolicy({ minScansPerRound: 2, ...tiering, minIntervalMultiplier: 1 });
+    this.core = new TieringPolicy(tiering);
   }
 
   init(view: SimView): void {
@@ -65,24 +77,25 @@ export class VmtierSim implements SimPolicy {
     let m = Infinity;
     let n = Infinity;
     for (const p of this.plans) {
-      m = Math.min(m, Math.max(1, Math.round(p.intervalMultiplier)));
+      m = Math.min(m, p.intervalMultiplier);
       n = Math.min(n, p.scansPerRound);
     }
-    return { epochsPerScan: m, scansPerRound: n };
+    return { epochsPerScan: (m * this.policy.scan.intervalMs) / this.view.cfg.epochMs, scansPerRound: n };
   }
 
   endRound(ctx: RoundContext): Moves {
-    const { meta, tiers } = this.view;
-    const plan: ScanPlan = { intervalMultiplier: ctx.epochsPerScan, scansPerRound: ctx.scansPerRound };
+    const { meta, cfg } = this.view;
+    // The plan as it ran (intervals rounded to the clock, rounds ending on epoch boundaries).
+    const plan: ScanPlan = { intervalMultiplier: (ctx.epochsPerScan * cfg.epochMs) / this.policy.scan.intervalMs, scansPerRound: ctx.scansPerRound };
     const vms: VmRoundInput[] = meta.vms.map((vm, v) => ({
       vmId: vm,
       policy: this.policy,
       counts: ctx.counts.subarray(meta.vmOffsets[v]!, meta.vmOffsets[v + 1]!),
-      tiers: tiers.subarray(meta.vmOffsets[v]!, meta.vmOffsets[v + 1]!),
-      pageBytes: SIM_PAGE_BYTES,
+      tiers: ctx.tiers.subarray(meta.vmOffsets[v]!, meta.vmOffsets[v + 1]!),
+      pageBytes: cfg.unitBytes,
       plan,
     }));
-    const d = this.core.decide({ dramCapacityBytes: this.view.capacity * SIM_PAGE_BYTES, vms });
+    const d = this.core.decide({ dramCapacityBytes: this.view.capacity * cfg.unitBytes, vms });
     const promote: number[] = [];
     const demote: number[] = [];
     d.vms.forEach((vd, v) => {
@@ -97,12 +110,13 @@ export class VmtierSim implements SimPolicy {
 // The policy core and the simulator agree on tier codes; a change on one side must fail loudly.
 if (P_NONE !== TIER_NONE) throw new Error('tier codes differ between src/policy and src/sim');
 
-/** static: first-touch placement, never migrates. */
+/** static: first-touch placement, never migrates, never scans. */
 export class StaticSim implements SimPolicy {
   readonly name = 'static';
+  readonly scans = false;
   init(): void {}
   plan(): { epochsPerScan: number; scansPerRound: number } {
-    return { epochsPerScan: 1, scansPerRound: 1 };
+    return { epochsPerScan: 1e6, scansPerRound: 255 };
   }
   endRound(): null {
     return null;
@@ -110,71 +124,76 @@ export class StaticSim implements SimPolicy {
 }
 
 /**
- * memopt: intel/memory-optimizer as published (the RFC's daemon).
- *  - N = 4 scans per round (the RFC's 3..10; the same N as vmtier's default so that only the
- *    decision rules differ); the scan interval (whole epochs, 1..16) is auto-tuned by a
- *    least-squares fit over the last 5 (interval, young pages per scan) points toward
- *    young = all × dram_percent / 200 = half the DRAM capacity;
- *  - hot = slow-tier pages with count > N/2, from the highest count down; cold = DRAM pages with
- *    count <= N/2, from the lowest count up (select_top_pages);
- *  - budget 256 MiB per period (one round) = 65536 pages; the DRAM deficit (free DRAM) is filled
- *    by promotions alone, the rest of the budget is split evenly into 1:1 promote/demote pairs;
- *  - a pair is skipped (and pairing stops) when hot count − cold count < 2 (anti-thrash).
+ * memopt: intel/memory-optimizer (the RFC's daemon, archived) as its code runs it (ANCHORS.md):
+ *  - a period is 6 walks (Option.h defaults: nr_scans 3 × nr_scan_rounds 2); the interval between
+ *    walks starts at GlobalScan::INITIAL_INTERVAL (0.1 s) within [MIN_INTERVAL 0.001 s,
+ *    MAX_INTERVAL 10 s] and is re-fitted each period by interpolating the last 5 (interval, young
+ *    pages per walk) points toward young = all × dram_percent / 200 (GlobalScan::update_interval),
+ *    where dram_percent is DRAM's share of the pages, so the target is half the DRAM capacity;
+ *  - in steady state a page is hot only when seen in *every* walk of the period
+ *    (GlobalScan::calc_migrate_count; EPTMigrate::select_top_pages with default options); cold =
+ *    DRAM pages from the lowest count up;
+ *  - 256 MiB per period (one_period_migration_size); the DRAM deficit (free DRAM) is filled by
+ *    promotions alone and the rest of the budget goes to 1:1 promote/demote pairs; a pair is skipped
+ *    (and pairing stops) when hot count − cold count < 2 (the anti-thrash gap).
+ * Main knob for the sweep: a fixed interval (option `interval`, no re-fitting).
  */
 export class MemoptSim implements SimPolicy {
-  readonly name = 'memopt';
-  static readonly N = 4;
-  static readonly BUDGET_PAGES = (256 * 1048576) / SIM_PAGE_BYTES;
-  static readonly MAX_INTERVAL = 16;
+  readonly name: string = 'memopt';
+  static readonly WALKS = 6;
+  static readonly BUDGET_BYTES = 256 * 1048576;
+  static readonly INITIAL_INTERVAL_MS = 100;
+  static readonly MIN_INTERVAL_MS = 1;
+  static readonly MAX_INTERVAL_MS = 10_000;
+  static readonly GAP = 2;
   private view!: SimView;
-  private interval = 1;
+  private intervalMs: number;
   private readonly history: [number, number][] = [];
+
+  constructor(private readonly fixedIntervalMs?: number) {
+    this.intervalMs = fixedIntervalMs ?? MemoptSim.INITIAL_INTERVAL_MS;
+    if (fixedIntervalMs !== undefined) this.name = `memopt@${fixedIntervalMs}ms`;
+  }
 
   init(view: SimView): void {
     this.view = view;
   }
 
   plan(): { epochsPerScan: number; scansPerRound: number } {
-    return { epochsPerScan: this.interval, scansPerRound: MemoptSim.N };
+    return { epochsPerScan: this.intervalMs / this.view.cfg.epochMs, scansPerRound: MemoptSim.WALKS };
   }
 
   endRound(ctx: RoundContext): Moves {
-    const { tiers, capacity } = this.view;
+    const { capacity, cfg } = this.view;
+    const { counts, tiers } = ctx;
     const N = ctx.scansPerRound;
-    const counts = ctx.counts;
-    // Bucket pages by count: hot from N down, cold from 0 up, ties in page order.
-    const hotBuckets: number[][] = Array.from({ length: N + 1 }, () => []);
+    const hot: number[] = [];
     const coldBuckets: number[][] = Array.from({ length: N + 1 }, () => []);
     let young = 0;
     for (let p = 0; p < tiers.length; p++) {
       const t = tiers[p];
-      const c = counts[p]!;
+      const c = Math.min(N, counts[p]!);
       young += c;
-      if (t === TIER_SLOW && c * 2 > N) hotBuckets[c]!.push(p);
-      else if (t === TIER_DRAM && c * 2 <= N) coldBuckets[c]!.push(p);
+      if (t === TIER_SLOW && c === N) hot.push(p);
+      else if (t === TIER_DRAM && c + MemoptSim.GAP <= N) coldBuckets[c]!.push(p);
     }
-    const hot: number[] = [];
-    for (let c = N; c >= 0; c--) for (const p of hotBuckets[c]!) hot.push(p);
     const cold: number[] = [];
     for (let c = 0; c <= N; c++) for (const p of coldBuckets[c]!) cold.push(p);
     const free = capacity - this.view.dramUsed();
-    const budget = MemoptSim.BUDGET_PAGES;
+    const budget = Math.floor(MemoptSim.BUDGET_BYTES / cfg.unitBytes);
     const promoteOnly = Math.min(Math.max(0, free), hot.length, budget);
     const promote = hot.slice(0, promoteOnly);
     const demote: number[] = [];
     const pairs = Math.floor((budget - promoteOnly) / 2);
     for (let i = 0; i < pairs && promoteOnly + i < hot.length && i < cold.length; i++) {
-      const h = hot[promoteOnly + i]!;
-      const c = cold[i]!;
-      if (counts[h]! - counts[c]! < 2) break;
-      promote.push(h);
-      demote.push(c);
+      promote.push(hot[promoteOnly + i]!);
+      demote.push(cold[i]!);
     }
-    this.tune(ctx.epochsPerScan, young / N, capacity / 2);
+    if (this.fixedIntervalMs === undefined) this.tune((ctx.epochsPerScan * cfg.epochMs), young / N, capacity / 2);
     return { promote, demote };
   }
 
-  /** Interval fitting: solve young(interval) = target on a least-squares line through recent points. */
+  /** update_interval: solve young(interval) = target on a least-squares line through recent points. */
   private tune(interval: number, young: number, target: number): void {
     this.history.push([interval, young]);
     if (this.history.length > 5) this.history.shift();
@@ -191,111 +210,219 @@ export class MemoptSim implements SimPolicy {
     if (sxx > 0 && sxy > 0) next = mx + (target - my) / (sxy / sxx);
     else if (young > target) next = interval / 2;
     else if (young < target / 2) next = interval * 2;
-    this.interval = Math.min(MemoptSim.MAX_INTERVAL, Math.max(1, Math.round(next)));
+    this.intervalMs = Math.min(MemoptSim.MAX_INTERVAL_MS, Math.max(MemoptSim.MIN_INTERVAL_MS, next));
   }
 }
 
 /**
- * tpp: Meta's TPP as upstream Linux runs it (numa_balancing=2 + demotion in reclaim).
- *  - hint faults: every epoch is one scan, and a slow-tier page the scan sees faults;
- *  - promotion: a faulting slow page is promoted if it is on the active LRU — it faulted before
- *    while in the slow tier within the last ACTIVE_WINDOW epochs (TPP's active-LRU check, which
- *    filters one-off touches) — in fault order (the most accessed page first: the engine gives tpp
- *    the round's true access counts for this, which no tracker could), under a promotion rate limit of 1/10 of the
- *    migration bandwidth over the epoch's simulated time (the kernel documentation's rule of thumb
- *    for numa_balancing_promote_rate_limit_MBps: "less than 1/10 of the PMEM node write
- *    bandwidth"; the 65536 MB/s default would be no limit at all);
- *  - demotion: kswapd-style reclaim from the LRU tail (least recently seen DRAM pages) makes room
- *    for the promotions that fit the rate limit and keeps free DRAM at the demotion watermark (2% of
- *    DRAM, TPP's demote_scale_factor); a promotion that finds no free page wakes that reclaim, so
- *    the reclaimed page takes effect with the promotion from the next epoch.
+ * tpp: upstream Linux 6.12 with numa_balancing=2 and demotion enabled (ANCHORS.md):
+ *  - task_numa_work (kernel/sched/fair.c) unmaps (PROT_NONE) up to numa_balancing_scan_size_mb
+ *    (256 MiB) of the address space every scan period (numa_balancing_scan_period_min_ms, 1000 ms;
+ *    the period's growth toward scan_period_max is not modelled); in tiering mode only slow-tier
+ *    pages are unmapped (mm/mprotect.c change_pte_range skips top-tier nodes) and the scan time is
+ *    stored in the folio, once: an already PROT_NONE page keeps its first scan time;
+ *  - the first access after that takes a hint fault; its latency is fault time − scan time
+ *    (numa_hint_fault_latency). should_numa_migrate_memory: when DRAM has "enough" free space
+ *    (pgdat_free_space_enough: free above the promo watermark + 1/16 of the node; the 1 GiB floor is
+ *    dropped because simulated nodes are smaller than 1 GiB) the page is promoted and the threshold
+ *    reset; otherwise numa_promotion_adjust_threshold moves the threshold (default
+ *    numa_balancing_hot_threshold_ms 1000) by ±2/16 of the default once per scan_period_max
+ *    (60 s) toward promotion candidates of rate_limit × 60 s (±10 %), a fault at or above the
+ *    threshold is not promoted, and numa_promotion_rate_limit refuses candidates beyond
+ *    numa_balancing_promote_rate_limit_MBps within the current 1 s window;
+ *  - a promotion needs free DRAM above the high watermark (migrate_balanced_pgdat), else it fails
+ *    and wakes kswapd, which reclaims (demotes) from the LRU tail until free DRAM reaches the promo
+ *    watermark, within the same epoch (kswapd runs beside the faulting task; the SWAP_CLUSTER_MAX
+ *    floor of 32 pages is left out, as it would be much of a simulated node); kswapd also runs
+ *    when free DRAM falls below
+ *    the low watermark. Watermark gaps are 0.1 % of DRAM (watermark_scale_factor 10). The LRU is a
+ *    second-chance list: reclaim keeps (and moves back) a page whose accessed bit was set since
+ *    reclaim last looked at it;
+ *  - hint faults cost CPU (2 µs each, fault + do_numa_page) and so does unmapping (20 ns a page).
+ * Main knob for the sweep: numa_balancing_promote_rate_limit_MBps (default 65536).
  */
 export class TppSim implements SimPolicy {
-  readonly name = 'tpp';
-  static readonly RATE_LIMIT_SHARE = 0.1;
-  static readonly HEADROOM = 0.02;
-  static readonly ACTIVE_WINDOW = 16;
+  readonly name: string = 'tpp';
+  readonly scans = false;
+  static readonly SCAN_PERIOD_MS = 1000;
+  static readonly SCAN_SIZE_BYTES = 256 * 1048576;
+  static readonly HOT_THRESHOLD_MS = 1000;
+  static readonly THRESHOLD_PERIOD_MS = 60_000;
+  static readonly ADJUST_STEPS = 16;
+  static readonly FAULT_NS = 2000;
+  static readonly UNMAP_NS = 20;
   private view!: SimView;
-  // The DRAM LRU as a doubly linked list over page ids; head = most recently seen.
-  private prev!: Int32Array;
-  private next!: Int32Array;
+  private scanTime!: Float64Array;
+  private protNone!: Uint8Array;
+  private referenced!: Uint8Array;
   private inLru!: Uint8Array;
-  private head = -1;
-  private tail = -1;
-  private slowSeen!: Int32Array;
+  private lru: number[] = [];
+  private lruHead = 0;
+  private cursor = 0;
+  private nextScanMs = 0;
+  private threshold = 0;
+  private thStartMs = 0;
+  private thCandidates = 0;
+  private rlStartMs = 0;
+  private rlCandidates = 0;
+  private candidates = 0;
+  private readonly rateLimitMBps: number;
 
-  constructor(private readonly activeCheck = true) {}
+  constructor(rateLimitMBps?: number) {
+    this.rateLimitMBps = rateLimitMBps ?? 65536;
+    if (rateLimitMBps !== undefined) this.name = `tpp@${rateLimitMBps}MBps`;
+  }
 
   init(view: SimView): void {
     this.view = view;
-    const n = view.tiers.length;
-    this.prev = new Int32Array(n).fill(-1);
-    this.next = new Int32Array(n).fill(-1);
+    const n = view.meta.pages;
+    this.scanTime = new Float64Array(n);
+    this.protNone = new Uint8Array(n);
+    this.referenced = new Uint8Array(n);
     this.inLru = new Uint8Array(n);
-    this.slowSeen = new Int32Array(n).fill(-0x40000000);
+    this.nextScanMs = TppSim.SCAN_PERIOD_MS;
   }
 
   plan(): { epochsPerScan: number; scansPerRound: number } {
-    return { epochsPerScan: 1, scansPerRound: 1 };
+    return { epochsPerScan: 1e6, scansPerRound: 255 };
   }
 
-  private unlink(p: number): void {
-    const a = this.prev[p]!;
-    const b = this.next[p]!;
-    if (a >= 0) this.next[a] = b;
-    else this.head = b;
-    if (b >= 0) this.prev[b] = a;
-    else this.tail = a;
-    this.prev[p] = -1;
-    this.next[p] = -1;
-    this.inLru[p] = 0;
+  endRound(): null {
+    return null;
   }
 
-  private pushHead(p: number): void {
-    if (this.inLru[p]) this.unlink(p);
-    this.prev[p] = -1;
-    this.next[p] = this.head;
-    if (this.head >= 0) this.prev[this.head] = p;
-    this.head = p;
-    if (this.tail < 0) this.tail = p;
-    this.inLru[p] = 1;
-  }
-
-  endRound(ctx: RoundContext): Moves {
-    const { tiers, capacity } = this.view;
-    const e = ctx.epoch;
-    const candidates: number[] = [];
-    for (const p of ctx.seen) {
-      if (tiers[p] === TIER_DRAM) this.pushHead(p);
-      else if (tiers[p] === TIER_SLOW) {
-        if (!this.activeCheck || e - this.slowSeen[p]! <= TppSim.ACTIVE_WINDOW) candidates.push(p);
-        this.slowSeen[p] = e;
-      }
-    }
-    // Hint faults come in access order: a page accessed k times in the epoch faults, on average,
-    // 1/(k+1) into it. Ordering by accesses gives tpp the faults the kernel would see first.
-    candidates.sort((a, b) => ctx.accesses[b]! - ctx.accesses[a]! || a - b);
-    const free = capacity - this.view.dramUsed();
-    const limit = Math.floor((TppSim.RATE_LIMIT_SHARE * this.view.cfg.migrationGBps * ctx.elapsedNs) / SIM_PAGE_BYTES);
-    const promoteN = Math.min(candidates.length, limit, capacity);
-    const promote = candidates.slice(0, promoteN);
-    // kswapd: reclaim (demote) from the LRU tail until the promotions fit and free DRAM is back at
-    // the watermark.
-    const watermark = Math.ceil(TppSim.HEADROOM * capacity);
-    let need = Math.min(watermark, capacity - promoteN) - (free - promoteN);
+  afterEpoch(ev: EpochTouches): Moves | null {
+    const view = this.view;
+    const { capacity, cfg } = view;
+    const gap = Math.max(1, Math.ceil(0.001 * capacity));
+    const high = 3 * gap;
+    const low = 2 * gap;
+    const promo = 4 * gap;
+    const enough = promo + capacity / 16;
+    const rateLimit = (this.rateLimitMBps * 1048576) / cfg.unitBytes;
+    const t0 = ev.epoch * cfg.epochMs;
+    const promote: number[] = [];
     const demote: number[] = [];
-    while (need > 0 && this.tail >= 0) {
-      const p = this.tail;
-      this.unlink(p);
+    let free = capacity - view.dramUsed();
+    const faults: number[] = [];
+    for (let i = 0; i < ev.length; i++) {
+      const p = ev.pages[i]!;
+      const t = view.tierOf(p);
+      if (t === TIER_DRAM) {
+        this.referenced[p] = 1;
+        if (!this.inLru[p]) this.enqueue(p);
+      } else if (t === TIER_SLOW && this.protNone[p]) faults.push(i);
+    }
+    // Hint faults in the order they happen.
+    faults.sort((a, b) => ev.firstAccessMs[a]! - ev.firstAccessMs[b]!);
+    view.chargeTracking(faults.length * TppSim.FAULT_NS);
+    for (const i of faults) {
+      const p = ev.pages[i]!;
+      const now = t0 + ev.firstAccessMs[i]!;
+      this.protNone[p] = 0;
+      let migrate: boolean;
+      if (free > enough) {
+        this.threshold = 0;
+        migrate = true;
+      } else {
+        this.adjustThreshold(now, rateLimit);
+        const th = this.threshold || TppSim.HOT_THRESHOLD_MS;
+        if (now - this.scanTime[p]! >= th) migrate = false;
+        else migrate = !this.rateLimited(now, rateLimit);
+      }
+      if (!migrate) continue;
+      if (free - 1 < high) {
+        // migrate_balanced_pgdat failed: the promotion is lost, kswapd is woken and reclaims now.
+        free += this.reclaim(promo - free, demote);
+        continue;
+      }
+      promote.push(p);
+      free--;
+      this.referenced[p] = 1;
+      this.enqueue(p);
+    }
+    // kswapd below the low watermark (a failed promotion already woke it above).
+    if (free < low) free += this.reclaim(high - free, demote);
+    // task_numa_work at the next scan period: unmap the next 256 MiB of slow pages.
+    const tEnd = t0 + cfg.epochMs;
+    while (tEnd >= this.nextScanMs) {
+      this.unmapScan(this.nextScanMs, demote);
+      this.nextScanMs += TppSim.SCAN_PERIOD_MS;
+    }
+    return promote.length || demote.length ? { promote, demote } : null;
+  }
+
+  private enqueue(p: number): void {
+    this.inLru[p] = 1;
+    this.lru.push(p);
+  }
+
+  /** kswapd: demotes up to `want` pages from the LRU tail, giving referenced pages a second chance. */
+  private reclaim(want: number, demote: number[]): number {
+    let freed = 0;
+    let looked = 0;
+    const limit = 2 * (this.lru.length - this.lruHead) + 1;
+    while (freed < want && this.lruHead < this.lru.length && looked++ < limit) {
+      const p = this.lru[this.lruHead++]!;
+      this.inLru[p] = 0;
+      if (this.view.tierOf(p) !== TIER_DRAM) continue;
+      if (this.referenced[p]) {
+        this.referenced[p] = 0;
+        this.enqueue(p);
+        continue;
+      }
       demote.push(p);
-      this.slowSeen[p] = -0x40000000;
-      need--;
+      this.protNone[p] = 0;
+      freed++;
     }
-    for (const p of promote) {
-      this.pushHead(p);
-      this.slowSeen[p] = -0x40000000;
+    if (this.lruHead > 4096 && this.lruHead * 2 > this.lru.length) {
+      this.lru = this.lru.slice(this.lruHead);
+      this.lruHead = 0;
     }
-    return { promote, demote };
+    return freed;
+  }
+
+  private unmapScan(nowMs: number, demoted: number[]): void {
+    const n = this.view.meta.pages;
+    const justDemoted = new Set(demoted);
+    let budget = Math.max(1, Math.floor(TppSim.SCAN_SIZE_BYTES / this.view.cfg.unitBytes));
+    let changed = 0;
+    for (let k = 0; k < n && budget > 0; k++) {
+      const p = this.cursor;
+      this.cursor = (this.cursor + 1) % n;
+      const t = this.view.tierOf(p);
+      if (t === TIER_NONE) continue;
+      budget--;
+      if (t !== TIER_SLOW && !justDemoted.has(p)) continue;
+      if (this.protNone[p]) continue;
+      this.protNone[p] = 1;
+      this.scanTime[p] = nowMs;
+      changed++;
+    }
+    this.view.chargeTracking(changed * TppSim.UNMAP_NS);
+  }
+
+  private adjustThreshold(now: number, rateLimit: number): void {
+    if (now - this.thStartMs <= TppSim.THRESHOLD_PERIOD_MS) return;
+    this.thStartMs = now;
+    const ref = TppSim.HOT_THRESHOLD_MS;
+    const refCand = (rateLimit * TppSim.THRESHOLD_PERIOD_MS) / 1000;
+    const diff = this.candidates - this.thCandidates;
+    const unit = (ref * 2) / TppSim.ADJUST_STEPS;
+    let th = this.threshold || ref;
+    if (diff > (refCand * 11) / 10) th = Math.max(th - unit, unit);
+    else if (diff < (refCand * 9) / 10) th = Math.min(th + unit, ref * 2);
+    this.thCandidates = this.candidates;
+    this.threshold = th;
+  }
+
+  private rateLimited(now: number, rateLimit: number): boolean {
+    this.candidates++;
+    if (now - this.rlStartMs > 1000) {
+      this.rlStartMs = now;
+      this.rlCandidates = this.candidates;
+    }
+    return this.candidates - this.rlCandidates >= rateLimit;
   }
 }
 
@@ -306,16 +433,17 @@ export class TppSim implements SimPolicy {
 export class OracleSim implements SimPolicy {
   readonly name = 'oracle';
   readonly migrationFree = true;
+  readonly scans = false;
   private view!: SimView;
   private want!: Uint8Array;
 
   init(view: SimView): void {
     this.view = view;
-    this.want = new Uint8Array(view.tiers.length);
+    this.want = new Uint8Array(view.meta.pages);
   }
 
   plan(): { epochsPerScan: number; scansPerRound: number } {
-    return { epochsPerScan: 1, scansPerRound: 1 };
+    return { epochsPerScan: 1e6, scansPerRound: 255 };
   }
 
   endRound(): null {
@@ -323,7 +451,8 @@ export class OracleSim implements SimPolicy {
   }
 
   beforeEpoch(batch: EpochBatch): Moves | null {
-    const { tiers, capacity } = this.view;
+    const { capacity } = this.view;
+    const tierOf = this.view.tierOf;
     // Sum duplicate rows per page, then rank.
     const acc = new Map<number, number>();
     for (let i = 0; i < batch.length; i++) {
@@ -334,12 +463,12 @@ export class OracleSim implements SimPolicy {
     const top = ranked.slice(0, capacity).map(([p]) => p);
     const want = this.want;
     for (const p of top) want[p] = 1;
-    const promote = top.filter((p) => tiers[p] !== TIER_DRAM);
+    const promote = top.filter((p) => tierOf(p) !== TIER_DRAM);
     const free = capacity - this.view.dramUsed();
     const demote: number[] = [];
     let need = promote.length - free;
-    for (let p = 0; p < tiers.length && need > 0; p++) {
-      if (tiers[p] === TIER_DRAM && !want[p]) {
+    for (let p = 0; p < this.view.meta.pages && need > 0; p++) {
+      if (tierOf(p) === TIER_DRAM && !want[p]) {
         demote.push(p);
         need--;
       }
@@ -349,3 +478,88 @@ export class OracleSim implements SimPolicy {
   }
 }
 
+/**
+ * clairvoyant: a reference that knows the future and pays for every move. Before every epoch e it
+ * looks at the accesses of [e, e + W): a slow page takes a free DRAM unit when its window accesses
+ * × (slow − DRAM latency) exceed one migration, and swaps with the DRAM page of fewest window
+ * accesses while the difference exceeds two migrations. `bestClairvoyant` runs it for W = 1, 2,
+ * 4, … and keeps the cheapest: a target a causal policy can approach, unlike the free oracle.
+ */
+export class ClairvoyantSim implements SimPolicy {
+  readonly name: string;
+  readonly scans = false;
+  private view!: SimView;
+  private acc!: Float64Array;
+
+  constructor(private readonly batches: readonly EpochBatch[], private readonly window: number) {
+    this.name = `clairvoyant@${window}`;
+  }
+
+  init(view: SimView): void {
+    this.view = view;
+    this.acc = new Float64Array(view.meta.pages);
+    for (let e = 0; e < Math.min(this.window, this.batches.length); e++) this.add(e, 1);
+  }
+
+  private add(e: number, sign: number): void {
+    const b = this.batches[e];
+    if (!b) return;
+    for (let i = 0; i < b.length; i++) this.acc[b.pages[i]!] += sign * b.accesses[i]!;
+  }
+
+  plan(): { epochsPerScan: number; scansPerRound: number } {
+    return { epochsPerScan: 1e6, scansPerRound: 255 };
+  }
+
+  endRound(): null {
+    return null;
+  }
+
+  beforeEpoch(batch: EpochBatch): Moves | null {
+    const e = batch.epoch;
+    if (e > 0) {
+      this.add(e - 1, -1);
+      this.add(e + this.window - 1, 1);
+    }
+    const { capacity, cfg, tierOf } = this.view;
+    const acc = this.acc;
+    const gain = cfg.slowLatencyNs - cfg.dramLatencyNs;
+    const move = cfg.unitBytes / cfg.migrationGBps;
+    const up: number[] = [];
+    const down: number[] = [];
+    let firstTouch = 0;
+    for (let p = 0; p < this.view.meta.pages; p++) {
+      const t = tierOf(p);
+      if (t === TIER_DRAM) down.push(p);
+      else if (t === TIER_SLOW) {
+        if (acc[p]! * gain > move) up.push(p);
+      } else if (acc[p]! > 0.5) firstTouch++;
+    }
+    if (up.length === 0) return null;
+    up.sort((a, b) => acc[b]! - acc[a]! || a - b);
+    down.sort((a, b) => acc[a]! - acc[b]! || a - b);
+    // Untouched pages that first touch would place in DRAM during the window keep their room.
+    let free = Math.max(0, capacity - this.view.dramUsed() - firstTouch);
+    const promote: number[] = [];
+    const demote: number[] = [];
+    let i = 0;
+    for (; i < up.length && free > 0; i++, free--) promote.push(up[i]!);
+    for (let j = 0; i < up.length && j < down.length; i++, j++) {
+      if ((acc[up[i]!]! - acc[down[j]!]!) * gain <= 2 * move) break;
+      promote.push(up[i]!);
+      demote.push(down[j]!);
+    }
+    return promote.length || demote.length ? { promote, demote } : null;
+  }
+}
+
+/** The paying clairvoyant at its best window (hindsight over W = 1, 2, 4, … 256 epochs). */
+export function bestClairvoyant(meta: TraceMeta, batches: readonly EpochBatch[], cfg: SimConfig): SimResult & { window: number } {
+  let best: (SimResult & { window: number }) | null = null;
+  for (let w = 1; w <= 256; w *= 2) {
+    const r = simulateSync(meta, batches, new ClairvoyantSim(batches, w), cfg);
+    if (!best || r.slowdown < best.slowdown) best = { ...r, policy: 'clairvoyant', window: w };
+    if (w >= batches.length) break;
+  }
+  return best!;
+}

@@ -179,46 +179,89 @@ test('traces: vm column, gzip, and INVALID_TRACE errors that name the line', asy
   }
 });
 
-test('memopt: 1:1 pairs only when the hot count exceeds the cold count by 2 or more', async () => {
-  // DRAM 1 page (2 pages, 50%). A (page 0) touched first → DRAM; B (page 1) slow.
+test('memopt: hot = seen in every one of the 6 walks, 1:1 pairs only with a count gap of 2 or more', async () => {
+  // DRAM 1 page (2 pages, 50%). A (page 0) touched first → DRAM; B (page 1) slow. A fixed 1 s
+  // interval (the sweep knob) with 1 s epochs: a period is epochs 0..5.
   const dir = tmp();
   try {
     const mk = (aEpochs: number[], bEpochs: number[]): string => {
       const rows: string[] = ['epoch,page,accesses'];
-      for (let e = 0; e < 8; e++) {
+      for (let e = 0; e < 12; e++) {
         if (aEpochs.includes(e)) rows.push(`${e},0,1`);
         if (bEpochs.includes(e)) rows.push(`${e},1,1`);
       }
       writeFileSync(join(dir, 'm.csv'), rows.join('\n') + '\n');
       return join(dir, 'm.csv');
     };
-    // Round = epochs 0..3 (N=4, interval 1). A count 1, B count 4: gap 3 → swap from epoch 4.
-    let { moves } = await run(mk([0], [0, 1, 2, 3, 4, 5, 6, 7]), 'memopt', 0.5);
-    assert.deepEqual(moves[0], { epoch: 4, promote: [1], demote: [0] });
-    // A count 2, B count 3: gap 1 → no swap.
-    ({ moves } = await run(mk([0, 1], [0, 1, 2]), 'memopt', 0.5));
+    const memopt = () => makePolicy('memopt', { memoptIntervalMs: 1000 });
+    // B seen in all 6 walks, A in 2 (gap 4) → swap from epoch 6.
+    let { moves } = await run(mk([0, 1], [0, 1, 2, 3, 4, 5, 6]), memopt(), 0.5);
+    assert.deepEqual(moves[0], { epoch: 6, promote: [1], demote: [0] });
+    // B seen in 5 of 6 walks: not hot in the archived code's steady state.
+    ({ moves } = await run(mk([0, 1], [0, 1, 2, 3, 4]), memopt(), 0.5));
+    assert.deepEqual(moves, []);
+    // A seen in 5 walks, B in 6: gap 1 → no swap.
+    ({ moves } = await run(mk([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]), memopt(), 0.5));
     assert.deepEqual(moves, []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('tpp: a slow page is promoted on its second hint fault (active LRU), the LRU tail is demoted', async () => {
+test('tpp (6.12 model): kswapd demotes at the watermarks with second chance, a promotion without room fails and wakes kswapd', async () => {
   const dir = tmp();
   try {
-    // --pages 100, DRAM 50 pages, reclaim watermark 1 page (2%). Epoch 0: pages 0..49 fill DRAM
-    // (LRU tail = page 0), B = page 50 lands in the slow tier and faults once (now active).
-    // Reclaim restores the watermark by demoting page 0. Epoch 1: B faults again → promoted into
-    // the free page from epoch 2, and reclaim demotes the new tail, page 1.
+    // --pages 100, DRAM 50. Watermark gap max(1, 0.1 % of 50) = 1: low 2, high 3, promo 4; "enough"
+    // free = 4 + 50/16. Epoch 0: pages 0..49 fill DRAM, B = page 50 lands slow. Free 0 < low:
+    // kswapd reclaims to high; every page was just referenced, so each gets a second chance and
+    // the first three go: demote 0,1,2 from epoch 1. The scan at 1 s unmaps B. Epoch 1: B faults
+    // (latency ≈ 0 < 1000 ms) but free DRAM (3) is not above high + 1: the promotion fails and
+    // kswapd reclaims up to the promo watermark (page 3). Epoch 2: B faults again after the next
+    // scan, free DRAM (4) is above high + 1: promoted from epoch 3.
     const rows = ['epoch,page,accesses'];
     for (let p = 0; p < 50; p++) rows.push(`0,${p},1`);
     for (let e = 0; e < 4; e++) rows.push(`${e},50,10000`);
     writeFileSync(join(dir, 't.csv'), rows.join('\n') + '\n');
-    const { moves } = await run(join(dir, 't.csv'), 'tpp', 0.5, 100);
+    const { moves, r } = await run(join(dir, 't.csv'), 'tpp', 0.5, 100);
     assert.deepEqual(moves, [
-      { epoch: 1, promote: [], demote: [0] },
-      { epoch: 2, promote: [50], demote: [1] },
+      { epoch: 1, promote: [], demote: [0, 1, 2] },
+      { epoch: 2, promote: [], demote: [3] },
+      { epoch: 3, promote: [50], demote: [] },
     ]);
+    assert.ok(r.trackingCpu > 0, 'hint faults cost tracking CPU');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tpp (6.12 model): a fault whose latency since the scan is at or above the hot threshold is not promoted; the rate limit caps candidates per second', async () => {
+  const dir = tmp();
+  try {
+    // 0.5 s epochs, DRAM 60 of 120 pages, the first 60 touched every epoch (DRAM stays full and
+    // referenced). Slow pages 60..89 are touched once every 4 epochs (2 s): their fault comes
+    // ≥ 1 s after the scan that unmapped them → never promoted. Pages 90..119 are touched every
+    // epoch with many accesses: latency < 0.5 s → candidates; with a 1 MB/s rate limit (256
+    // pages/s) all may go, with the limit at 0.004 MB/s (1 page/s) at most one per second.
+    const rows = ['epoch,page,accesses'];
+    for (let e = 0; e < 40; e++) {
+      for (let p = 0; p < 60; p++) rows.push(`${e},${p},50`);
+      if (e % 4 === 1) for (let p = 60; p < 90; p++) rows.push(`${e},${p},1`);
+      for (let p = 90; p < 120; p++) rows.push(`${e},${p},50`);
+    }
+    writeFileSync(join(dir, 'th.csv'), rows.join('\n') + '\n');
+    const t = await loadTrace(join(dir, 'th.csv'));
+    const promoted = (rate: number) => {
+      const moves: MoveRecord[] = [];
+      simulateSync(t.meta, t.batches, makePolicy('tpp', { tppRateLimitMBps: rate }), { ...cfg(0.5), epochMs: 500 }, (m) => moves.push(m));
+      return moves.flatMap((m) => m.promote);
+    };
+    const fast = promoted(1);
+    const rare = fast.filter((p) => p >= 60 && p < 90);
+    // A rare page can pass only right after a page that first-touch put in DRAM was demoted and
+    // unmapped less than 1 s before its access (pages 60..62 were placed in DRAM at epoch 1).
+    assert.ok(rare.length <= 3 && fast.length > 100, `rare pages promoted ${rare.length} times of ${fast.length}`);
+    const slow = promoted(0.004);
+    assert.ok(slow.length <= 21 && slow.length < fast.length, `1 page/s over 20 s: ${slow.length} promotions`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -356,6 +399,61 @@ test('CLI end to end: gen, sim --json keys, and an independent scorer replaying 
     const human = vmtierCli(['sim', '--trace', join(fixtures, 'tiny.csv'), '--policy', 'static', '--dram-ratio', '0.5']);
     assert.equal(human.status, 0);
     assert.match(human.stdout, /slowdown 1\.6364/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('engine clock: a scan window of 1/k epoch sees a page with c accesses with probability 1 − (1 − 1/k)^c, seeded and reproducible', async () => {
+  // 200 pages with 1 access per epoch and 200 with 5, over 50 epochs; scans of 1/4 epoch.
+  const rows = ['epoch,page,accesses'];
+  for (let e = 0; e < 50; e++) for (let p = 0; p < 400; p++) rows.push(`${e},${p},${p < 200 ? 1 : 5}`);
+  const dir = tmp();
+  try {
+    writeFileSync(join(dir, 'k.csv'), rows.join('\n') + '\n');
+    const t = await loadTrace(join(dir, 'k.csv'));
+    const collect = (seed: number) => {
+      const seen = [0, 0];
+      let scans = 0;
+      const pol = new Scripted({ epochsPerScan: 0.25, scansPerRound: 4 }, (ctx) => {
+        scans += ctx.scansPerRound;
+        for (let p = 0; p < 400; p++) seen[p < 200 ? 0 : 1]! += ctx.counts[p]!;
+        assert.ok(Math.abs(ctx.wallMs - 1000) < 1e-9, 'a round of 4 quarter-epoch scans lasts one 1 s epoch');
+        return null;
+      });
+      const r = simulateSync(t.meta, t.batches, pol, { ...cfg(0.5), seed });
+      return { p1: seen[0]! / (200 * scans), p5: seen[1]! / (200 * scans), r };
+    };
+    const a = collect(3);
+    assert.ok(Math.abs(a.p1 - 0.25) < 0.02, `1 access: seen fraction ${a.p1} vs 0.25`);
+    assert.ok(Math.abs(a.p5 - (1 - 0.75 ** 5)) < 0.02, `5 accesses: seen fraction ${a.p5} vs ${1 - 0.75 ** 5}`);
+    assert.deepEqual(collect(3).p1, a.p1, 'same seed, same sightings');
+    assert.notEqual(collect(4).p1, a.p1, 'another seed, other sightings');
+    // Tracking: 4 scans per epoch over 400 present pages at 20 ns, plus 270 ns per young page.
+    const expectNs = 50 * 4 * 400 * 20 + (a.p1 * 200 + a.p5 * 200) * 200 * 270;
+    assert.ok(Math.abs(a.r.trackingCpu - expectNs / (50 * 1000 * 1e6)) < 1e-9, `tracking CPU ${a.r.trackingCpu}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('units and references: 2 MiB units cost 512× a page to move; the paying clairvoyant lies between the free oracle and static', async () => {
+  const dir = tmp();
+  try {
+    const f = join(dir, 'z.csv.gz');
+    await generateTrace('phase', f, { pages: 400, epochs: 120, accesses: 2000, seed: 2, phaseEpochs: 40 });
+    const t = await loadTrace(f);
+    const small = simulateSync(t.meta, t.batches, makePolicy('vmtier'), cfg(0.25));
+    const huge = simulateSync(t.meta, t.batches, makePolicy('vmtier'), { ...cfg(0.25), unitBytes: 2 * 1048576 });
+    assert.equal(small.migratedBytes % 4096, 0);
+    assert.equal(huge.migratedBytes % (2 * 1048576), 0);
+    assert.ok(huge.migratedBytes === 0 || huge.migratedBytes / huge.promotions / (small.migratedBytes / Math.max(1, small.promotions)) > 500);
+    const { bestClairvoyant } = await import('../../src/sim/policies.js');
+    const c = bestClairvoyant(t.meta, t.batches, cfg(0.25));
+    const o = simulateSync(t.meta, t.batches, makePolicy('oracle'), cfg(0.25));
+    const s = simulateSync(t.meta, t.batches, makePolicy('static'), cfg(0.25));
+    assert.ok(o.slowdown <= c.slowdown && c.slowdown < s.slowdown, `oracle ${o.slowdown} ≤ clairvoyant ${c.slowdown} < static ${s.slowdown}`);
+    assert.ok(c.migratedBytes > 0, 'the clairvoyant moves, and pays');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
