@@ -54,7 +54,10 @@ async function exportedNames(): Promise<Set<string>> {
   try {
     // Only the names are read: no collect() runs, so the inventory is never asked.
     const api = createMetrics({ store, inventory: {} as VmInventory });
-    return new Set([...registry.getMetricsAsArray(), ...api.registry.getMetricsAsArray()].map((x) => x.name));
+    // The per-VM gauges are written as text straight from the store (their TYPE lines come even
+    // with no VM recorded).
+    const perVm = [...api.perVmText().matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!);
+    return new Set([...[...registry.getMetricsAsArray(), ...api.registry.getMetricsAsArray()].map((x) => x.name), ...perVm]);
   } finally {
     store.close();
   }
