@@ -9,6 +9,11 @@ import { Store, type HotnessSample } from '../../src/store/store.js';
 import { MIGRATIONS_DIR } from '../../src/store/migrations.js';
 import { DEFAULT_POLICY, parsePolicy } from '../../src/policy/schema.js';
 import { DEFAULT_RETENTION } from '../../src/config.js';
+import { readdirSync } from 'node:fs';
+
+// The schema's migrations as the files say (read independently of the store's loader).
+const MIGRATION_FILES = readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_.+\.sql$/.test(f)).sort();
+const LATEST = MIGRATION_FILES.length;
 
 const UUID = '6f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
 
@@ -29,14 +34,15 @@ test('open creates a WAL database with the schema recorded; reopening applies no
   const dir = tempDir(t);
   const path = join(dir, 'sub', 'vmtier.db');
   const s = Store.open(path);
-  assert.equal(s.schemaVersion, 2);
+  assert.equal(s.schemaVersion, LATEST);
   assert.equal(String(s.db.pragma('journal_mode', { simple: true })), 'wal');
   s.recordVmSeen(UUID, 'vm-a', 1000);
   assert.ok(existsSync(`${path}-wal`));
   s.close();
   const again = Store.open(path);
   const rows = again.db.prepare('SELECT version, name FROM schema_migrations').all();
-  assert.deepEqual(rows, [{ version: 1, name: 'initial' }, { version: 2, name: 'series_rollups' }]);
+  assert.deepEqual(rows, MIGRATION_FILES.map((f) => ({ version: Number(f.slice(0, 4)), name: f.slice(5, -4) })));
+  assert.deepEqual(rows.slice(0, 2), [{ version: 1, name: 'initial' }, { version: 2, name: 'series_rollups' }]);
   assert.equal(again.getVm(UUID)?.name, 'vm-a');
   again.close();
 });
@@ -55,7 +61,7 @@ test('a failing migration rolls back completely and leaves the previous version'
   raw.close();
   writeFileSync(join(mdir, '0002_broken.sql'), 'CREATE TABLE half_done (x INTEGER);\n');
   const s = Store.open(path, { migrationsDir: mdir });
-  assert.equal(s.schemaVersion, 2);
+  assert.equal(s.schemaVersion, 2, 'the two migrations of this test directory');
   s.close();
 });
 
@@ -64,12 +70,12 @@ test('a database written by a newer schema is refused with SCHEMA_TOO_NEW and le
   const path = join(dir, 'newer.db');
   const s = Store.open(path);
   s.recordVmSeen(UUID, 'keep-me', 5);
-  s.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (3, ?, 0)').run('from_the_future');
+  s.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)').run(LATEST + 1, 'from_the_future');
   s.close();
   assert.throws(() => Store.open(path), (e: Error & { code?: string; details?: Record<string, unknown> }) =>
-    e.code === 'SCHEMA_TOO_NEW' && e.details?.dbVersion === 3 && e.details?.knownVersion === 2);
+    e.code === 'SCHEMA_TOO_NEW' && e.details?.dbVersion === LATEST + 1 && e.details?.knownVersion === LATEST);
   const raw = new BetterSqlite3(path, { readonly: true });
-  assert.equal((raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, 3);
+  assert.equal((raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v, LATEST + 1);
   assert.equal((raw.prepare('SELECT name FROM vms').get() as { name: string }).name, 'keep-me');
   raw.close();
 });
@@ -203,7 +209,7 @@ test('0002 moves a 0001 database into series, samples and rollups without changi
   old.close();
   const s = Store.open(path);
   t.after(() => s.close());
-  assert.equal(s.schemaVersion, 2);
+  assert.equal(s.schemaVersion, LATEST);
   assert.equal(s.db.prepare("SELECT name FROM sqlite_master WHERE name = 'hotness_samples'").get(), undefined);
   assert.equal((s.db.prepare('SELECT COUNT(*) AS n FROM samples').get() as { n: number }).n, 1440);
   const range: [number, number] = [t0, t0 + 7200_000];
