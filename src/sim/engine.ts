@@ -22,6 +22,7 @@
  */
 import { VmtierError } from '../errors.js';
 import type { EpochBatch, TraceMeta } from './trace.js';
+import { Rng } from './gen.js';
 
 export const SIM_PAGE_BYTES = 4096;
 export const TIER_DRAM = 0;
@@ -60,19 +61,6 @@ export function scanCost(unitBytes: number): { perUnit: number; perYoung: number
   return { perUnit: 20, perYoung: 270 };
 }
 
-/** Small seeded generator (mulberry32) for the scan sampling. */
-export class SimRng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 0x9e3779b9;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-}
 
 export interface Moves {
   promote: ArrayLike<number>;
@@ -190,8 +178,8 @@ export class SimRun {
   private roundEpochs = 0;
   private nextEpoch = 0;
   private readonly migrationNsPerUnit: number;
-  private readonly rng: SimRng;
-  private readonly touchRng: SimRng;
+  private readonly rng: Rng;
+  private readonly touchRng: Rng;
   private readonly touches: EpochTouches;
 
   constructor(
@@ -225,8 +213,8 @@ export class SimRun {
     this.seenInScan = new Uint8Array(n);
     this.epochAcc = new Float64Array(n);
     this.migrationNsPerUnit = policy.migrationFree ? 0 : cfg.unitBytes / cfg.migrationGBps;
-    this.rng = new SimRng(cfg.seed);
-    this.touchRng = new SimRng(cfg.seed ^ 0x5bd1e995);
+    this.rng = new Rng(cfg.seed); // scan sampling
+    this.touchRng = new Rng(cfg.seed ^ 0x5bd1e995);
     this.touches = { epoch: 0, pages: new Int32Array(1024), firstAccessMs: new Float64Array(1024), length: 0 };
     const tiers = this.tiers;
     policy.init({

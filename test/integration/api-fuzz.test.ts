@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { destroyDomains, startDomain, type TestDomain } from '../helpers/domains.js';
 import { killAllServed, startServe, type ServedProcess } from '../helpers/serve.js';
+import { rng } from '../helpers/rng.js';
 
 const PREFIX = 'vmtier-test-z-';
 const TOKEN = 'fuzz-test-token-0123456789abc';
@@ -24,17 +25,6 @@ const dir = mkdtempSync(join(tmpdir(), 'vmtier-fuzz-'));
 let served: ServedProcess;
 let domain: TestDomain;
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 interface FuzzRequest {
   method: string;

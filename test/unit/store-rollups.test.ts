@@ -6,22 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store, ROLLUP_RESOLUTIONS_MS, type HistorySeries, type HotnessSample } from '../../src/store/store.js';
+import { rng } from '../helpers/rng.js';
 
 const VM = '0b8f0c1e-6a2d-4f7e-9c3b-5d4e3f2a1b0c';
 const OTHER = '9d3e2c1b-0a9f-4e8d-8c7b-6a5f4e3d2c1b';
 
-/** xorshift32: a small seeded generator so every case can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 function roundsFor(rand: () => number, vm: string, t0: number, hours: number): HotnessSample[] {
   const out: HotnessSample[] = [];
