@@ -23,6 +23,7 @@ import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libv
 import { startDomain, type TestDomain } from '../helpers/domains.js';
 import { startPrivateLibvirtd, type PrivateLibvirtd } from '../helpers/libvirtd.js';
 import { apiClient, until } from '../helpers/api-client.js';
+import { fastTierPolicy } from '../helpers/policies.js';
 
 const PREFIX = 'vmtier-test-fault-lv-';
 const TOKEN = 'fault-libvirtd-token-0123456789abc';
@@ -76,10 +77,7 @@ test('libvirtd stopped while rounds run and started again: tiering goes on, 503 
     targetNodes: { slow: 0 },
   });
   app.vmtier.engine = engine;
-  const policy = {
-    mode: 'tier', tracker: 'auto', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
-    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 }, dram: { maxBytes: hot.length * PAGE }, migration: { maxMBps: 1000 },
-  };
+  const policy = fastTierPolicy(hot.length * PAGE);
   assert.equal((await http('PUT', `/v1/vms/${domain.uuid}/policy`, policy)).status, 200);
   await engine.start();
   await until(30_000, 'three rounds before the restart', () => (engine.vm(domain!.uuid)?.rounds ?? 0) >= 3);

@@ -24,6 +24,7 @@ import { MOVE_PAGES_INJECT_ENV } from '../../src/sys/fault-injection.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { destroyDomains, startDomain, type TestDomain } from '../helpers/domains.js';
 import { apiClient, until } from '../helpers/api-client.js';
+import { fastTierPolicy } from '../helpers/policies.js';
 
 const PREFIX = 'vmtier-test-fault-';
 const TOKEN = 'fault-test-token-0123456789abcdef';
@@ -87,10 +88,7 @@ async function tierWithFault(errno: string, ms: number, slowNode = 0) {
     targetNodes: { slow: slowNode },
   });
   app.vmtier.engine = engine;
-  const policy = {
-    mode: 'tier', tracker: 'auto', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
-    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 }, dram: { maxBytes: hot.length * PAGE }, migration: { maxMBps: 1000 },
-  };
+  const policy = fastTierPolicy(hot.length * PAGE);
   assert.equal((await http('PUT', `/v1/vms/${domain.uuid}/policy`, policy)).status, 200);
   const logFrom = logLines.length;
   await engine.start();
@@ -168,10 +166,7 @@ test('QEMU killed (SIGKILL) while the loop is tiering it: the loop ends as "doma
     targetNodes: { slow: 0 },
   });
   app.vmtier.engine = engine;
-  const policy = {
-    mode: 'tier', tracker: 'auto', scan: { intervalMs: 50, scansPerRound: 2, autoTune: false },
-    thresholds: { coldConfirmRounds: 1, hotConfirmRounds: 1 }, dram: { maxBytes: hot.length * PAGE }, migration: { maxMBps: 1000 },
-  };
+  const policy = fastTierPolicy(hot.length * PAGE);
   assert.equal((await http('PUT', `/v1/vms/${domain.uuid}/policy`, policy)).status, 200);
   const pid = (await inventory.numaMap(domain.uuid)).domain.pid;
   const logFrom = logLines.length;
