@@ -214,9 +214,12 @@ for (const kernel of KERNELS) describe(`kmod in the lab (Debian ${kernel})`, { t
   for (const mode of ['idle', 'idle-thp'] as const) {
     test(`reads of the documented minimum (32 bytes) make progress to the end (${mode === 'idle' ? '4 KiB pages' : 'THP'})`, async () => {
       const r = await lab.check([
-        `${target} 16 ${mode} > /tmp/t.json & p=$!`,
-        'while [ ! -s /tmp/t.json ]; do sleep 0.1; done',
-        `b=$(sed -n 's/.*"base":"\\(0x[0-9a-f]*\\)".*/\\1/p' /tmp/t.json)`,
+        // A file of its own per case, removed first: the shell truncates a redirect only once the
+        // background job starts, so a wait on a reused file could read the previous case's base.
+        `rm -f /tmp/t-${mode}.json`,
+        `${target} 16 ${mode} > /tmp/t-${mode}.json & p=$!`,
+        `while ! grep -q '"base"' /tmp/t-${mode}.json 2>/dev/null; do sleep 0.1; done`,
+        `b=$(sed -n 's/.*"base":"\\(0x[0-9a-f]*\\)".*/\\1/p' /tmp/t-${mode}.json)`,
         `echo "walk $(${abi} walk $p 0 $b $(printf '0x%x' $((b + (16 << 20)))) 32)"`,
         `printf 'base {"base":"%s"}\\n' "$b"`,
         'kill $p',
