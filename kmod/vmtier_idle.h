@@ -54,13 +54,13 @@ struct vti_scan {
 	unsigned int flags;	/* VMTIER_IDLE_F_* */
 	long budget;		/* entries left; the walk stops at <= 0 */
 	unsigned long cleared;	/* A bits cleared during this read */
+	unsigned long lock_takes; /* kvm->mmu_lock acquisitions (KVM mode) */
 	unsigned long next;	/* where the walk stopped: next read offset */
 	unsigned long start;	/* where the walk began */
 };
 
 /* vmtier_idle_enc.c */
 void vti_enc_init(struct vti_enc *e, u8 *buf, size_t size, unsigned long start);
-bool vti_enc_room(const struct vti_enc *e, unsigned long bytes);
 size_t vti_enc_avail(const struct vti_enc *e);
 void vti_enc_range(struct vti_enc *e, unsigned long start, unsigned long end,
 		   unsigned int shift, enum vti_state state);

@@ -231,8 +231,14 @@ static void vti_flush_mm(struct vti_file *f)
 				cpumask_set_cpu(task_cpu(t), f->cpus);
 	}
 	rcu_read_unlock();
+	/*
+	 * No waiting for the IPIs: the next read that relies on the flush
+	 * comes a scan interval later, so the scanner need not spin until
+	 * every CPU has answered. The IPI code copies the mask, and
+	 * vti_flush_local only compares the mm pointer, never follows it.
+	 */
 	if (!cpumask_empty(f->cpus))
-		on_each_cpu_cond_mask(NULL, vti_flush_local, f->mm, true,
+		on_each_cpu_cond_mask(NULL, vti_flush_local, f->mm, false,
 				      f->cpus);
 }
 
@@ -310,6 +316,7 @@ static ssize_t vti_read(struct file *file, char __user *ubuf, size_t count,
 	}
 	f->info.walk_ns += ktime_get_ns() - t0;
 	f->info.cleared += s.cleared;
+	f->info.lock_takes += s.lock_takes;
 	mmput(mm);
 	if (ret)
 		goto unlock;

@@ -23,12 +23,6 @@ void vti_enc_init(struct vti_enc *e, u8 *buf, size_t size, unsigned long start)
 	e->broken = false;
 }
 
-/* True when @bytes more record bytes still leave room to end the stream. */
-bool vti_enc_room(const struct vti_enc *e, unsigned long bytes)
-{
-	return e->len + bytes + VTI_RESERVE <= e->size;
-}
-
 /* Record bytes that still fit with room to end the stream. */
 size_t vti_enc_avail(const struct vti_enc *e)
 {

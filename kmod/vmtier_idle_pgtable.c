@@ -28,7 +28,9 @@ static unsigned long vti_uniform_bytes(unsigned long len)
  * Clearing an A bit hides an access from reclaim; setting the folio's young
  * flag (and dropping idle) hands it back, as page_idle and DAMON do, so a scan
  * does not make hot pages look cold to the kernel. The caller holds the lock
- * of the entry that maps @pfn, so the folio cannot be freed under us.
+ * of the entry that maps @pfn (for a TDP leaf, mmu_lock: the mmu notifier
+ * must zap the leaf before the host unmaps the page), so the folio cannot be
+ * freed under us.
  */
 void vti_mark_young(unsigned long pfn)
 {
@@ -41,6 +43,13 @@ void vti_mark_young(unsigned long pfn)
 		return;
 	folio = page_folio(pfn_to_page(pfn));
 	if (folio_is_zone_device(folio))
+		return;
+	/*
+	 * Only memory reclaim manages: anonymous or file folios. A TDP leaf
+	 * has no VMA to tell a PFNMAP or driver page (vm_insert_page) from
+	 * guest RAM, and such pages, owned by a driver, have neither.
+	 */
+	if (!folio_test_anon(folio) && !folio_mapping(folio))
 		return;
 	folio_set_young(folio);
 	folio_clear_idle(folio);
@@ -176,8 +185,14 @@ again:
 			vti_enc_range(&s->enc, addr, next, PMD_SHIFT, VTI_HOLE);
 			s->budget--;
 		} else if (pmd_leaf(pmdval)) {
-			/* A leaf described in part is cleared by the next read. */
-			if (vti_pmd_leaf(vma, pmd, pmdval, addr, next, !partial, s))
+			/*
+			 * Clear a leaf only in the read that reaches its end: one
+			 * that stops inside it (a full buffer, or the limit of a
+			 * range that ends there) leaves the A bit to the read of
+			 * the rest, which would otherwise report it idle.
+			 */
+			if (vti_pmd_leaf(vma, pmd, pmdval, addr, next,
+					 IS_ALIGNED(next, PMD_SIZE), s))
 				goto again;
 			s->budget--;
 		} else if (pmd_bad(pmdval)) {
@@ -258,13 +273,20 @@ again:
 		if (pud_leaf(pudval)) {
 			unsigned long stop = next;
 			size_t fit = vti_enc_avail(&s->enc);
+			/* A whole leaf is one record: no per-4 KiB estimate. */
+			unsigned long need = IS_ALIGNED(addr, PUD_SIZE) &&
+					     next - addr == PUD_SIZE ? 2 :
+					     vti_uniform_bytes(next - addr);
 
 			if (s->budget <= 0 || !fit) {
 				ret = -ENOSPC;
 				break;
 			}
-			/* As for PMDs: describe the part that fits, uncleared. */
-			if (fit < vti_uniform_bytes(next - addr))
+			/*
+			 * As for PMDs: describe the part that fits; only a read
+			 * that reaches the leaf's end clears it.
+			 */
+			if (fit < need)
 				stop = addr + min_t(unsigned long, next - addr,
 						    (fit - 1) * VMTIER_IDLE_MAX_RUN *
 						    PAGE_SIZE);
@@ -273,7 +295,7 @@ again:
 				break;
 			}
 			if (vti_pud_leaf(vma, pud, pudval, addr, stop,
-					 stop == next, s))
+					 IS_ALIGNED(stop, PUD_SIZE), s))
 				goto again;
 			s->budget--;
 			addr = stop;

@@ -17,8 +17,9 @@
  * the tables. Read would do for the tables, but a vCPU drops its root under
  * the read lock, and without the root list there is no way to tell a stale
  * vCPU root from a live one; KVM's own aging on 6.12 (the mmu notifier
- * clear_young path) takes the write lock too. The lock is held for at most
- * one 2 MiB GPA chunk at a time.
+ * clear_young path) takes the write lock too. The lock is taken once per
+ * memslot piece of a read and given up only when a vCPU waits for it or the
+ * scheduler asks; the walk then restarts from a fresh root.
  */
 #include <linux/kernel.h>
 #include <linux/module.h>
@@ -44,11 +45,23 @@
 #endif
 
 struct vti_tdp_walk {
+	struct kvm *kvm;
 	struct vti_scan *s;
 	bool ept;
 	unsigned long hva_delta;	/* hva = gpa + hva_delta */
-	u64 gpa_stop;			/* end of this memslot piece */
+	u64 pos;			/* next GPA to describe */
+	u64 gend;			/* end of this memslot piece */
+	u64 lock_pos;			/* pos when mmu_lock was last taken */
+	/*
+	 * Aliased HVAs (several memslots): per-4 KiB states of the HVA chunk
+	 * at merge_hva, merged over the memslots instead of encoded.
+	 */
+	u8 *merge;
+	unsigned long merge_hva;
 };
+
+/* vti_tdp_level(): drop mmu_lock for a waiter or the scheduler, resume at pos. */
+#define VTI_TDP_RELOCK	1
 
 struct vti_fd_search {
 	struct mm_struct *mm;
@@ -153,60 +166,120 @@ void vti_kvm_flush(struct vti_kvm *k)
 	k->flush(k->kvm);
 }
 
-static void vti_tdp_leaf(struct vti_tdp_walk *w, u64 *sptep, u64 spte,
-			 int level, u64 leaf_end, u64 gstart, u64 gend)
+/* Worst-case bytes to describe @len bytes as one state in 4 KiB units. */
+static unsigned long vti_tdp_page_bytes(u64 len)
 {
-	struct vti_scan *s = w->s;
-	/* Chunks are 2 MiB, so a 1 GiB leaf is reported as 2 MiB records. */
-	unsigned int shift = min(vti_spte_shift(level), (unsigned int)PMD_SHIFT);
-	enum vti_state state = VTI_IDLE;
-
-	if (vti_spte_young(spte, w->ept)) {
-		state = VTI_ACCESSED;
-		/*
-		 * A 1 GiB leaf is seen once per 2 MiB chunk: clear its bit only
-		 * in the chunk that reaches its end (or the end of this piece),
-		 * so the earlier chunks of the same read do not read it as idle.
-		 */
-		if ((s->flags & VMTIER_IDLE_F_CLEAR) &&
-		    vti_spte_clearable(spte, w->ept) &&
-		    gend >= min(leaf_end, w->gpa_stop) &&
-		    test_and_clear_bit(vti_spte_a_shift(w->ept),
-				       (unsigned long *)sptep)) {
-			s->cleared++;
-			vti_mark_young(vti_spte_pfn(spte, sme_me_mask));
-		}
-	}
-	vti_enc_range(&s->enc, gstart + w->hva_delta, gend + w->hva_delta,
-		      shift, state);
+	return DIV_ROUND_UP(len >> PAGE_SHIFT, VMTIER_IDLE_MAX_RUN) + 1;
 }
 
-static void vti_tdp_level(struct vti_tdp_walk *w, u64 *table, int level,
-			  u64 gstart, u64 gend)
+/*
+ * Describe the entry at @sptep (a leaf, or not present) from w->pos up to
+ * @stop, the entry's end or the walk's. A whole entry is one record of its
+ * own size (4 KiB, 2 MiB or 1 GiB); a part is 4 KiB units. When the output
+ * cannot take the rest, the part that fits is described and -ENOSPC ends the
+ * read there.
+ */
+static int vti_tdp_leaf(struct vti_tdp_walk *w, u64 *sptep, u64 spte,
+			int level, u64 stop)
 {
-	unsigned int shift = PAGE_SHIFT + 9 * (level - 1);
+	struct vti_scan *s = w->s;
+	unsigned int shift = vti_spte_shift(level);
 	u64 size = 1ULL << shift;
+	u64 entry_start = w->pos & ~(size - 1), entry_end = entry_start + size;
+	u64 g = w->pos, next = min(entry_end, stop);
+	unsigned long hstart = g + w->hva_delta;
+	enum vti_state state = VTI_HOLE;
+	size_t fit = vti_enc_avail(&s->enc);
+	unsigned long need;
+	bool partial = false;
 
-	while (gstart < gend) {
-		u64 *sptep = table + ((gstart >> shift) & (PTRS_PER_PTE - 1));
-		u64 entry_end = (gstart & ~(size - 1)) + size;
-		u64 next = min(entry_end, gend);
+	if (!vti_spte_present(spte)) {
+		/* 1 GiB or more not mapped: skipped, which means not present. */
+		if (level >= 3) {
+			w->pos = next;
+			return 0;
+		}
+	} else {
+		state = vti_spte_young(spte, w->ept) ? VTI_ACCESSED : VTI_IDLE;
+	}
+	if (w->merge)
+		need = 0;	/* the caller made room for the whole chunk */
+	else if (g == entry_start && next == entry_end && IS_ALIGNED(hstart, size))
+		need = 2;
+	else
+		need = vti_tdp_page_bytes(next - g);
+	if (fit < need) {
+		u64 pages = fit > 1 ? (fit - 1) * VMTIER_IDLE_MAX_RUN : 0;
+
+		if (!pages)
+			return -ENOSPC;
+		next = min(next, g + pages * PAGE_SIZE);
+		partial = true;
+	}
+	/*
+	 * Clear only in a read that reaches the leaf's end. A read that stops
+	 * inside it (a range's limit, a full buffer) leaves the A bit to the
+	 * read that describes the rest, which would otherwise find it clear and
+	 * report an accessed leaf as idle.
+	 */
+	if (state == VTI_ACCESSED && (s->flags & VMTIER_IDLE_F_CLEAR) &&
+	    next == entry_end && vti_spte_clearable(spte, w->ept) &&
+	    test_and_clear_bit(vti_spte_a_shift(w->ept), (unsigned long *)sptep)) {
+		s->cleared++;
+		vti_mark_young(vti_spte_pfn(spte, sme_me_mask));
+	}
+	if (w->merge) {
+		unsigned long i = (hstart - w->merge_hva) >> PAGE_SHIFT;
+		unsigned long n = (next - g) >> PAGE_SHIFT;
+
+		/* Accessed through any alias wins over idle, idle over hole. */
+		for (; n; n--, i++)
+			w->merge[i] = min_t(u8, w->merge[i], state);
+	} else {
+		vti_enc_range(&s->enc, hstart, next + w->hva_delta, shift,
+			      state);
+	}
+	w->pos = next;
+	return partial ? -ENOSPC : 0;
+}
+
+/*
+ * Walk the table at @level from w->pos to @stop with mmu_lock held. Returns
+ * 0 at @stop, -ENOSPC when the output or the budget is used up, or
+ * VTI_TDP_RELOCK when a vCPU waits for mmu_lock or the CPU should be given
+ * up: the caller drops the lock and starts again from the root at w->pos
+ * (the tables may change meanwhile), as KVM's own TDP iterators do.
+ */
+static int vti_tdp_level(struct vti_tdp_walk *w, u64 *table, int level,
+			 u64 stop)
+{
+	unsigned int shift = vti_spte_shift(level);
+	u64 size = 1ULL << shift;
+	int ret;
+
+	while (w->pos < stop) {
+		u64 *sptep = table + ((w->pos >> shift) & (PTRS_PER_PTE - 1));
+		u64 entry_end = (w->pos & ~(size - 1)) + size;
 		u64 spte = READ_ONCE(*sptep);
 
-		if (!vti_spte_present(spte))
-			vti_enc_range(&w->s->enc, gstart + w->hva_delta,
-				      next + w->hva_delta,
-				      min_t(unsigned int, shift, PMD_SHIFT),
-				      VTI_HOLE);
-		else if (vti_spte_leaf(spte, level))
-			vti_tdp_leaf(w, sptep, spte, level, entry_end, gstart,
-				     next);
-		else
-			vti_tdp_level(w, pfn_to_kaddr(vti_spte_pfn(spte,
+		/* A merged chunk is finished whole: the budget was checked. */
+		if (w->s->budget <= 0 && !w->merge)
+			return -ENOSPC;
+		if (w->pos != w->lock_pos &&
+		    (need_resched() || rwlock_needbreak(&w->kvm->mmu_lock)))
+			return VTI_TDP_RELOCK;
+		if (vti_spte_present(spte) && !vti_spte_leaf(spte, level)) {
+			ret = vti_tdp_level(w, pfn_to_kaddr(vti_spte_pfn(spte,
 								     sme_me_mask)),
-				      level - 1, gstart, next);
-		gstart = next;
+					    level - 1, min(entry_end, stop));
+		} else {
+			ret = vti_tdp_leaf(w, sptep, spte, level, stop);
+			w->s->budget--;
+		}
+		if (ret)
+			return ret;
 	}
+	return 0;
 }
 
 /*
@@ -238,63 +311,119 @@ static int vti_tdp_root(struct vti_kvm *k, hpa_t *root, int *level)
 	return 0;
 }
 
-/* Walk GPA [gstart, gend) of @slot in 2 MiB chunks; *gpos tracks progress. */
-static int vti_tdp_slot(struct vti_kvm *k, struct vti_tdp_walk *w,
-			u64 *gpos, u64 gend)
+/*
+ * Walk GPA [w->pos, w->gend) of one memslot with mmu_lock held across whole
+ * tables: it is dropped only when a vCPU waits for it or the scheduler asks
+ * (cond_resched_rwlock_write), and then the walk resumes from a fresh root.
+ */
+static int vti_tdp_slot(struct vti_kvm *k, struct vti_tdp_walk *w)
 {
 	struct kvm *kvm = k->kvm;
-	struct vti_scan *s = w->s;
-	u64 g = *gpos;
 	int ret = 0;
 
-	while (g < gend) {
-		u64 next = min(ALIGN(g + 1, PMD_SIZE), gend);
-		size_t fit = vti_enc_avail(&s->enc);
-		bool partial = false;
+	write_lock(&kvm->mmu_lock);
+	w->s->lock_takes++;
+	rcu_read_lock();
+	while (w->pos < w->gend) {
 		hpa_t root;
 		int level = 0;
 
-		if (s->budget <= 0 || !fit) {
-			ret = -ENOSPC;
-			break;
-		}
-		/*
-		 * Worst case one byte per 4 KiB page: describe what fits, so a
-		 * small read makes progress (a huge leaf cut here is not cleared:
-		 * vti_tdp_leaf clears only in the chunk that reaches its end).
-		 */
-		if (fit < (next - g) >> PAGE_SHIFT) {
-			next = g + fit * PAGE_SIZE;
-			partial = true;
-		}
-		write_lock(&kvm->mmu_lock);
-		rcu_read_lock();
+		w->lock_pos = w->pos;
 		ret = vti_tdp_root(k, &root, &level);
-		if (!ret && VALID_PAGE(root))
-			vti_tdp_level(w, pfn_to_kaddr(vti_spte_pfn(root,
-							   sme_me_mask)),
-				      level, g, next);
-		else if (!ret)	/* no usable root: no vCPU can map anything */
-			vti_enc_range(&s->enc, g + w->hva_delta,
-				      next + w->hva_delta, PAGE_SHIFT,
-				      VTI_HOLE);
-		rcu_read_unlock();
-		write_unlock(&kvm->mmu_lock);
 		if (ret)
 			break;
-		s->budget -= (next - g) >> PAGE_SHIFT;
-		g = next;
-		if (partial) {
-			ret = -ENOSPC;
+		if (!VALID_PAGE(root)) {
+			/* No vCPU can map anything: all of it is not present. */
+			w->pos = w->gend;
 			break;
 		}
-		cond_resched();
+		ret = vti_tdp_level(w, pfn_to_kaddr(vti_spte_pfn(root,
+								 sme_me_mask)),
+				    level, w->gend);
+		if (ret != VTI_TDP_RELOCK)
+			break;
+		ret = 0;
+		rcu_read_unlock();
+		if (cond_resched_rwlock_write(&kvm->mmu_lock))
+			w->s->lock_takes++;
+		rcu_read_lock();
 		if (fatal_signal_pending(current)) {
 			ret = -ERESTARTSYS;
 			break;
 		}
 	}
-	*gpos = g;
+	rcu_read_unlock();
+	write_unlock(&kvm->mmu_lock);
+	return ret;
+}
+
+static bool vti_slot_covers(const struct kvm_memory_slot *slot,
+			    unsigned long hstart, unsigned long hend)
+{
+	return !(slot->flags & KVM_MEMSLOT_INVALID) &&
+	       slot->userspace_addr <= hstart &&
+	       slot->userspace_addr + (slot->npages << PAGE_SHIFT) >= hend;
+}
+
+static void vti_slot_piece(struct vti_tdp_walk *w,
+			   const struct kvm_memory_slot *slot,
+			   unsigned long hstart, unsigned long hend)
+{
+	w->hva_delta = slot->userspace_addr -
+		       ((unsigned long)slot->base_gfn << PAGE_SHIFT);
+	w->pos = hstart - w->hva_delta;
+	w->gend = hend - w->hva_delta;
+}
+
+/*
+ * HVA [*hpos, hend) is mapped by several memslots (aliases: the same host
+ * memory at several GPAs, each with its own TDP leaves). Every alias is
+ * walked per 2 MiB HVA chunk and the states merged per 4 KiB page, so an
+ * access through any of them reads as accessed, and each clears its own
+ * leaves. Aliases are rare (firmware and VGA windows), so the 4 KiB
+ * granularity of their report costs little.
+ */
+static int vti_tdp_aliases(struct vti_kvm *k, struct vti_tdp_walk *w,
+			   unsigned long *hpos, unsigned long hend)
+{
+	struct kvm_memslots *slots = kvm_memslots(k->kvm);
+	struct vti_scan *s = w->s;
+	struct kvm_memory_slot *slot;
+	u8 states[PTRS_PER_PTE];
+	int bkt, ret = 0;
+
+	w->merge = states;
+	while (*hpos < hend) {
+		unsigned long h = *hpos;
+		unsigned long cend = min(ALIGN(h + 1, PMD_SIZE), hend);
+		size_t fit = vti_enc_avail(&s->enc);
+		unsigned int n;
+
+		if (s->budget <= 0 || !fit) {
+			ret = -ENOSPC;
+			break;
+		}
+		/* Worst case one byte per page: describe what fits. */
+		if (fit < (cend - h) >> PAGE_SHIFT)
+			cend = h + fit * PAGE_SIZE;
+		n = (cend - h) >> PAGE_SHIFT;
+		memset(states, VTI_HOLE, n);
+		w->merge_hva = h;
+		kvm_for_each_memslot(slot, bkt, slots) {
+			if (!vti_slot_covers(slot, h, cend))
+				continue;
+			vti_slot_piece(w, slot, h, cend);
+			ret = vti_tdp_slot(k, w);
+			if (ret)
+				break;
+		}
+		if (ret)
+			break;
+		vti_enc_ptes(&s->enc, h, states, n);
+		s->budget -= n;
+		*hpos = cend;
+	}
+	w->merge = NULL;
 	return ret;
 }
 
@@ -308,6 +437,7 @@ int vti_walk_tdp(struct vti_kvm *k, unsigned long start, unsigned long end,
 {
 	struct kvm *kvm = k->kvm;
 	struct vti_tdp_walk w = {
+		.kvm = kvm,
 		.s = s,
 		.ept = k->ept,
 	};
@@ -318,9 +448,8 @@ int vti_walk_tdp(struct vti_kvm *k, unsigned long start, unsigned long end,
 	while (addr < end) {
 		struct kvm_memslots *slots = kvm_memslots(kvm);
 		struct kvm_memory_slot *slot, *best = NULL;
-		unsigned long best_start = end, hva_start, hva_end;
-		u64 gpa, gend;
-		int bkt;
+		unsigned long best_start = end, hva_end;
+		int bkt, aliases = 0;
 
 		/* The memslot with the lowest HVA at or after addr. */
 		kvm_for_each_memslot(slot, bkt, slots) {
@@ -339,16 +468,35 @@ int vti_walk_tdp(struct vti_kvm *k, unsigned long start, unsigned long end,
 			addr = end;
 			break;
 		}
-		hva_start = best_start;
 		hva_end = min_t(unsigned long, end, best->userspace_addr +
 				(best->npages << PAGE_SHIFT));
-		w.hva_delta = best->userspace_addr -
-			      ((unsigned long)best->base_gfn << PAGE_SHIFT);
-		gpa = hva_start - w.hva_delta;
-		gend = hva_end - w.hva_delta;
-		w.gpa_stop = gend;
-		ret = vti_tdp_slot(k, &w, &gpa, gend);
-		addr = gpa + w.hva_delta;
+		/*
+		 * The piece ends where another memslot begins or ends, so that
+		 * one set of memslots maps all of it; aliases counts the others
+		 * that map its start.
+		 */
+		kvm_for_each_memslot(slot, bkt, slots) {
+			unsigned long ss = slot->userspace_addr;
+			unsigned long se = ss + (slot->npages << PAGE_SHIFT);
+
+			if (slot == best || slot->flags & KVM_MEMSLOT_INVALID ||
+			    se <= best_start || ss >= hva_end)
+				continue;
+			if (ss > best_start) {
+				hva_end = ss;
+				continue;
+			}
+			hva_end = min(hva_end, se);
+			aliases++;
+		}
+		if (aliases) {
+			addr = best_start;
+			ret = vti_tdp_aliases(k, &w, &addr, hva_end);
+		} else {
+			vti_slot_piece(&w, best, best_start, hva_end);
+			ret = vti_tdp_slot(k, &w);
+			addr = w.pos + w.hva_delta;
+		}
 		if (ret == -ENOSPC) {
 			ret = 0;
 			break;

@@ -55,7 +55,8 @@ struct vmtier_idle_info {
 	__u64 cleared;		/* A bits cleared */
 	__u64 tlb_flushes;	/* flushes issued */
 	__u64 walk_ns;		/* time spent walking page tables */
-	__u64 reserved[3];
+	__u64 lock_takes;	/* KVM mode: kvm->mmu_lock acquisitions */
+	__u64 reserved[2];
 };
 
 #define VMTIER_IDLE_IOC_MAGIC		0xb9

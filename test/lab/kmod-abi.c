@@ -7,8 +7,9 @@
  *       e.g. a root shell before setpriv dropped privileges). Prints {"errno":N} (0 = success).
  *   kmod-abi walk <pid> <flags> <start> <end> <count>
  *       opens the device, targets <pid>, reads [start, end) with <count>-byte reads. Prints
- *       {"errno":N,"reads":..,"reached":"0x..","present":pages,"accessed":pages,"huge":pages},
- *       "reached" being where the reads stopped (end, or where one made no progress).
+ *       {"errno":N,"reads":..,"reached":"0x..","present":pages,"accessed":pages,"huge":pages,
+ *       "cleared":A bits,"lockTakes":mmu_lock acquisitions}, "reached" being where the reads
+ *       stopped (end, or where one made no progress); the last two from GET_INFO.
  * Addresses are hex (0x...) or decimal.
  */
 #define _GNU_SOURCE
@@ -95,9 +96,15 @@ int main(int argc, char **argv)
 				break;	/* no progress: "reached" says where */
 			cur = next;
 		}
-		printf("{\"errno\":%d,\"reads\":%lu,\"reached\":\"0x%llx\",\"present\":%llu,\"accessed\":%llu,\"huge\":%llu}\n",
+		struct vmtier_idle_info info = { 0 };
+
+		if (fd >= 0)
+			ioctl(fd, VMTIER_IDLE_IOC_GET_INFO, &info);
+		printf("{\"errno\":%d,\"reads\":%lu,\"reached\":\"0x%llx\",\"present\":%llu,\"accessed\":%llu,\"huge\":%llu,"
+		       "\"cleared\":%llu,\"lockTakes\":%llu}\n",
 		       err, reads, (unsigned long long)cur, (unsigned long long)present,
-		       (unsigned long long)accessed, (unsigned long long)huge);
+		       (unsigned long long)accessed, (unsigned long long)huge,
+		       (unsigned long long)info.cleared, (unsigned long long)info.lock_takes);
 		return 0;
 	}
 	fprintf(stderr, "usage: kmod-abi target <fd> <pid> <flags> | walk <pid> <flags> <start> <end> <count>\n");

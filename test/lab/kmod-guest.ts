@@ -268,6 +268,76 @@ async function caseKvmHalt0(vmm: string, scans: number, intervalMs: number): Pro
   }
 }
 
+/** kmod-abi walk: raw reads of [start, end) with `flags` and `count`-byte reads (test/lab/kmod-abi.c). */
+function abiWalk(abi: string, pid: number, flags: number, start: number, end: number, count = 65536): Record<string, any> {
+  const r = spawnSync(abi, ['walk', String(pid), String(flags), `0x${start.toString(16)}`, `0x${end.toString(16)}`, String(count)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`kmod-abi walk exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, any>;
+}
+
+/**
+ * A THP-backed VM (2 MiB NPT leaves): the mmu_lock acquisitions of one read over all of it,
+ * and (with clearing) one 2 MiB leaf read as two adjacent ranges [leaf, +1 MiB), [+1 MiB, +2 MiB):
+ * both must report it accessed, and only the second may clear it.
+ */
+async function caseKvmSplit(vmm: string, abi: string): Promise<unknown> {
+  const t = await startTarget([vmm, '16', '4', '4', 'thp']);
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  const pid = t.child.pid!;
+  try {
+    // Read-only walks until the guest's fill pass has mapped all of its RAM.
+    const warm0 = Date.now();
+    let warm = abiWalk(abi, pid, 0, base, base + bytes);
+    while (warm.present < bytes / PAGE_SIZE && Date.now() - warm0 < 120_000) {
+      await sleep(500);
+      warm = abiWalk(abi, pid, 0, base, base + bytes);
+    }
+    const out: Record<string, unknown> = { warm, chunks: bytes / (2 << 20) };
+    if (CLEAR) {
+      // A cold leaf: written once by the fill pass, so its A bit is set and stays set.
+      const leaf = base + (10 << 20);
+      out.whole = abiWalk(abi, pid, 0, leaf, leaf + (2 << 20));
+      out.first = abiWalk(abi, pid, 1, leaf, leaf + (1 << 20));
+      out.second = abiWalk(abi, pid, 1, leaf + (1 << 20), leaf + (2 << 20));
+      out.after = abiWalk(abi, pid, 0, leaf, leaf + (2 << 20));
+    }
+    return out;
+  } finally {
+    t.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * A VM whose hot HVAs are written half through a second memslot mapping them (an alias) and
+ * half through the first (test/lab/kmod-vmm.c "alias"): every alias must be read.
+ */
+async function caseKvmAlias(vmm: string, scans: number, intervalMs: number): Promise<unknown> {
+  const t = await startTarget([vmm, '32', '28', '8', 'alias']);
+  const base = hexNum(t.first.base);
+  const bytes = Number(t.first.bytes);
+  const range = { start: base, end: base + bytes };
+  const hot = [{ start: base, end: base + PAGE_SIZE }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
+  const tracker = newTracker();
+  try {
+    await tracker.track(t.child.pid!, [range]);
+    const mode = tracker.mode();
+    const warm0 = Date.now();
+    let present = 0;
+    while (Date.now() - warm0 < 120_000) {
+      const w = await tracker.scan({ scans: 1, intervalMs: 0 });
+      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
+      if (present === bytes / PAGE_SIZE) break;
+      await sleep(500);
+    }
+    const res = await tracker.scan({ scans, intervalMs });
+    return { mode, presentAfterWarm: present, ...accuracy(res, hot) };
+  } finally {
+    await tracker.close();
+    t.child.kill('SIGKILL');
+  }
+}
+
 /** `vmtier scan --tracker kmod --json` (the CLI over this tracker) on the workload's footprint. */
 async function caseCli(workload: string): Promise<unknown> {
   const t = await startTarget([workload, '--size', '32m', '--hot', '4m', '--layout', 'contiguous', '--thp', 'off', '--rate', '10']);
@@ -342,6 +412,12 @@ try {
       break;
     case 'kvmhalt0':
       result = await caseKvmHalt0(rest[0]!, Number(rest[1] ?? 3), Number(rest[2] ?? 1000));
+      break;
+    case 'kvmsplit':
+      result = await caseKvmSplit(rest[0]!, rest[1]!);
+      break;
+    case 'kvmalias':
+      result = await caseKvmAlias(rest[0]!, Number(rest[1] ?? 3), Number(rest[2] ?? 1000));
       break;
     case 'cli':
       result = await caseCli(rest[0]!);

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A minimal KVM virtual machine with a known hot set, for the kmod TDP (NPT/EPT) lab test:
- *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp] [halt0]
+ *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp] [halt0] [alias]
  * One memslot of guest RAM at GPA 0 (4 KiB host pages, or THP with "thp": 2 MiB NPT leaves),
  * one vCPU in flat
  * 32-bit protected mode running 31 bytes of code from GPA 0: write one byte per 4 KiB page
  * over all of RAM once (a plain write), then over [hot offset, hot offset + hot) forever (inc). The guest's
  * accesses reach the TDP tables only; the process page tables never see them.
+ * "alias": hot offset < guest MiB < hot offset + hot MiB; a third memslot at GPA <guest MiB>
+ * maps the last <hot MiB> of guest RAM's HVAs again (an alias), so the hot loop's GPAs run
+ * through the end of RAM into the alias: the hot HVAs [end - hot MiB, end) are written half
+ * through the alias (the first half) and half through the first memslot (the second half).
  * "halt0": two vCPUs; vCPU 0 runs once into a HLT (its exit comes back here and it is never
  * run again: a halted vCPU keeping its root) and vCPU 1 runs the code above.
  * A second, 2 MiB memslot lies at GPA 1 GiB. SIGUSR2 deletes it and adds it again (a memslot
@@ -94,14 +98,16 @@ static void setup_vcpu(int vcpu, uint32_t rip, size_t bytes, uint32_t hot, uint3
 
 int main(int argc, char **argv)
 {
-	if (argc < 4 || argc > 6)
+	if (argc < 4 || argc > 7)
 		return 2;
-	int thp = 0, halt0 = 0;
+	int thp = 0, halt0 = 0, alias = 0;
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "thp"))
 			thp = 1;
 		else if (!strcmp(argv[i], "halt0"))
 			halt0 = 1;
+		else if (!strcmp(argv[i], "alias"))
+			alias = 1;
 		else
 			return 2;
 	}
@@ -134,6 +140,18 @@ int main(int argc, char **argv)
 	};
 	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &extra_region))
 		die("KVM_SET_USER_MEMORY_REGION extra");
+	uint32_t hot_hva = hot;	/* offset of the hot set's first HVA from guest RAM's */
+	if (alias) {
+		if (hot >= bytes || hot + hot_len <= bytes)
+			return 2;
+		struct kvm_userspace_memory_region alias_region = {
+			.slot = 2, .guest_phys_addr = bytes, .memory_size = hot_len,
+			.userspace_addr = (uintptr_t)mem + bytes - hot_len,
+		};
+		if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &alias_region))
+			die("KVM_SET_USER_MEMORY_REGION alias");
+		hot_hva = bytes - hot_len;
+	}
 	int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	int vcpu0 = -1;
 	if (halt0) {
@@ -167,7 +185,7 @@ int main(int argc, char **argv)
 	signal(SIGUSR2, on_usr2);
 	printf("{\"pid\":%d,\"base\":\"0x%lx\",\"bytes\":%zu,\"code\":\"0x%lx\",\"hot\":[{\"start\":\"0x%lx\",\"end\":\"0x%lx\"}]}\n",
 	       getpid(), (unsigned long)mem, bytes, (unsigned long)mem,
-	       (unsigned long)(mem + hot), (unsigned long)(mem + hot + hot_len));
+	       (unsigned long)(mem + hot_hva), (unsigned long)(mem + hot_hva + hot_len));
 	fflush(stdout);
 	for (;;) {
 		if (ioctl(vcpu, KVM_RUN, 0) && errno != EINTR)
