@@ -27,7 +27,8 @@ if (b.status !== 0) {
 const ko = b.stdout.trim().split('\n').pop()!;
 const target = ensureLabBinary('kmod-target', 'test/lab/kmod-target.c');
 // no_timer_check: on a loaded host TCG can fail the kernel's boot-time IO-APIC timer check.
-const lab = await LabSession.start({ append: ['no_timer_check'], onProgress: (l) => process.stderr.write(`${l}\n`) });
+// Boots took over 120 s with the 2 cores shared by several lab guests: the kmod lab test's bound.
+const lab = await LabSession.start({ append: ['no_timer_check'], bootTimeoutMs: 300_000, onProgress: (l) => process.stderr.write(`${l}\n`) });
 try {
   await lab.check(['insmod', ko]);
   const rows: string[] = [];
