@@ -52,9 +52,16 @@ cgroup_controllers = [ ]
 CONF
 fi
 
-running() { pgrep -x "$1" >/dev/null 2>&1; }
-running virtlogd || { log "starting virtlogd"; virtlogd -d || die "virtlogd -d failed"; }
-if ! running libvirtd; then
+# The system daemons are judged by their pid files, not by process name: tests (and users) run
+# private session libvirtd/virtlogd instances as other users, and a name match on those once hid
+# a system libvirtd that had died (ensure-host then gave up instead of starting it).
+system_daemon_running() { # name
+  local pid
+  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+}
+system_daemon_running virtlogd || { log "starting virtlogd"; virtlogd -d || die "virtlogd -d failed"; }
+if ! virsh -c qemu:///system version >/dev/null 2>&1 && ! system_daemon_running libvirtd; then
   log "starting libvirtd"
   libvirtd -d || die "libvirtd -d failed (see /var/log/libvirt)"
 fi
