@@ -30,6 +30,8 @@ const repoRoot = join(import.meta.dirname, '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'vmtier-dashboard-'));
 const shotDir = process.env.VMTIER_UPDATE_SCREENSHOTS === '1' ? join(repoRoot, 'docs', 'screenshots') : join(dir, 'screenshots');
 const VMS = 100;
+/** serve's host-wide migration rate: not the default, so the Host page must show what serve was given. */
+const HOST_MBPS = 300;
 const HOUR = 3600_000;
 const GiB = 2 ** 30;
 const now = Date.now();
@@ -95,7 +97,7 @@ function fill(dbPath: string): void {
 async function serve(dbPath: string): Promise<void> {
   // The engine manages this test's domain only. Its tracker is kmod, which cannot run here (no
   // module): rounds record placement only, which is what a real daemon round gives this machine.
-  const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbPath, '--manage', `^${PREFIX}`, '--tracker', 'kmod'];
+  const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbPath, '--manage', `^${PREFIX}`, '--tracker', 'kmod', '--host-mbps', String(HOST_MBPS)];
   child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), ...args], {
     env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -269,6 +271,27 @@ test('Host page: nodes by tier with total/free equal to /v1/host, kernel state a
   const engine = (await apiGet('/v1/engine')) as any;
   assert.match((await page.textContent('#engine-card'))!, new RegExp(`VMs managed: ${engine.vms.length}`));
   assert.equal(engine.vms.length, 1);
+  // The engine's host budget: every figure on the page is the API's (value and text).
+  const b = engine.budget;
+  assert.equal(b.rateBytesPerSec, HOST_MBPS * 2 ** 20, 'serve --host-mbps reaches the engine status');
+  const budgetCells = Object.fromEntries(
+    await page.$$eval('#budget td[data-field]', (tds) => tds.map((td) => [td.getAttribute('data-field'), { value: td.getAttribute('data-value'), text: td.textContent }])),
+  ) as Record<string, { value: string; text: string }>;
+  const apiBudget: Record<string, number> = {
+    rateBytesPerSec: b.rateBytesPerSec, capacityBytes: b.capacityBytes, availableBytes: b.availableBytes,
+    'outstanding.leases': b.outstanding.leases, 'outstanding.reservedBytes': b.outstanding.reservedBytes,
+    'lastHour.leases': b.lastHour.leases, 'lastHour.wantedBytes': b.lastHour.wantedBytes, 'lastHour.reservedBytes': b.lastHour.reservedBytes,
+    'lastHour.settledBytes': b.lastHour.settledBytes, 'lastHour.shortLeases': b.lastHour.shortLeases, dramFreeWatermarkBytes: b.dramFreeWatermarkBytes,
+  };
+  assert.deepEqual(Object.keys(budgetCells).sort(), Object.keys(apiBudget).sort());
+  for (const [f, v] of Object.entries(apiBudget)) {
+    assert.equal(Number(budgetCells[f]!.value), v, `budget ${f}`);
+    const text = f === 'rateBytesPerSec' ? `${fmtBytes(v)}/s` : /leases$|Leases$/.test(f) ? String(v) : fmtBytes(v);
+    assert.equal(budgetCells[f]!.text, text, `budget ${f} text`);
+  }
+  assert.equal(budgetCells.rateBytesPerSec!.text, '300 MiB/s');
+  assert.match((await page.textContent('#budget-hour'))!, new RegExp(`of ${fmtBytes(b.rateBytesPerSec * 3600).replace('.', '\\.')} allowed`));
+  assert.equal(await page.locator('#budget-waiting li').count(), b.waiting.length);
   await shot(page, 'host');
   assert.deepEqual(errors.filter((e) => !/401 \(Unauthorized\)/.test(e)), []);
   await page.context().close();
