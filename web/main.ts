@@ -337,7 +337,7 @@ async function vmPage(uuid: string): Promise<void> {
         h('tr', {}, h('th', {}, 'state'), h('td', { 'data-field': 'state' }, e.state)),
         h('tr', {}, h('th', {}, 'mode / policy'), h('td', {}, `${e.mode} (v${e.policyVersion})`)),
         h('tr', {}, h('th', {}, 'tracker'), h('td', {}, e.tracker ? `${e.tracker.name}${e.tracker.available ? '' : ` — unavailable: ${e.tracker.error?.message ?? ''}`}` : '–')),
-        h('tr', {}, h('th', {}, 'rounds'), h('td', {}, String(e.rounds))),
+        h('tr', {}, h('th', {}, 'rounds'), h('td', { 'data-field': 'rounds' }, String(e.rounds))),
         h('tr', {}, h('th', {}, 'last round'), h('td', {}, lr ? `${new Date(lr.t).toLocaleTimeString()} · ${lr.durationMs.toFixed(0)} ms · scan ${lr.scanMs.toFixed(0)} ms · hot ${fmtBytes(lr.hotBytes)}` : '–')),
         h('tr', {}, h('th', {}, 'moved (total)'), h('td', {}, `promoted ${e.totals.promote.byClass.moved} pages · demoted ${e.totals.demote.byClass.moved} pages`)),
         h('tr', {}, h('th', {}, 'failures'), h('td', {}, `${e.failures}${e.lastError ? ` — ${e.lastError.code}: ${e.lastError.message}` : ''}`)),

@@ -312,6 +312,15 @@ test('VM page: charts drawn from history, layout shown, policy edit round-trips,
   await page.waitForFunction(() => Number(document.querySelector('#chart-tiers')?.getAttribute('data-points')) > 200);
   assert.ok(Number(await page.getAttribute('#chart-tiers', 'data-points')) <= 241);
   await shot(page, 'vm');
+  // 30 days at 3 h steps: the 24 h of history fill 8 or 9 of its 240 points.
+  await page.click('button[data-range="30d"]');
+  await page.waitForSelector('button[data-range="30d"].active');
+  await page.waitForFunction(() => {
+    const n = Number(document.querySelector('#chart-tiers')?.getAttribute('data-points'));
+    return n >= 8 && n <= 10;
+  });
+  await page.click('button[data-range="1h"]');
+  await page.waitForSelector('button[data-range="1h"].active');
 
   const before = await apiGet(`/v1/vms/${HEAT_VM}/policy`);
   await page.fill('#policy-form [name="thresholds.coldMaxFraction"]', '0.2');
@@ -387,6 +396,11 @@ test("the real TCG domain: the engine's rounds record heat (placement only here)
   await login(page, `#/vm/${uuid}`);
   await page.waitForSelector('#engine-status table');
   assert.match((await page.textContent('#engine-status'))!, /kmod — unavailable: /);
+  // Live: the engine's round count grows on the open page, without a reload.
+  const roundsAt = async () => Number(await page.textContent('#engine-status td[data-field="rounds"]'));
+  const firstRounds = await roundsAt();
+  await page.waitForFunction((n) => Number(document.querySelector('#engine-status td[data-field="rounds"]')?.textContent) > n, firstRounds, { timeout: 30_000 });
+  assert.equal((await apiGet(`/v1/vms/${uuid}/engine`)).rounds >= (await roundsAt()), true);
   assert.match((await page.textContent('h1'))!, new RegExp(domain!.name));
   assert.equal(await page.locator('#guest-nodes tbody tr').count(), vm.guestNodes.length);
   await page.goto(`${url}/ui/#/vms`);
