@@ -108,12 +108,12 @@ async function hostPage(): Promise<void> {
       h('div', { class: 'card' }, h('h2', {}, "Kernel's own tiering"), kernel,
         h('h2', {}, `Warnings (${warnings.length})`),
         warnings.length === 0 ? h('p', { class: 'muted', id: 'warnings' }, 'none') : h('ul', { id: 'warnings', class: 'warn' }, ...warnings.map((w) => h('li', {}, w))))),
-    h('div', { class: 'card', id: 'engine-card' }, h('h2', {}, 'Engine'),
+    h('div', { class: 'grid' }, h('div', { class: 'card', id: 'engine-card' }, h('h2', {}, 'Engine'),
       engine === null
         ? h('p', { class: 'muted' }, 'The tiering engine is not running in this service (serve --no-engine).')
         : h('p', {}, `running: ${engine.running} · tracker override: ${engine.trackerOverride ?? 'none (each policy chooses)'} · VMs managed: ${engine.vms.length}`),
       h('p', { id: 'moved-hour' }, `Moved in the last hour, all VMs (history): ${fmtBytes(movedHour)} (${(movedHour / 3600 / 2 ** 20).toFixed(2)} MiB/s on average)`)),
-    budgetCard(engine, overview.vms),
+    budgetCard(engine, overview.vms)),
   );
   // The budget changes with every lease: refreshed like the VM page's charts.
   const timer = setInterval(() => {
