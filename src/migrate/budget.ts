@@ -4,7 +4,9 @@
  * what the host allows. A round takes a lease (the smaller of both buckets, reserved in both at
  * once), moves, and settles the lease with the bytes it attempted; the unused rest goes back. DRAM pressure shapes the grant: promotion pauses while DRAM
  * free is under the watermark (it would only push something else out), and demotion is served
- * first whenever DRAM is short. The clock is injected for tests.
+ * first whenever DRAM is short. The host's use (leases in flight, the last hour per minute, VMs
+ * that got less than they asked) is kept for the engine status and the dashboard's Host page.
+ * The clock is injected for tests.
  */
 const MB = 1 << 20;
 const MINUTE_MS = 60_000;
