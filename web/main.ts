@@ -108,12 +108,67 @@ async function hostPage(): Promise<void> {
       h('div', { class: 'card' }, h('h2', {}, "Kernel's own tiering"), kernel,
         h('h2', {}, `Warnings (${warnings.length})`),
         warnings.length === 0 ? h('p', { class: 'muted', id: 'warnings' }, 'none') : h('ul', { id: 'warnings', class: 'warn' }, ...warnings.map((w) => h('li', {}, w))))),
-    h('div', { class: 'card', id: 'engine-card' }, h('h2', {}, 'Engine'),
+    h('div', { class: 'grid' }, h('div', { class: 'card', id: 'engine-card' }, h('h2', {}, 'Engine'),
       engine === null
         ? h('p', { class: 'muted' }, 'The tiering engine is not running in this service (serve --no-engine).')
         : h('p', {}, `running: ${engine.running} · tracker override: ${engine.trackerOverride ?? 'none (each policy chooses)'} · VMs managed: ${engine.vms.length}`),
-      h('p', { id: 'budget-use' }, `Moved in the last hour, all VMs: ${fmtBytes(movedHour)} (${(movedHour / 3600 / 2 ** 20).toFixed(2)} MiB/s on average)`)),
+      h('p', { id: 'moved-hour' }, `Moved in the last hour, all VMs (history): ${fmtBytes(movedHour)} (${(movedHour / 3600 / 2 ** 20).toFixed(2)} MiB/s on average)`)),
+    budgetCard(engine, overview.vms)),
   );
+  // The budget changes with every lease: refreshed like the VM page's charts.
+  const timer = setInterval(() => {
+    api('/v1/dashboard/engine')
+      .then((r) => document.getElementById('budget-card')?.replaceWith(budgetCard(r.engine, overview.vms)))
+      .catch((e) => setStatus(`update failed: ${(e as Error).message}`));
+  }, POLL_MS);
+  cleanup.push(() => clearInterval(timer));
+}
+
+/** A fraction as a bar with its label; `over` marks more than the whole (an overrun is paid by waiting). */
+function gauge(id: string, fraction: number, label: string): HTMLElement {
+  const f = Math.max(0, Math.min(1, fraction));
+  return h('div', { class: 'gauge', id },
+    h('div', { class: `bar budget${fraction > 1 ? ' over' : ''}` }, h('span', { style: `width:${(f * 100).toFixed(1)}%` })),
+    h('span', { class: 'muted' }, label));
+}
+
+/** The engine's host-wide migration budget (token bucket): configuration, what it holds, its last hour, who waits for it. */
+function budgetCard(engine: Json, vms: Json[]): HTMLElement {
+  const card = h('div', { class: 'card', id: 'budget-card' }, h('h2', {}, 'Host migration budget'));
+  if (engine === null) {
+    card.append(h('p', { class: 'muted' }, 'No engine: no budget in use.'));
+    return card;
+  }
+  const b = engine.budget;
+  const hourBytes = b.rateBytesPerSec * 3600;
+  const used = hourBytes > 0 ? b.lastHour.settledBytes / hourBytes : 0;
+  const held = b.capacityBytes > 0 ? b.availableBytes / b.capacityBytes : 0;
+  const row = (label: string, field: string, value: number, text: string) =>
+    h('tr', {}, h('th', {}, label), h('td', { class: 'num', 'data-field': field, 'data-value': value }, text));
+  const name = (uuid: string) => vms.find((v) => v.uuid === uuid)?.name ?? engine.vms.find((v: Json) => v.uuid === uuid)?.name ?? uuid;
+  card.append(
+    gauge('budget-hour', used, `last hour: ${fmtBytes(b.lastHour.settledBytes)} moved of ${fmtBytes(hourBytes)} allowed (${(used * 100).toFixed(2)} %)`),
+    gauge('budget-bucket', held, `bucket now: ${fmtBytes(b.availableBytes)} of ${fmtBytes(b.capacityBytes)} available`),
+    h('table', { id: 'budget' },
+      row('rate (--host-mbps)', 'rateBytesPerSec', b.rateBytesPerSec, `${fmtBytes(b.rateBytesPerSec)}/s`),
+      row('bucket capacity (largest lease)', 'capacityBytes', b.capacityBytes, fmtBytes(b.capacityBytes)),
+      row('available now', 'availableBytes', b.availableBytes, fmtBytes(b.availableBytes)),
+      row('leases in flight', 'outstanding.leases', b.outstanding.leases, String(b.outstanding.leases)),
+      row('bytes they hold', 'outstanding.reservedBytes', b.outstanding.reservedBytes, fmtBytes(b.outstanding.reservedBytes)),
+      row('leases, last hour', 'lastHour.leases', b.lastHour.leases, String(b.lastHour.leases)),
+      row('asked, last hour', 'lastHour.wantedBytes', b.lastHour.wantedBytes, fmtBytes(b.lastHour.wantedBytes)),
+      row('reserved, last hour', 'lastHour.reservedBytes', b.lastHour.reservedBytes, fmtBytes(b.lastHour.reservedBytes)),
+      row('attempted (settled), last hour', 'lastHour.settledBytes', b.lastHour.settledBytes, fmtBytes(b.lastHour.settledBytes)),
+      row('leases short of what they asked, last hour', 'lastHour.shortLeases', b.lastHour.shortLeases, String(b.lastHour.shortLeases)),
+      row('promotion pauses below free DRAM', 'dramFreeWatermarkBytes', b.dramFreeWatermarkBytes, fmtBytes(b.dramFreeWatermarkBytes))),
+    h('h2', {}, `VMs short of budget (${b.waiting.length})`),
+    b.waiting.length === 0
+      ? h('p', { class: 'muted', id: 'budget-waiting' }, 'none: every latest lease got what it asked')
+      : h('ul', { id: 'budget-waiting' }, ...b.waiting.map((w: Json) =>
+        h('li', { 'data-vm': w.vm }, h('a', { href: `#/vm/${w.vm}` }, name(w.vm)),
+          ` asked ${fmtBytes(w.wantedBytes)}, got ${fmtBytes(w.reservedBytes)} — limited by ${w.limitedBy === 'host' ? 'the host budget' : w.limitedBy === 'vm' ? 'its own migration.maxMBps' : 'DRAM room for promotion'}`))),
+  );
+  return card;
 }
 
 // ---- VMs ----------------------------------------------------------------------------------
@@ -282,7 +337,7 @@ async function vmPage(uuid: string): Promise<void> {
         h('tr', {}, h('th', {}, 'state'), h('td', { 'data-field': 'state' }, e.state)),
         h('tr', {}, h('th', {}, 'mode / policy'), h('td', {}, `${e.mode} (v${e.policyVersion})`)),
         h('tr', {}, h('th', {}, 'tracker'), h('td', {}, e.tracker ? `${e.tracker.name}${e.tracker.available ? '' : ` — unavailable: ${e.tracker.error?.message ?? ''}`}` : '–')),
-        h('tr', {}, h('th', {}, 'rounds'), h('td', {}, String(e.rounds))),
+        h('tr', {}, h('th', {}, 'rounds'), h('td', { 'data-field': 'rounds' }, String(e.rounds))),
         h('tr', {}, h('th', {}, 'last round'), h('td', {}, lr ? `${new Date(lr.t).toLocaleTimeString()} · ${lr.durationMs.toFixed(0)} ms · scan ${lr.scanMs.toFixed(0)} ms · hot ${fmtBytes(lr.hotBytes)}` : '–')),
         h('tr', {}, h('th', {}, 'moved (total)'), h('td', {}, `promoted ${e.totals.promote.byClass.moved} pages · demoted ${e.totals.demote.byClass.moved} pages`)),
         h('tr', {}, h('th', {}, 'failures'), h('td', {}, `${e.failures}${e.lastError ? ` — ${e.lastError.code}: ${e.lastError.message}` : ''}`)),

@@ -139,6 +139,7 @@ export class Engine implements EngineView {
       trackerOverride: this.o.tracker ?? null,
       kernel: host?.kernel ?? null,
       warnings: host?.warnings ?? [],
+      budget: this.budget.hostStatus(),
       vms: [...this.loops.values()].map((m) => m.loop.snapshot()).sort((a, b) => a.name.localeCompare(b.name)),
     };
   }

@@ -4,7 +4,10 @@
  */
 import type { KernelTiering } from '../host/topology.js';
 
+import type { HostBudgetStatus } from '../migrate/budget.js';
 import type { MoveCounts } from '../migrate/mover.js';
+
+export type { BudgetLimit, HostBudgetStatus } from '../migrate/budget.js';
 
 export type { MoveClass, MoveCounts } from '../migrate/mover.js';
 export { addMoveCounts, emptyMoveCounts } from '../migrate/mover.js';
@@ -67,6 +70,8 @@ export interface EngineStatus {
   kernel: KernelTiering | null;
   /** The kernel's own tiering that may fight vmtier over the same pages. */
   warnings: string[];
+  /** The host-wide migration budget every VM's moves lease from. */
+  budget: HostBudgetStatus;
   vms: VmEngineStatus[];
 }
 

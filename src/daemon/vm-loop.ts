@@ -524,6 +524,10 @@ export class VmLoop {
           const c = cell(g, h);
           c.moved += moved;
           c.failures += failed;
+        }, (pages, reached, target) => {
+          // The heatmap shows where heat lives after the round: a page that reached its target is in the target's tier now.
+          const t = target >= 0 && target < MAX_NODES ? tierOfNode[target]! : TIER_DRAM;
+          for (let i = 0; i < pages.length; i++) if (reached[i]) tiers[pages[i]!] = t;
         });
         phase('move');
         if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, leaving);
@@ -562,7 +566,7 @@ export class VmLoop {
       });
     }
     if (samples.length > 0) this.d.store.insertSamples(samples);
-    // The dashboard's heatmap: placement as read this round (before its moves), heat if scanned.
+    // The dashboard's heatmap: placement after this round's moves (read, then updated with what moved), heat if scanned.
     recordHeat(this.d.store, this.uuid, t, { segments: pm.segments, totalPages: pm.totalPages, pageSize: PAGE_SIZE, counts, scans, tiers });
     phase('record');
     this.status.rounds++;
@@ -601,6 +605,7 @@ export class VmLoop {
     summary: RoundSummary,
     skip: (why: string, n: number) => void,
     account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
+    arrived: (pages: readonly number[], reached: Uint8Array, target: number) => void,
   ): Promise<number[]> {
     const mover = new Mover({
       budget: this.d.budget,
@@ -610,7 +615,10 @@ export class VmLoop {
         return r;
       },
       // vmtier knows what it moved: no query needed to learn where these pages are now.
-      onMoved: (pages, reached, target) => this.placement?.recordMoves(pages, reached, target),
+      onMoved: (pages, reached, target) => {
+        this.placement?.recordMoves(pages, reached, target);
+        arrived(pages, reached, target);
+      },
       record: (r) => {
         const c = r.counts;
         account(r.guestNode, r.target, c.byClass.moved, c.requested - c.byClass.moved);

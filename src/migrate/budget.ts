@@ -4,9 +4,14 @@
  * what the host allows. A round takes a lease (the smaller of both buckets, reserved in both at
  * once), moves, and settles the lease with the bytes it attempted; the unused rest goes back. DRAM pressure shapes the grant: promotion pauses while DRAM
  * free is under the watermark (it would only push something else out), and demotion is served
- * first whenever DRAM is short. The clock is injected for tests.
+ * first whenever DRAM is short. The host's use (leases in flight, the last hour per minute, VMs
+ * that got less than they asked) is kept for the engine status and the dashboard's Host page.
+ * The clock is injected for tests.
  */
 const MB = 1 << 20;
+const MINUTE_MS = 60_000;
+/** The host's use is kept per minute for the last hour: 60 slots, reused in turn. */
+const HOUR_SLOTS = 60;
 
 export class TokenBucket {
   private tokens: number;
@@ -94,6 +99,35 @@ export interface MoveLease {
   settle(attemptedBytes: number): void;
 }
 
+/** Why a VM's latest lease got less than it asked: its own bucket, the host's, or DRAM room for promotion. */
+export type BudgetLimit = 'vm' | 'host' | 'dram';
+
+/** What the host-wide budget is doing: plain data for the engine status and the dashboard. */
+export interface HostBudgetStatus {
+  /** The host bucket's rate (--host-mbps), bytes per second. */
+  rateBytesPerSec: number;
+  /** Bytes the bucket holds when full (rate x burst): the most one lease can get. */
+  capacityBytes: number;
+  /** Bytes in the host bucket now (leases reserve from it; settling returns the unused rest). */
+  availableBytes: number;
+  dramFreeWatermarkBytes: number;
+  /** Leases taken and not yet settled (moves in progress), and the bytes they hold. */
+  outstanding: { leases: number; reservedBytes: number };
+  /** The last 60 minutes, per lease: asked, reserved when leased, paid when settled (attempted moves). */
+  lastHour: { leases: number; wantedBytes: number; reservedBytes: number; settledBytes: number; shortLeases: number };
+  /** VMs whose latest lease got less than they asked (they move the rest in later rounds), by uuid. */
+  waiting: Array<{ vm: string; t: number; wantedBytes: number; reservedBytes: number; limitedBy: BudgetLimit }>;
+}
+
+interface MinuteSlot {
+  minute: number;
+  leases: number;
+  wantedBytes: number;
+  reservedBytes: number;
+  settledBytes: number;
+  shortLeases: number;
+}
+
 export class MigrationBudget {
   readonly hostMBps: number;
   readonly watermarkBytes: number;
@@ -103,6 +137,11 @@ export class MigrationBudget {
   private readonly vms = new Map<string, TokenBucket>();
   /** Promotion bytes leased and not yet settled: DRAM that other VMs' promotions must not count as free. */
   private promotingBytes = 0;
+  private outstandingLeases = 0;
+  private outstandingBytes = 0;
+  private readonly hour: MinuteSlot[] = [];
+  /** Per VM, its latest lease when that got less than asked (cleared by one that got everything). */
+  private readonly short = new Map<string, HostBudgetStatus['waiting'][number]>();
 
   constructor(opts: BudgetOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -147,9 +186,24 @@ export class MigrationBudget {
     const reserved = demoteBytes + promoteBytes;
     const vmBucket = this.bucket(vmId, vmMBps);
     const t = this.now();
+    const wanted = Math.max(0, want.demoteBytes) + Math.max(0, want.promoteBytes);
+    if (reserved < wanted) {
+      // Short of what it asked: DRAM room when the buckets had enough, else the emptier bucket.
+      const limitedBy: BudgetLimit = granted >= wanted ? 'dram' : this.host.available(t) <= vmBucket.available(t) ? 'host' : 'vm';
+      this.short.set(vmId, { vm: vmId, t, wantedBytes: wanted, reservedBytes: reserved, limitedBy });
+    } else {
+      this.short.delete(vmId);
+    }
+    const slot = this.slot(t);
+    slot.leases++;
+    slot.wantedBytes += wanted;
+    slot.reservedBytes += reserved;
+    if (reserved < wanted) slot.shortLeases++;
     vmBucket.take(reserved, t);
     this.host.take(reserved, t);
     this.promotingBytes += promoteBytes;
+    this.outstandingLeases++;
+    this.outstandingBytes += reserved;
     let settled = false;
     return {
       demoteBytes,
@@ -161,9 +215,12 @@ export class MigrationBudget {
         if (settled) return;
         settled = true;
         this.promotingBytes -= promoteBytes;
+        this.outstandingLeases--;
+        this.outstandingBytes -= reserved;
         // A move that overran its lease is paid in full (buckets may go negative and refill).
         const refund = reserved - Math.max(0, attemptedBytes);
         const now = this.now();
+        this.slot(now).settledBytes += Math.max(0, attemptedBytes);
         if (refund >= 0) {
           vmBucket.give(refund, now);
           this.host.give(refund, now);
@@ -177,5 +234,38 @@ export class MigrationBudget {
 
   forget(vmId: string): void {
     this.vms.delete(vmId);
+    this.short.delete(vmId);
+  }
+
+  /** The host bucket, leases in flight and the last hour's leases (O(60): kept per minute, not per lease). */
+  hostStatus(): HostBudgetStatus {
+    const t = this.now();
+    const minute = Math.floor(t / MINUTE_MS);
+    const lastHour = { leases: 0, wantedBytes: 0, reservedBytes: 0, settledBytes: 0, shortLeases: 0 };
+    for (const s of this.hour) {
+      if (s.minute <= minute - HOUR_SLOTS || s.minute > minute) continue;
+      lastHour.leases += s.leases;
+      lastHour.wantedBytes += s.wantedBytes;
+      lastHour.reservedBytes += s.reservedBytes;
+      lastHour.settledBytes += s.settledBytes;
+      lastHour.shortLeases += s.shortLeases;
+    }
+    return {
+      rateBytesPerSec: this.host.rate,
+      capacityBytes: this.host.capacity,
+      availableBytes: this.host.available(t),
+      dramFreeWatermarkBytes: this.watermarkBytes,
+      outstanding: { leases: this.outstandingLeases, reservedBytes: this.outstandingBytes },
+      lastHour,
+      waiting: [...this.short.values()].sort((a, b) => a.vm.localeCompare(b.vm)).map((w) => ({ ...w })),
+    };
+  }
+
+  private slot(t: number): MinuteSlot {
+    const minute = Math.floor(t / MINUTE_MS);
+    const i = ((minute % HOUR_SLOTS) + HOUR_SLOTS) % HOUR_SLOTS;
+    let s = this.hour[i];
+    if (!s || s.minute !== minute) this.hour[i] = s = { minute, leases: 0, wantedBytes: 0, reservedBytes: 0, settledBytes: 0, shortLeases: 0 };
+    return s;
   }
 }

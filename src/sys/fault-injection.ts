@@ -8,6 +8,8 @@
  *   VMTIER_INJECT_MOVE_PAGES=ENOMEM         the whole call fails with ENOMEM (target node full)
  *   VMTIER_INJECT_MOVE_PAGES=EPERM          the whole call fails with EPERM (no CAP_SYS_NICE)
  *   VMTIER_INJECT_MOVE_PAGES=EBUSY:call     any errno, forced to the per-page or whole-call form
+ *   VMTIER_INJECT_MOVE_PAGES=ARRIVED        every page reports it is on the target node: a stand-in
+ *                                           for a second NUMA node on a machine that has one
  *
  * Queries (move_pages with nodes = NULL) are never affected: placement stays the kernel's truth.
  * The injected move does not reach the kernel, so no page moves. Unset = no effect, no cost
@@ -22,8 +24,11 @@ const DEFAULT_SCOPE: Record<string, 'page' | 'call'> = { EBUSY: 'page', EFAULT: 
 export const MOVE_PAGES_INJECT_ENV = 'VMTIER_INJECT_MOVE_PAGES';
 
 export interface InjectedFault {
+  /** 0 with `arrived`. */
   errno: number;
   scope: 'page' | 'call';
+  /** No error: every page reports the target node (status = node), as if moved. */
+  arrived?: boolean;
 }
 
 let cachedSpec: string | undefined;
@@ -34,10 +39,15 @@ export function injectedMovePagesFault(): InjectedFault | null {
   const spec = process.env[MOVE_PAGES_INJECT_ENV];
   if (spec === undefined || spec === '') return null;
   if (spec === cachedSpec) return cachedFault;
+  if (spec === 'ARRIVED') {
+    cachedSpec = spec;
+    cachedFault = { errno: 0, scope: 'page', arrived: true };
+    return cachedFault;
+  }
   const [name, scope] = spec.split(':');
   const errno = ERRNO[name ?? ''];
   if (errno === undefined || (scope !== undefined && scope !== 'page' && scope !== 'call')) {
-    throw new VmtierError('CONFIG_ERROR', `${MOVE_PAGES_INJECT_ENV}=${spec}: expected one of ${Object.keys(ERRNO).join(', ')}, optionally :page or :call`);
+    throw new VmtierError('CONFIG_ERROR', `${MOVE_PAGES_INJECT_ENV}=${spec}: expected ARRIVED or one of ${Object.keys(ERRNO).join(', ')}, optionally :page or :call`);
   }
   cachedSpec = spec;
   cachedFault = { errno, scope: (scope as 'page' | 'call' | undefined) ?? DEFAULT_SCOPE[name!]! };

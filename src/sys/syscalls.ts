@@ -50,6 +50,10 @@ export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Ar
   if (nodes) {
     // Test-only fault injection (src/sys/fault-injection.ts); moves only, never queries.
     const fault = injectedMovePagesFault();
+    if (fault?.arrived) {
+      status.set(nodes);
+      return status;
+    }
     if (fault?.scope === 'call') throw new KernelError('move_pages', fault.errno, undefined, { pid, injected: true });
     if (fault) return status.fill(-fault.errno);
   }

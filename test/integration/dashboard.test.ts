@@ -30,6 +30,8 @@ const repoRoot = join(import.meta.dirname, '..', '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'vmtier-dashboard-'));
 const shotDir = process.env.VMTIER_UPDATE_SCREENSHOTS === '1' ? join(repoRoot, 'docs', 'screenshots') : join(dir, 'screenshots');
 const VMS = 100;
+/** serve's host-wide migration rate: not the default, so the Host page must show what serve was given. */
+const HOST_MBPS = 300;
 const HOUR = 3600_000;
 const GiB = 2 ** 30;
 const now = Date.now();
@@ -95,7 +97,7 @@ function fill(dbPath: string): void {
 async function serve(dbPath: string): Promise<void> {
   // The engine manages this test's domain only. Its tracker is kmod, which cannot run here (no
   // module): rounds record placement only, which is what a real daemon round gives this machine.
-  const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbPath, '--manage', `^${PREFIX}`, '--tracker', 'kmod'];
+  const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbPath, '--manage', `^${PREFIX}`, '--tracker', 'kmod', '--host-mbps', String(HOST_MBPS)];
   child = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), ...args], {
     env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -269,6 +271,27 @@ test('Host page: nodes by tier with total/free equal to /v1/host, kernel state a
   const engine = (await apiGet('/v1/engine')) as any;
   assert.match((await page.textContent('#engine-card'))!, new RegExp(`VMs managed: ${engine.vms.length}`));
   assert.equal(engine.vms.length, 1);
+  // The engine's host budget: every figure on the page is the API's (value and text).
+  const b = engine.budget;
+  assert.equal(b.rateBytesPerSec, HOST_MBPS * 2 ** 20, 'serve --host-mbps reaches the engine status');
+  const budgetCells = Object.fromEntries(
+    await page.$$eval('#budget td[data-field]', (tds) => tds.map((td) => [td.getAttribute('data-field'), { value: td.getAttribute('data-value'), text: td.textContent }])),
+  ) as Record<string, { value: string; text: string }>;
+  const apiBudget: Record<string, number> = {
+    rateBytesPerSec: b.rateBytesPerSec, capacityBytes: b.capacityBytes, availableBytes: b.availableBytes,
+    'outstanding.leases': b.outstanding.leases, 'outstanding.reservedBytes': b.outstanding.reservedBytes,
+    'lastHour.leases': b.lastHour.leases, 'lastHour.wantedBytes': b.lastHour.wantedBytes, 'lastHour.reservedBytes': b.lastHour.reservedBytes,
+    'lastHour.settledBytes': b.lastHour.settledBytes, 'lastHour.shortLeases': b.lastHour.shortLeases, dramFreeWatermarkBytes: b.dramFreeWatermarkBytes,
+  };
+  assert.deepEqual(Object.keys(budgetCells).sort(), Object.keys(apiBudget).sort());
+  for (const [f, v] of Object.entries(apiBudget)) {
+    assert.equal(Number(budgetCells[f]!.value), v, `budget ${f}`);
+    const text = f === 'rateBytesPerSec' ? `${fmtBytes(v)}/s` : /leases$|Leases$/.test(f) ? String(v) : fmtBytes(v);
+    assert.equal(budgetCells[f]!.text, text, `budget ${f} text`);
+  }
+  assert.equal(budgetCells.rateBytesPerSec!.text, '300 MiB/s');
+  assert.match((await page.textContent('#budget-hour'))!, new RegExp(`of ${fmtBytes(b.rateBytesPerSec * 3600).replace('.', '\\.')} allowed`));
+  assert.equal(await page.locator('#budget-waiting li').count(), b.waiting.length);
   await shot(page, 'host');
   assert.deepEqual(errors.filter((e) => !/401 \(Unauthorized\)/.test(e)), []);
   await page.context().close();
@@ -289,6 +312,15 @@ test('VM page: charts drawn from history, layout shown, policy edit round-trips,
   await page.waitForFunction(() => Number(document.querySelector('#chart-tiers')?.getAttribute('data-points')) > 200);
   assert.ok(Number(await page.getAttribute('#chart-tiers', 'data-points')) <= 241);
   await shot(page, 'vm');
+  // 30 days at 3 h steps: the 24 h of history fill 8 or 9 of its 240 points.
+  await page.click('button[data-range="30d"]');
+  await page.waitForSelector('button[data-range="30d"].active');
+  await page.waitForFunction(() => {
+    const n = Number(document.querySelector('#chart-tiers')?.getAttribute('data-points'));
+    return n >= 8 && n <= 10;
+  });
+  await page.click('button[data-range="1h"]');
+  await page.waitForSelector('button[data-range="1h"].active');
 
   const before = await apiGet(`/v1/vms/${HEAT_VM}/policy`);
   await page.fill('#policy-form [name="thresholds.coldMaxFraction"]', '0.2');
@@ -364,6 +396,11 @@ test("the real TCG domain: the engine's rounds record heat (placement only here)
   await login(page, `#/vm/${uuid}`);
   await page.waitForSelector('#engine-status table');
   assert.match((await page.textContent('#engine-status'))!, /kmod — unavailable: /);
+  // Live: the engine's round count grows on the open page, without a reload.
+  const roundsAt = async () => Number(await page.textContent('#engine-status td[data-field="rounds"]'));
+  const firstRounds = await roundsAt();
+  await page.waitForFunction((n) => Number(document.querySelector('#engine-status td[data-field="rounds"]')?.textContent) > n, firstRounds, { timeout: 30_000 });
+  assert.equal((await apiGet(`/v1/vms/${uuid}/engine`)).rounds >= (await roundsAt()), true);
   assert.match((await page.textContent('h1'))!, new RegExp(domain!.name));
   assert.equal(await page.locator('#guest-nodes tbody tr').count(), vm.guestNodes.length);
   await page.goto(`${url}/ui/#/vms`);

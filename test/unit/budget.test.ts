@@ -166,3 +166,51 @@ test('backoff: exponential from base, capped, reset by success', () => {
   assert.equal(b.failures, 0);
   assert.equal(b.failure(), 100);
 });
+
+test("host status: the bucket, leases in flight, the last hour's leases, and who got less than asked", () => {
+  const c = clock(10 * 3600_000);
+  const budget = new MigrationBudget({ hostMBps: 100, burstSeconds: 2, dramFreeWatermarkBytes: 100 * MB, now: c.now });
+  const empty = budget.hostStatus();
+  assert.deepEqual(empty, {
+    rateBytesPerSec: 100 * MB, capacityBytes: 200 * MB, availableBytes: 200 * MB, dramFreeWatermarkBytes: 100 * MB,
+    outstanding: { leases: 0, reservedBytes: 0 },
+    lastHour: { leases: 0, wantedBytes: 0, reservedBytes: 0, settledBytes: 0, shortLeases: 0 },
+    waiting: [],
+  });
+  // a: everything it asks (150 of 200). b: capped by its own 10 MB/s x 2 s. c: the host has 50 left, c's bucket 200.
+  const a = budget.lease('a', 1000, { demoteBytes: 150 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+  const b = budget.lease('b', 10, { demoteBytes: 30 * MB, promoteBytes: 0, dramFreeBytes: 1e12 });
+  const s1 = budget.hostStatus();
+  assert.deepEqual(s1.outstanding, { leases: 2, reservedBytes: 170 * MB });
+  assert.equal(s1.availableBytes, 30 * MB);
+  const cc = budget.lease('c', 100, { demoteBytes: 0, promoteBytes: 60 * MB, dramFreeBytes: 1e12 });
+  assert.equal(cc.promoteBytes, 30 * MB);
+  // d asks only to promote, the buckets have room for it but DRAM has none (free below the watermark).
+  c.advance(2000); // the host bucket refills (held leases stay held)
+  const d = budget.lease('d', 1000, { demoteBytes: 0, promoteBytes: 5 * MB, dramFreeBytes: 50 * MB });
+  assert.equal(d.promoteBytes, 0);
+  const s2 = budget.hostStatus();
+  assert.deepEqual(s2.outstanding, { leases: 4, reservedBytes: 200 * MB });
+  assert.deepEqual(
+    s2.waiting.map((w) => [w.vm, w.wantedBytes / MB, w.reservedBytes / MB, w.limitedBy]),
+    [['b', 30, 20, 'vm'], ['c', 60, 30, 'host'], ['d', 5, 0, 'dram']],
+  );
+  a.settle(100 * MB); // 50 MiB not attempted: returned
+  b.settle(20 * MB);
+  cc.settle(40 * MB); // overran its 30 MiB lease: paid in full
+  d.settle(0);
+  const s3 = budget.hostStatus();
+  assert.deepEqual(s3.outstanding, { leases: 0, reservedBytes: 0 });
+  assert.deepEqual(s3.lastHour, { leases: 4, wantedBytes: 245 * MB, reservedBytes: 200 * MB, settledBytes: 160 * MB, shortLeases: 3 });
+  // A later lease that gets everything clears the VM from the waiting list; a forgotten VM leaves it.
+  c.advance(60_000);
+  budget.lease('c', 100, { demoteBytes: MB, promoteBytes: 0, dramFreeBytes: 1e12 }).settle(MB);
+  budget.forget('d');
+  assert.deepEqual(budget.hostStatus().waiting.map((w) => w.vm), ['b']);
+  // An hour later the old minutes no longer count; the newest lease still does.
+  c.advance(3600_000 - 62_000);
+  assert.deepEqual(budget.hostStatus().lastHour, { leases: 1, wantedBytes: MB, reservedBytes: MB, settledBytes: MB, shortLeases: 0 });
+  c.advance(60_000);
+  assert.equal(budget.hostStatus().lastHour.leases, 0);
+  assert.equal(budget.hostStatus().availableBytes, 200 * MB);
+});

@@ -35,6 +35,10 @@ test('an injected move does not reach the kernel; a query still does', () => {
   process.env[MOVE_PAGES_INJECT_ENV] = 'EBUSY';
   assert.deepEqual([...movePagesRaw(0, addrs, Int32Array.of(0), 2)], [-16], 'injected per-page EBUSY');
   assert.deepEqual([...movePagesRaw(0, addrs, null, 0)], [-14], 'a query is never injected');
+  process.env[MOVE_PAGES_INJECT_ENV] = 'ARRIVED';
+  assert.deepEqual(injectedMovePagesFault(), { errno: 0, scope: 'page', arrived: true });
+  assert.deepEqual([...movePagesRaw(0, addrs, Int32Array.of(1), 2)], [1], 'injected arrival: the target node as status');
+  assert.deepEqual([...movePagesRaw(0, addrs, null, 0)], [-14], 'a query is never injected');
   process.env[MOVE_PAGES_INJECT_ENV] = 'EPERM';
   assert.throws(() => movePagesRaw(0, addrs, Int32Array.of(0), 2), (e: { code: string; errno: number; details: { injected: boolean } }) =>
     e.code === 'KERNEL_ERROR' && e.errno === 1 && e.details.injected === true);

@@ -1,7 +1,7 @@
 /**
  * GET /v1/engine and GET /v1/vms/{uuid}/engine: what the tiering engine (src/daemon) is doing —
  * per VM its mode, tracker (and why it is unavailable), last round, move outcomes by status,
- * backoff; host-wide the kernel's own tiering state and coexistence warnings.
+ * backoff; host-wide the kernel's own tiering state, coexistence warnings and the migration budget's use.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
@@ -61,6 +61,40 @@ export const VmEngineResponse = Type.Object({
   backoffUntil: Nullable(Type.Number()),
 });
 
+const HostBudget = Type.Object(
+  {
+    rateBytesPerSec: Type.Number({ description: 'the host bucket rate (serve --host-mbps), bytes per second' }),
+    capacityBytes: Type.Number({ description: 'bytes the bucket holds when full (rate x 2 s): the most one lease can get' }),
+    availableBytes: Type.Number({ description: 'bytes in the host bucket now' }),
+    dramFreeWatermarkBytes: Type.Number({ description: 'promotion pauses while free top-tier memory is below this' }),
+    outstanding: Type.Object(
+      { leases: Type.Integer(), reservedBytes: Type.Number() },
+      { description: 'leases taken and not yet settled (moves in progress) and the bytes they hold' },
+    ),
+    lastHour: Type.Object(
+      {
+        leases: Type.Integer(),
+        wantedBytes: Type.Number({ description: 'bytes the rounds asked for' }),
+        reservedBytes: Type.Number({ description: 'bytes the leases reserved' }),
+        settledBytes: Type.Number({ description: 'bytes paid at settling: the moves really attempted' }),
+        shortLeases: Type.Integer({ description: 'leases that got less than asked' }),
+      },
+      { description: 'the last 60 minutes (per minute, so up to a minute more)' },
+    ),
+    waiting: Type.Array(
+      Type.Object({
+        vm: Type.String({ description: 'uuid' }),
+        t: Type.Number({ description: 'ms since epoch of the lease' }),
+        wantedBytes: Type.Number(),
+        reservedBytes: Type.Number(),
+        limitedBy: Type.Union([Type.Literal('vm'), Type.Literal('host'), Type.Literal('dram')], { description: "its own bucket (migration.maxMBps), the host's, or DRAM room for promotion" }),
+      }),
+      { description: 'VMs whose latest lease got less than they asked; they move the rest in later rounds' },
+    ),
+  },
+  { description: 'the host-wide migration budget (token bucket) every VM leases its moves from' },
+);
+
 export const EngineResponse = Type.Object({
   running: Type.Boolean(),
   trackerOverride: Nullable(Type.String()),
@@ -72,6 +106,7 @@ export const EngineResponse = Type.Object({
     }),
   ),
   warnings: Type.Array(Type.String(), { description: 'the kernel also tiers the memory vmtier manages' }),
+  budget: HostBudget,
   vms: Type.Array(VmEngineResponse),
 });
 
