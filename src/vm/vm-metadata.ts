@@ -50,7 +50,8 @@ function rootElement(xml: string): { name: string; attrs: Record<string, string>
 
 /** The policy element for virDomainSetMetadata (libvirt adds the namespace to the root). */
 export function policyElement(policy: TierPolicy): string {
-  return `<policy>${encodeText(JSON.stringify(policy))}</policy>`;
+  // Unset limits are null inside vmtier and absent in the document (as on the API's wire).
+  return `<policy>${encodeText(JSON.stringify(policy, (_k, v: unknown) => (v === null ? undefined : v)))}</policy>`;
 }
 
 /**
