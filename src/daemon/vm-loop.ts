@@ -230,7 +230,7 @@ export class VmLoop {
         this.status.policyError = eff.error ? { ...eff.error, t: this.d.now() } : null;
         this.effective = eff;
       } catch (e) {
-        if (isGone(e) || this.signal.aborted) throw e;
+        // Unreachable (retried next round) or gone (the round finds out): the stored version meanwhile.
         this.log.debug({ err: e }, 'cannot read the policy from the domain metadata: using the stored one');
         this.effective ??= storedPolicy(this.d.store, this.uuid);
       }
@@ -302,7 +302,9 @@ export class VmLoop {
               reason = 'domain gone';
               break;
             }
-            throw e;
+            // libvirt unreachable: ask again after a pause.
+            await this.pause(this.d.idleMs);
+            continue;
           }
         }
         const eff = await this.currentPolicy();
@@ -323,6 +325,13 @@ export class VmLoop {
           this.status.state = 'backoff';
           // Wake at least every idleMs so a policy change or stop is seen.
           await this.pause(Math.min(this.roundBackoff.remainingMs(), this.d.idleMs));
+          continue;
+        }
+        // The first round waits for the domain to run: an incoming migration's domain is paused
+        // until the switch-over, its memory not copied yet (the hot map's seed would find nothing).
+        if (this.seedPending && !(await this.domainRunning())) {
+          this.status.state = 'starting';
+          await this.pause(this.d.idleMs);
           continue;
         }
         // Catches a migration (or save, dump) whose event was missed, e.g. across a reconnect.
@@ -376,8 +385,17 @@ export class VmLoop {
   private async jobRunning(): Promise<boolean> {
     try {
       return await this.d.inventory.jobActive(this.uuid);
-    } catch (e) {
-      if (isGone(e)) throw e;
+    } catch {
+      // A domain gone or libvirt unreachable: the round finds out and reports it.
+      return false;
+    }
+  }
+
+  private async domainRunning(): Promise<boolean> {
+    try {
+      return (await this.d.inventory.resolve(this.uuid)).state === 'running';
+    } catch {
+      // Gone or unreachable: the engine's listing ends a loop whose domain went away.
       return false;
     }
   }
@@ -766,12 +784,10 @@ export class VmLoop {
   }
 
   /**
-   * Places the units of the metadata's hot map in DRAM (tier mode), once, at the first round that
-   * finds the domain running (an incoming migration's domain is paused until the switch-over).
+   * Places the units of the metadata's hot map in DRAM (tier mode), once, in the loop's first round
+   * (which waits for the domain to run).
    */
   private async seed(policy: TierPolicy, pm: PageMap, mode: 'observe' | 'tier'): Promise<void> {
-    const d = await this.d.inventory.resolve(this.uuid);
-    if (d.state !== 'running') return;
     this.seedPending = false;
     let xml: string | null;
     try {
