@@ -42,7 +42,8 @@ function encodeText(s: string): string {
 /** The root element's local name, attributes and text of a metadata element as libvirt returns it. */
 function rootElement(xml: string): { name: string; attrs: Record<string, string>; text: string } | null {
   const m = /^\s*(?:<\?xml[^>]*\?>\s*)?<(?:[\w.-]+:)?([\w.-]+)((?:\s+[\w.:-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(?:\/>|>([\s\S]*?)<\/(?:[\w.-]+:)?\1\s*>)\s*$/.exec(xml);
-  if (!m) return null;
+  // Text only: markup inside (child elements, a second root) is not something vmtier wrote or reads.
+  if (!m || (m[3] ?? '').includes('<')) return null;
   const attrs: Record<string, string> = {};
   for (const a of (m[2] ?? '').matchAll(/([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) attrs[a[1]!] = decodeText(a[2] ?? a[3] ?? '');
   return { name: m[1]!, attrs, text: m[3] ?? '' };
