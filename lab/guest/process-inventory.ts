@@ -77,6 +77,19 @@ export class ProcessInventory implements VmInventory {
     throw new VmtierError('UNSUPPORTED', 'placement of a process-backed lab VM is read with move_pages by the experiment');
   }
 
+  /** A plain process has no domain XML: no metadata, nothing to write it to, no libvirt jobs. */
+  async metadata(uuid: string, _nsUri: string): Promise<string | null> {
+    this.get(uuid);
+    return null;
+  }
+  async setMetadata(uuid: string): Promise<{ live: boolean; config: boolean }> {
+    this.get(uuid);
+    return { live: false, config: false };
+  }
+  async jobActive(uuid: string): Promise<boolean> {
+    this.get(uuid);
+    return false;
+  }
   subscribe(_listener: (e: InventoryEvent) => void): () => void {
     return () => {};
   }

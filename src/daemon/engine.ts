@@ -41,6 +41,8 @@ export interface EngineOptions {
   budget?: BudgetOptions;
   /** Destination overrides; default the freest node of the top / slow tier. */
   targetNodes?: { top?: number; slow?: number };
+  /** Write each VM's hot-unit map into its domain metadata every this many rounds (when changed); default 5. */
+  hotMapEveryRounds?: number;
   /** Full listing period (new domains missed by events, reconnects); default 5 s. */
   resyncMs?: number;
   /** How often an idle (policy off) or backing-off loop rechecks its policy; default 1 s. */
@@ -108,7 +110,13 @@ export class Engine implements EngineView {
       if (e.type === 'started') this.ensure({ uuid: e.uuid, name: e.name });
       else if (e.type === 'stopped' || e.type === 'undefined') void this.end(e.uuid, 'domain stopped');
       else if (e.type === 'changed') this.loops.get(e.uuid)?.loop.invalidateLayout();
-      else if (e.type === 'reconnected') void this.sync();
+      else if (e.type === 'metadata') this.loops.get(e.uuid.toLowerCase())?.loop.metadataChanged(e.nsUri);
+      else if (e.type === 'migrating') this.loops.get(e.uuid.toLowerCase())?.loop.migrationStarted(e.iteration);
+      else if (e.type === 'reconnected') {
+        // Metadata changes made while disconnected sent no event to us.
+        for (const m of this.loops.values()) m.loop.metadataChanged(null);
+        void this.sync();
+      }
     });
     await this.sync();
     this.resyncTimer = setInterval(() => void this.sync(), this.o.resyncMs ?? 5000);
@@ -239,6 +247,7 @@ export class Engine implements EngineView {
       dramShare: this.dramShare,
       targetNodes: this.o.targetNodes,
       idleMs: this.o.idleMs ?? 1000,
+      hotMapEveryRounds: Math.max(1, this.o.hotMapEveryRounds ?? 5),
       backoff: { baseMs: this.o.backoff?.baseMs ?? 1000, maxMs: this.o.backoff?.maxMs ?? 60_000 },
       now: this.now,
       onEnd: () => {

@@ -46,13 +46,59 @@ export interface RoundSummary {
   longestSyscallMs: number;
 }
 
+/** Outgoing live migration as the loop saw it: scans and moves pause while one runs. */
+export interface MigrationStatus {
+  state: 'none' | 'paused';
+  /** When the current pause began (ms since epoch), and the pass libvirt reported. */
+  since: number | null;
+  iteration: number | null;
+  /** Pauses so far, resumes after a migration that failed or was cancelled, rounds thrown away. */
+  pauses: number;
+  resumes: number;
+  discardedRounds: number;
+}
+
+/** The hot map last written into the domain's metadata (src/vm/vm-metadata.ts). */
+export interface HotMapStatus {
+  round: number;
+  t: number;
+  units: number;
+  hotUnits: number;
+  /** The bitmap as written (base64). */
+  map: string;
+  error: { code: string; message: string } | null;
+}
+
+/** The first placement from a hot map found in the metadata (after a migration or restart). */
+export interface SeedStatus {
+  /** The round it ran in (1 = the loop's first). */
+  round: number;
+  t: number;
+  /** The map used (base64), its units and hot units; the pages asked to be placed in DRAM. */
+  map: string;
+  units: number;
+  hotUnits: number;
+  pages: number;
+  /** What the mover did with them (null in observe mode: nothing moved). */
+  promote: MoveCounts | null;
+  target: number | null;
+  skipped: Record<string, number>;
+}
+
 export interface VmEngineStatus {
   uuid: string;
   name: string;
   /** Mode of the current policy; the loop idles while it is 'off'. */
   mode: 'off' | 'observe' | 'tier';
   policyVersion: number;
-  state: 'starting' | 'running' | 'idle' | 'backoff' | 'stopped';
+  /** Where the policy in force was read (the domain's metadata is the source of truth). */
+  policySource: 'metadata' | 'store' | 'default';
+  /** Why the metadata's policy is not in force (invalid: the last valid version applies), or null. */
+  policyError: { code: string; message: string; t: number } | null;
+  state: 'starting' | 'running' | 'idle' | 'backoff' | 'migrating' | 'stopped';
+  migration: MigrationStatus;
+  hotMap: HotMapStatus | null;
+  seed: SeedStatus | null;
   tracker: TrackerStatus | null;
   rounds: number;
   lastRound: RoundSummary | null;

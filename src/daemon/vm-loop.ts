@@ -28,7 +28,11 @@ import { createVmTracker } from './thread-tracker.js';
 import { Mover } from '../migrate/mover.js';
 import { PlacementCache } from '../migrate/placement-cache.js';
 import { VmWorker } from './vm-worker.js';
-import { addMoveCounts, emptyMoveCounts, type RoundSummary, type TrackerStatus, type VmEngineStatus } from './status.js';
+import { storedPolicy, syncPolicy, type EffectivePolicy } from '../vm/policy-source.js';
+import { HOTMAP_KEY, HOTMAP_NS, HOT_UNIT_BYTES, POLICY_NS, hotMapElement, parseHotMapElement } from '../vm/vm-metadata.js';
+import { HotUnits } from './hot-units.js';
+import { chooseTargets } from '../migrate/mover.js';
+import { addMoveCounts, emptyMoveCounts, type RoundSummary, type SeedStatus, type TrackerStatus, type VmEngineStatus } from './status.js';
 
 const ESRCH = 3;
 /** Pages per move_pages call (in the VM's worker thread). */
@@ -63,6 +67,8 @@ export interface VmLoopDeps {
   dramShare: (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number) => number;
   /** Destination overrides (serve --promote-node/--demote-node); else the freest node of the tier. */
   targetNodes?: { top?: number; slow?: number };
+  /** Write the hot-unit map into the domain's metadata every this many rounds (when it changed). */
+  hotMapEveryRounds: number;
   /** Sleep between rounds while the policy is off. */
   idleMs: number;
   /** Backoff of failing rounds and of a tracker that cannot start. */
@@ -83,6 +89,9 @@ function isGone(e: unknown): boolean {
 }
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A round that overlapped the start of an outgoing migration: its scan saw the migration's reads. */
+class MigrationStarted extends Error {}
 
 export class VmLoop {
   readonly uuid: string;
@@ -121,6 +130,17 @@ export class VmLoop {
   private bufs: { pages: number; counts: Uint8Array; tiers: Uint8Array } | null = null;
   /** Decisions and move_pages run in this VM's own thread (vm-thread.ts). */
   private readonly worker = new VmWorker();
+  /** The metadata's policy must be read again (start, METADATA_CHANGE event, reconnect). */
+  private policyDirty = true;
+  private effective: EffectivePolicy | null = null;
+  /** An outgoing migration is running: no scans, no moves. */
+  private migrating: { since: number; iteration: number | null } | null = null;
+  /** Bumped when a migration starts, so a round that was mid-scan knows to throw its counts away. */
+  private migrationEpoch = 0;
+  /** The hot map in the metadata has not been looked at yet (once per loop: after a migration or a restart). */
+  private seedPending = true;
+  private hotUnits: HotUnits | null = null;
+  private lastHotMap: string | null = null;
 
   private buffers(pages: number): { counts: Uint8Array; tiers: Uint8Array } {
     if (!this.bufs || this.bufs.pages !== pages) {
@@ -143,7 +163,12 @@ export class VmLoop {
       name: deps.name,
       mode: DEFAULT_POLICY.mode,
       policyVersion: 0,
+      policySource: 'default',
+      policyError: null,
       state: 'starting',
+      migration: { state: 'none', since: null, iteration: null, pauses: 0, resumes: 0, discardedRounds: 0 },
+      hotMap: null,
+      seed: null,
       tracker: null,
       rounds: 0,
       lastRound: null,
@@ -161,6 +186,84 @@ export class VmLoop {
   /** The domain's layout may have changed (memory hotplug, restart): remap before the next round. */
   invalidateLayout(): void {
     this.layoutStale = true;
+  }
+
+  /** A METADATA_CHANGE event (or a reconnect, which may have lost some): re-read the policy next round. */
+  metadataChanged(nsUri: string | null): void {
+    if (nsUri === null || nsUri === POLICY_NS) this.policyDirty = true;
+  }
+
+  /**
+   * The domain started migrating out (libvirt's MIGRATION_ITERATION event; pass 1 is emitted as
+   * QEMU starts copying RAM). Pre-copy reads every guest page through QEMU's mapping, which sets
+   * the accessed bit of all of them: scans would see the whole VM hot, so they pause, and a scan
+   * in flight is thrown away.
+   */
+  migrationStarted(iteration: number | null): void {
+    if (this.migrating) {
+      if (iteration !== null) this.migrating.iteration = iteration;
+      this.status.migration.iteration = this.migrating.iteration;
+      return;
+    }
+    this.migrating = { since: this.d.now(), iteration };
+    this.migrationEpoch++;
+    const m = this.status.migration;
+    m.state = 'paused';
+    m.since = this.migrating.since;
+    m.iteration = iteration;
+    m.pauses++;
+    this.log.info({ iteration }, 'outgoing migration: scans and moves paused');
+  }
+
+  /**
+   * The policy in force: the metadata's when it was (re)read successfully, else the store's last
+   * version (libvirt unreachable: retried next round).
+   */
+  private async currentPolicy(): Promise<EffectivePolicy> {
+    if (this.policyDirty || !this.effective) {
+      try {
+        const eff = await syncPolicy(this.d.inventory, this.d.store, this.uuid, this.d.now());
+        this.policyDirty = false;
+        if (eff.error && eff.error.message !== this.status.policyError?.message) {
+          this.log.warn({ err: eff.error }, 'policy in the domain metadata is invalid: keeping the last valid one');
+        }
+        this.status.policyError = eff.error ? { ...eff.error, t: this.d.now() } : null;
+        this.effective = eff;
+      } catch (e) {
+        // Unreachable (retried next round) or gone (the round finds out): the stored version meanwhile.
+        this.log.debug({ err: e }, 'cannot read the policy from the domain metadata: using the stored one');
+        this.effective ??= storedPolicy(this.d.store, this.uuid);
+      }
+    }
+    // A PUT through the API updates the store at once; the metadata's copy arrives by event.
+    const rec = this.d.store.currentPolicy(this.uuid) ?? this.effective.record;
+    return { ...this.effective, record: rec };
+  }
+
+  /**
+   * While migrating: is the job over? libvirt reports no job once the migration ended; a domain
+   * still running here then stayed (the migration failed or was cancelled) and scans resume.
+   * A migration that succeeded ends the domain here, which ends the loop.
+   */
+  private async migrationEnded(): Promise<boolean> {
+    let active: boolean;
+    try {
+      active = await this.d.inventory.jobActive(this.uuid);
+    } catch (e) {
+      if (isGone(e)) throw e;
+      return false;
+    }
+    if (active) return false;
+    const d = await this.d.inventory.resolve(this.uuid);
+    if (d.state !== 'running') return false;
+    const m = this.status.migration;
+    this.log.info({ pausedMs: this.d.now() - (this.migrating?.since ?? this.d.now()) }, 'migration over and the domain is still here: scans resume');
+    this.migrating = null;
+    m.state = 'none';
+    m.since = null;
+    m.iteration = null;
+    m.resumes++;
+    return true;
   }
 
   start(): Promise<void> {
@@ -187,10 +290,29 @@ export class VmLoop {
     let reason = 'stopped';
     try {
       while (!this.signal.aborted) {
-        const rec = this.d.store.currentPolicy(this.uuid);
+        if (this.migrating) {
+          this.status.state = 'migrating';
+          try {
+            if (!(await this.migrationEnded())) {
+              await this.pause(this.d.idleMs);
+              continue;
+            }
+          } catch (e) {
+            if (isGone(e)) {
+              reason = 'domain gone';
+              break;
+            }
+            // libvirt unreachable: ask again after a pause.
+            await this.pause(this.d.idleMs);
+            continue;
+          }
+        }
+        const eff = await this.currentPolicy();
+        const rec = eff.record;
         const policy = rec?.policy ?? DEFAULT_POLICY;
         this.status.mode = policy.mode;
         this.status.policyVersion = rec?.version ?? 0;
+        this.status.policySource = eff.source;
         if (policy.mode === 'off') {
           if (this.status.state !== 'idle') this.log.info('policy mode off: loop idle');
           this.status.state = 'idle';
@@ -205,6 +327,18 @@ export class VmLoop {
           await this.pause(Math.min(this.roundBackoff.remainingMs(), this.d.idleMs));
           continue;
         }
+        // The first round waits for the domain to run: an incoming migration's domain is paused
+        // until the switch-over, its memory not copied yet (the hot map's seed would find nothing).
+        if (this.seedPending && !(await this.domainRunning())) {
+          this.status.state = 'starting';
+          await this.pause(this.d.idleMs);
+          continue;
+        }
+        // Catches a migration (or save, dump) whose event was missed, e.g. across a reconnect.
+        if (await this.jobRunning()) {
+          this.migrationStarted(null);
+          continue;
+        }
         this.status.state = 'running';
         try {
           await this.round(policy);
@@ -213,6 +347,10 @@ export class VmLoop {
           this.status.backoffUntil = null;
         } catch (e) {
           if (this.signal.aborted) break;
+          if (e instanceof MigrationStarted) {
+            this.status.migration.discardedRounds++;
+            continue;
+          }
           if (isGone(e) || (await this.domainGone())) {
             reason = 'domain gone';
             break;
@@ -244,6 +382,24 @@ export class VmLoop {
     }
   }
 
+  private async jobRunning(): Promise<boolean> {
+    try {
+      return await this.d.inventory.jobActive(this.uuid);
+    } catch {
+      // A domain gone or libvirt unreachable: the round finds out and reports it.
+      return false;
+    }
+  }
+
+  private async domainRunning(): Promise<boolean> {
+    try {
+      return (await this.d.inventory.resolve(this.uuid)).state === 'running';
+    } catch {
+      // Gone or unreachable: the engine's listing ends a loop whose domain went away.
+      return false;
+    }
+  }
+
   private async domainGone(): Promise<boolean> {
     try {
       const d = await this.d.inventory.resolve(this.uuid);
@@ -267,6 +423,7 @@ export class VmLoop {
     const pidChanged = map.domain.pid !== this.pid;
     const sizeChanged = !this.pageMap || pm.totalPages !== this.pageMap.totalPages;
     this.pageMap = pm;
+    this.hotUnits = new HotUnits(pm);
     this.pid = map.domain.pid;
     this.layoutStale = false;
     // A remapped layout may number pages differently: query everything again.
@@ -366,6 +523,11 @@ export class VmLoop {
     const scans = plan.scansPerRound;
     const intervalMs = Math.max(10, Math.round(policy.scan.intervalMs * plan.intervalMultiplier));
     const roundMinMs = scans * intervalMs;
+    const epoch = this.migrationEpoch;
+
+    // 0. seed: a hot map left in the metadata (by the source of a live migration, or by this host
+    // before a restart) says which units to place in DRAM before anything is learned here.
+    if (this.seedPending) await this.seed(policy, pm, mode);
 
     // 1. scan
     const tracker = await this.ensureTracker(policy, pm);
@@ -395,6 +557,8 @@ export class VmLoop {
       scanMs = performance.now() - ts;
     }
 
+    // The migration's pre-copy read every page while this scan ran: its counts say nothing.
+    if (this.migrationEpoch !== epoch || this.migrating) throw new MigrationStarted();
     phase('scan');
     // 2. placement
     const { node: hostNode, unqueryable } = await this.queryNodes(pm);
@@ -518,6 +682,7 @@ export class VmLoop {
       phase('decide');
       this.plan = vd.plan;
       summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };
+      if (this.migrationEpoch !== epoch || this.migrating) throw new MigrationStarted();
       if (mode === 'tier') {
         // Pages whose demotion was attempted; the rest of the decided ones stay in DRAM this round.
         const leaving = await this.move(policy, pm, vd.promote, vd.demote, host, summary, skip, (g, h, moved, failed) => {
@@ -570,6 +735,10 @@ export class VmLoop {
     recordHeat(this.d.store, this.uuid, t, { segments: pm.segments, totalPages: pm.totalPages, pageSize: PAGE_SIZE, counts, scans, tiers });
     phase('record');
     this.status.rounds++;
+    // 7. publish the hot map into the metadata, so that it is there when a migration starts
+    // (libvirt refuses metadata changes while the migration job holds the domain).
+    if (counts && (this.status.rounds === 1 || this.status.rounds % this.d.hotMapEveryRounds === 0)) await this.publishHotMap(pm, counts, hotT, t);
+    phase('publish');
     this.status.lastRound = summary;
     addMoveCounts(this.status.totals.promote, summary.moves.promote);
     addMoveCounts(this.status.totals.demote, summary.moves.demote);
@@ -593,6 +762,83 @@ export class VmLoop {
       },
       'round',
     );
+  }
+
+  /** Writes the units with hot pages this round into the domain's metadata (live XML only), when they changed. */
+  private async publishHotMap(pm: PageMap, counts: Uint8Array, hotMin: number, t: number): Promise<void> {
+    const units = this.hotUnits ?? (this.hotUnits = new HotUnits(pm));
+    const bits = units.hotBits(counts, hotMin);
+    const b64 = Buffer.from(bits).toString('base64');
+    if (b64 === this.lastHotMap) return;
+    const xml = hotMapElement({ pages: units.pages, unitBytes: HOT_UNIT_BYTES, bits, round: this.status.rounds, t });
+    let hot = 0;
+    for (const b of bits) for (let v = b; v; v &= v - 1) hot++;
+    try {
+      // Live only: the map describes this run of the VM; rewriting the persistent definition
+      // every few rounds would churn the domain's XML file for nothing.
+      await this.d.inventory.setMetadata(this.uuid, HOTMAP_NS, HOTMAP_KEY, xml, { config: false });
+      this.lastHotMap = b64;
+      this.status.hotMap = { round: this.status.rounds, t, units: units.units, hotUnits: hot, map: b64, error: null };
+      this.log.debug({ units: units.units, hotUnits: hot }, 'hot map written to the domain metadata');
+    } catch (e) {
+      if (isGone(e)) throw e;
+      this.status.hotMap = { round: this.status.rounds, t, units: units.units, hotUnits: hot, map: b64, error: errInfo(e) };
+      this.log.warn({ err: e }, 'cannot write the hot map into the domain metadata');
+    }
+  }
+
+  /**
+   * Places the units of the metadata's hot map in DRAM (tier mode), once, in the loop's first round
+   * (which waits for the domain to run).
+   */
+  private async seed(policy: TierPolicy, pm: PageMap, mode: 'observe' | 'tier'): Promise<void> {
+    this.seedPending = false;
+    let xml: string | null;
+    try {
+      xml = await this.d.inventory.metadata(this.uuid, HOTMAP_NS);
+    } catch (e) {
+      if (isGone(e)) throw e;
+      this.log.warn({ err: e }, 'cannot read the hot map from the domain metadata: learning from scratch');
+      return;
+    }
+    if (xml === null) return;
+    const units = this.hotUnits ?? (this.hotUnits = new HotUnits(pm));
+    let map;
+    try {
+      map = parseHotMapElement(xml);
+    } catch (e) {
+      this.log.warn({ err: e }, 'ignoring the hot map in the domain metadata');
+      return;
+    }
+    if (map.pages !== units.pages) {
+      this.log.warn({ mapPages: map.pages, pages: units.pages }, 'ignoring the hot map in the domain metadata: it describes a different memory layout');
+      return;
+    }
+    const pages = units.pagesOf(map.bits);
+    let hot = 0;
+    for (const b of map.bits) for (let v = b; v; v &= v - 1) hot++;
+    const host = this.d.host();
+    const seed: SeedStatus = {
+      round: this.status.rounds + 1,
+      t: this.d.now(),
+      map: Buffer.from(map.bits).toString('base64'),
+      units: units.units,
+      hotUnits: hot,
+      pages: pages.length,
+      promote: null,
+      target: chooseTargets(host, this.d.targetNodes).top,
+      skipped: {},
+    };
+    if (mode === 'tier' && pages.length > 0) {
+      const summary = { moves: { promote: emptyMoveCounts(), demote: emptyMoveCounts() }, promotionPaused: false } as RoundSummary;
+      await this.move(policy, pm, pages, new Int32Array(0), host, summary, (why, n) => {
+        if (n > 0) seed.skipped[why] = (seed.skipped[why] ?? 0) + n;
+      }, () => undefined);
+      seed.promote = summary.moves.promote;
+      addMoveCounts(this.status.totals.promote, summary.moves.promote);
+    }
+    this.status.seed = seed;
+    this.log.info({ hotUnits: hot, pages: pages.length, moved: seed.promote?.byClass.moved ?? null, target: seed.target, mapRound: map.round }, 'placed the hot units of the metadata hot map');
   }
 
   /** Executes the decision with the mover (src/migrate/mover.ts): moves run in the VM's thread, each batch logged. */

@@ -12,9 +12,11 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { VmtierError } from '../errors.js';
 import {
-  koffi, loadLibvirt, takeHeapString, takeLastError, type LibvirtNative, type Ptr,
+  koffi, loadLibvirt, takeHeapString, takeLastError, type LastError, type LibvirtNative, type Ptr,
   VIR_CONNECT_LIST_DOMAINS_ACTIVE, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
-  VIR_UUID_STRING_BUFLEN,
+  VIR_UUID_STRING_BUFLEN, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+  VIR_DOMAIN_METADATA_ELEMENT, VIR_DOMAIN_AFFECT_CURRENT, VIR_DOMAIN_AFFECT_LIVE, VIR_DOMAIN_AFFECT_CONFIG,
+  VIR_ERR_NO_DOMAIN_METADATA, VIR_DOMAIN_JOB_NONE, VIR_DOMAIN_JOB_INFO_SIZE,
 } from './native.js';
 import { acquireEventLoop, ensureEventImpl, releaseEventLoop } from './event-loop.js';
 
@@ -42,6 +44,26 @@ export interface LifecycleEvent {
   uuid: string;
 }
 
+/** A domain's metadata element in namespace `nsUri` changed (virsh metadata, virsh edit, an API call). */
+export interface MetadataChangeEvent {
+  name: string;
+  uuid: string;
+  nsUri: string | null;
+}
+
+/** A live migration out of this daemon started a new pass over guest memory (1 = the first). */
+export interface MigrationIterationEvent {
+  name: string;
+  uuid: string;
+  iteration: number;
+}
+
+/** Where virDomainSetMetadata applied a change. */
+export interface MetadataWrite {
+  live: boolean;
+  config: boolean;
+}
+
 export interface LibvirtConnectionOptions {
   uri?: string;
   /** Run libvirt's event loop: lifecycle events, keepalive, close detection. Default true. */
@@ -67,6 +89,8 @@ interface Handle {
   dead: boolean;
   freed: boolean;
   lifecycleId: number;
+  /** Further domain event registrations (metadata change, migration iteration). */
+  eventIds: number[];
   closeCbRegistered: boolean;
   /** dispose() is deregistering callbacks: the connection must stay open until it is done. */
   releasing: boolean;
@@ -84,9 +108,30 @@ function acall(fn: AsyncFn, ...args: unknown[]): Promise<unknown> {
 const byConn = new Map<bigint, LibvirtConnection>();
 let lifecycleCb: bigint | null = null;
 let closeCb: bigint | null = null;
+let metadataCb: bigint | null = null;
+let iterationCb: bigint | null = null;
+
+function domainIdentity(n: LibvirtNative, dom: Ptr): { name: string; uuid: string } {
+  const name = n.virDomainGetName(dom) as string;
+  const buf = Buffer.alloc(VIR_UUID_STRING_BUFLEN);
+  n.virDomainGetUUIDString(dom, buf);
+  return { name, uuid: buf.toString('latin1', 0, buf.indexOf(0)) };
+}
 
 function registerCallbacks(n: LibvirtNative): void {
   if (lifecycleCb !== null) return;
+  metadataCb = koffi.register((conn: Ptr, dom: Ptr, _type: number, nsUri: string | null) => {
+    const owner = byConn.get(conn);
+    if (!owner) return;
+    const id = domainIdentity(n, dom);
+    setImmediate(() => owner.emit('metadata', { ...id, nsUri } satisfies MetadataChangeEvent));
+  }, koffi.pointer(n.types.metadataChange));
+  iterationCb = koffi.register((conn: Ptr, dom: Ptr, iteration: number) => {
+    const owner = byConn.get(conn);
+    if (!owner) return;
+    const id = domainIdentity(n, dom);
+    setImmediate(() => owner.emit('migration-iteration', { ...id, iteration } satisfies MigrationIterationEvent));
+  }, koffi.pointer(n.types.migrationIteration));
   lifecycleCb = koffi.register((conn: Ptr, dom: Ptr, event: number, detail: number) => {
     const owner = byConn.get(conn);
     if (!owner) return 0;
@@ -176,7 +221,7 @@ export class LibvirtConnection extends EventEmitter {
       this.lastFailure = e?.message ?? 'virConnectOpen failed';
       throw new VmtierError('LIBVIRT_UNAVAILABLE', `cannot connect to ${this.uri}: ${this.lastFailure}`, { uri: this.uri });
     }
-    const h: Handle = { conn, inflight: 0, dead: false, freed: false, lifecycleId: -1, closeCbRegistered: false, releasing: false };
+    const h: Handle = { conn, inflight: 0, dead: false, freed: false, lifecycleId: -1, eventIds: [], closeCbRegistered: false, releasing: false };
     if (this.events) {
       byConn.set(conn, this);
       try {
@@ -187,6 +232,11 @@ export class LibvirtConnection extends EventEmitter {
         const id = (await acall(this.n.virConnectDomainEventRegisterAny, conn, null, VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycleCb, null, null)) as number;
         if (id < 0) throw this.errorFrom(h, 'virConnectDomainEventRegisterAny');
         h.lifecycleId = id;
+        for (const [eventId, cb] of [[VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, metadataCb], [VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, iterationCb]] as const) {
+          const eid = (await acall(this.n.virConnectDomainEventRegisterAny, conn, null, eventId, cb, null, null)) as number;
+          if (eid < 0) throw this.errorFrom(h, `virConnectDomainEventRegisterAny(${eventId})`);
+          h.eventIds.push(eid);
+        }
       } catch (e) {
         h.dead = true;
         await this.dispose(h);
@@ -257,6 +307,9 @@ export class LibvirtConnection extends EventEmitter {
       // can deadlock when the daemon dies at that moment. A pool thread just waits its turn.
       if ((await acall(this.n.virConnectUnregisterCloseCallback, h.conn, closeCb)) as number < 0) takeLastError();
     }
+    for (const id of h.eventIds.splice(0)) {
+      if ((await acall(this.n.virConnectDomainEventDeregisterAny, h.conn, id)) as number < 0) takeLastError();
+    }
     if (h.lifecycleId >= 0) {
       const id = h.lifecycleId;
       h.lifecycleId = -1;
@@ -291,8 +344,8 @@ export class LibvirtConnection extends EventEmitter {
   }
 
   /** The error of a failed call: LIBVIRT_UNAVAILABLE when the connection died, else LIBVIRT_ERROR. */
-  private errorFrom(h: Handle, what: string): VmtierError {
-    const e = takeLastError();
+  private errorFrom(h: Handle, what: string, taken?: LastError | null): VmtierError {
+    const e = taken === undefined ? takeLastError() : taken;
     const alive = !h.dead && (this.n.virConnectIsAlive(h.conn) as number) === 1;
     if (!alive) {
       const msg = e?.message ?? 'connection lost';
@@ -372,6 +425,50 @@ export class LibvirtConnection extends EventEmitter {
       const rc = (await acall(this.n.virDomainQemuMonitorCommand, dom, cmd, out, flags)) as number;
       if (rc < 0) throw this.errorFrom(h, `monitor command "${cmd}"`);
       return takeHeapString(out[0]) ?? '';
+    });
+  }
+
+  /**
+   * The metadata element of namespace `nsUri` (live XML of a running domain, else the persistent
+   * one), or null when the domain has none.
+   */
+  getMetadata(uuid: string, nsUri: string): Promise<string | null> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const xml = (await acall(this.n.virDomainGetMetadata, dom, VIR_DOMAIN_METADATA_ELEMENT, nsUri, VIR_DOMAIN_AFFECT_CURRENT)) as string | null;
+      if (xml !== null) return xml;
+      const e = takeLastError();
+      if (e?.code === VIR_ERR_NO_DOMAIN_METADATA) return null;
+      throw this.errorFrom(h, 'virDomainGetMetadata', e);
+    });
+  }
+
+  /**
+   * Replaces (xml) or removes (null) the metadata element of namespace `nsUri`, prefixed `key`.
+   * A running domain is changed live, and also in its persistent config when it has one; an
+   * inactive one in its config. `live: false` asks for the persistent config only (when there is one).
+   */
+  setMetadata(uuid: string, nsUri: string, key: string, xml: string | null, opts: { live?: boolean; config?: boolean } = {}): Promise<MetadataWrite> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const active = (await acall(this.n.virDomainIsActive, dom)) as number;
+      const persistent = (await acall(this.n.virDomainIsPersistent, dom)) as number;
+      if (active < 0 || persistent < 0) throw this.errorFrom(h, 'virDomainIsActive/IsPersistent');
+      const live = active === 1 && opts.live !== false;
+      const config = persistent === 1 && opts.config !== false;
+      if (!live && !config) return { live, config };
+      const flags = (live ? VIR_DOMAIN_AFFECT_LIVE : 0) | (config ? VIR_DOMAIN_AFFECT_CONFIG : 0);
+      const rc = (await acall(this.n.virDomainSetMetadata, dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml === null ? null : key, nsUri, flags)) as number;
+      if (rc < 0) throw this.errorFrom(h, 'virDomainSetMetadata');
+      return { live, config };
+    });
+  }
+
+  /** true while an asynchronous job (outgoing migration, save, dump) runs on the domain. */
+  jobActive(uuid: string): Promise<boolean> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const info = Buffer.alloc(VIR_DOMAIN_JOB_INFO_SIZE);
+      const rc = (await acall(this.n.virDomainGetJobInfo, dom, info)) as number;
+      if (rc < 0) throw this.errorFrom(h, 'virDomainGetJobInfo');
+      return info.readInt32LE(0) !== VIR_DOMAIN_JOB_NONE;
     });
   }
 

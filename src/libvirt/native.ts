@@ -21,6 +21,19 @@ export const VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP = 1;
 export const VIR_UUID_STRING_BUFLEN = 37;
 export const VIR_ERR_NO_DOMAIN = 42;
 export const VIR_ERR_OPERATION_INVALID = 55;
+export const VIR_ERR_NO_DOMAIN_METADATA = 80;
+export const VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION = 20;
+export const VIR_DOMAIN_EVENT_ID_METADATA_CHANGE = 23;
+/** virDomainMetadataType: an element in a namespace of the application's own. */
+export const VIR_DOMAIN_METADATA_ELEMENT = 2;
+/** virDomainModificationImpact. */
+export const VIR_DOMAIN_AFFECT_CURRENT = 0;
+export const VIR_DOMAIN_AFFECT_LIVE = 1;
+export const VIR_DOMAIN_AFFECT_CONFIG = 2;
+/** virDomainJobType: no asynchronous job (migration, save, dump) on the domain. */
+export const VIR_DOMAIN_JOB_NONE = 0;
+/** sizeof(virDomainJobInfo) on LP64: int type, then 11 unsigned long long. */
+export const VIR_DOMAIN_JOB_INFO_SIZE = 96;
 
 /** The raw functions; `.async(…args, cb)` exists on each (koffi). */
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
@@ -49,10 +62,17 @@ export interface LibvirtNative {
   virDomainGetXMLDesc: Fn;
   virDomainFree: Fn;
   virDomainQemuMonitorCommand: Fn;
+  virDomainSetMetadata: Fn;
+  virDomainGetMetadata: Fn;
+  virDomainIsActive: Fn;
+  virDomainIsPersistent: Fn;
+  virDomainGetJobInfo: Fn;
   virSetErrorFunc: Fn;
   /** Callback types, for koffi.register. */
   types: {
     lifecycle: koffi.TypeObject;
+    metadataChange: koffi.TypeObject;
+    migrationIteration: koffi.TypeObject;
     close: koffi.TypeObject;
     timeout: koffi.TypeObject;
     error: koffi.TypeObject;
@@ -96,6 +116,8 @@ export function loadLibvirt(): LibvirtNative {
   koffi.opaque('virConnect');
   koffi.opaque('virDomain');
   const lifecycle = koffi.proto('int virLifecycleCb(virConnect *conn, virDomain *dom, int event, int detail, void *opaque)');
+  const metadataChange = koffi.proto('void virMetadataChangeCb(virConnect *conn, virDomain *dom, int type, const char *nsuri, void *opaque)');
+  const migrationIteration = koffi.proto('void virMigrationIterationCb(virConnect *conn, virDomain *dom, int iteration, void *opaque)');
   const close = koffi.proto('void virCloseCb(virConnect *conn, int reason, void *opaque)');
   const timeout = koffi.proto('void virTimeoutCb(int timer, void *opaque)');
   const error = koffi.proto('void virErrorCb(void *userData, void *error)');
@@ -113,7 +135,7 @@ export function loadLibvirt(): LibvirtNative {
     virConnectRegisterCloseCallback: f(lib, 'int virConnectRegisterCloseCallback(virConnect *conn, virCloseCb *cb, void *opaque, void *freecb)'),
     virConnectUnregisterCloseCallback: f(lib, 'int virConnectUnregisterCloseCallback(virConnect *conn, virCloseCb *cb)'),
     virConnectListAllDomains: f(lib, 'int virConnectListAllDomains(virConnect *conn, _Out_ void **domains, unsigned int flags)'),
-    virConnectDomainEventRegisterAny: f(lib, 'int virConnectDomainEventRegisterAny(virConnect *conn, virDomain *dom, int eventID, virLifecycleCb *cb, void *opaque, void *freecb)'),
+    virConnectDomainEventRegisterAny: f(lib, 'int virConnectDomainEventRegisterAny(virConnect *conn, virDomain *dom, int eventID, void *cb, void *opaque, void *freecb)'),
     virConnectDomainEventDeregisterAny: f(lib, 'int virConnectDomainEventDeregisterAny(virConnect *conn, int callbackID)'),
     virDomainLookupByUUIDString: f(lib, 'virDomain *virDomainLookupByUUIDString(virConnect *conn, const char *uuid)'),
     virDomainLookupByName: f(lib, 'virDomain *virDomainLookupByName(virConnect *conn, const char *name)'),
@@ -126,8 +148,14 @@ export function loadLibvirt(): LibvirtNative {
     virDomainGetXMLDesc: f(lib, 'char *! virDomainGetXMLDesc(virDomain *dom, unsigned int flags)'),
     virDomainFree: f(lib, 'int virDomainFree(virDomain *dom)'),
     virDomainQemuMonitorCommand: f(libq, 'int virDomainQemuMonitorCommand(virDomain *dom, const char *cmd, _Out_ void **result, unsigned int flags)'),
+    virDomainSetMetadata: f(lib, 'int virDomainSetMetadata(virDomain *dom, int type, const char *metadata, const char *key, const char *uri, unsigned int flags)'),
+    virDomainGetMetadata: f(lib, 'char *! virDomainGetMetadata(virDomain *dom, int type, const char *uri, unsigned int flags)'),
+    virDomainIsActive: f(lib, 'int virDomainIsActive(virDomain *dom)'),
+    virDomainIsPersistent: f(lib, 'int virDomainIsPersistent(virDomain *dom)'),
+    // The struct is read as bytes: only its first field (the job type) is used.
+    virDomainGetJobInfo: f(lib, 'int virDomainGetJobInfo(virDomain *dom, uint8_t *info)'),
     virSetErrorFunc: f(lib, 'void virSetErrorFunc(void *userData, virErrorCb *handler)'),
-    types: { lifecycle, close, timeout, error },
+    types: { lifecycle, metadataChange, migrationIteration, close, timeout, error },
   };
   if ((native.virInitialize() as number) < 0) throw new VmtierError('LIBVIRT_ERROR', 'virInitialize failed');
   errorHandler = koffi.register((_u: unknown, err: Ptr | null) => {

@@ -8,11 +8,11 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { VmtierError, isVmtierError } from '../errors.js';
-import { DOMAIN_STATES, LIFECYCLE_EVENTS, LibvirtConnection, DEFAULT_URI, type LifecycleEvent } from '../libvirt/connection.js';
+import { DOMAIN_STATES, LIFECYCLE_EVENTS, LibvirtConnection, DEFAULT_URI, type LifecycleEvent, type MetadataChangeEvent, type MigrationIterationEvent } from '../libvirt/connection.js';
 import { VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID } from '../libvirt/native.js';
 import { qemuPid, qemuRunDir } from '../libvirt/pid.js';
 import { parseDomainXml } from './domain-xml.js';
-import type { InventoryEvent, VmInventory } from './inventory.js';
+import type { InventoryEvent, MetadataWrite, VmInventory } from './inventory.js';
 import { buildGuestNodeMap } from './numa-map.js';
 import { measurePlacement, type PlacementOptions } from './placement.js';
 import type { DomainState, DomainSummary, GuestNodeMap, Placement } from './types.js';
@@ -64,6 +64,8 @@ export class LibvirtInventory implements VmInventory {
       (c) => {
         this.conn = c;
         c.on('lifecycle', (e: LifecycleEvent) => this.emit({ type: eventType(e), uuid: e.uuid, name: e.name }));
+        c.on('metadata', (e: MetadataChangeEvent) => this.emit({ type: 'metadata', uuid: e.uuid, name: e.name, nsUri: e.nsUri }));
+        c.on('migration-iteration', (e: MigrationIterationEvent) => this.emit({ type: 'migrating', uuid: e.uuid, name: e.name, iteration: e.iteration }));
         c.on('disconnected', () => this.emit({ type: 'disconnected' }));
         c.on('reconnected', () => this.emit({ type: 'reconnected' }));
         if (this.closed) void c.close();
@@ -163,6 +165,33 @@ export class LibvirtInventory implements VmInventory {
 
   async placement(uuid: string, opts?: PlacementOptions): Promise<Placement> {
     return measurePlacement(await this.numaMap(uuid), opts);
+  }
+
+  async metadata(uuid: string, nsUri: string): Promise<string | null> {
+    const c = await this.connection();
+    try {
+      return await c.getMetadata(uuid, nsUri);
+    } catch (e) {
+      throw this.mapError(e, `domain ${uuid}`);
+    }
+  }
+
+  async setMetadata(uuid: string, nsUri: string, key: string, xml: string | null, opts?: { live?: boolean; config?: boolean }): Promise<MetadataWrite> {
+    const c = await this.connection();
+    try {
+      return await c.setMetadata(uuid, nsUri, key, xml, opts);
+    } catch (e) {
+      throw this.mapError(e, `domain ${uuid}`);
+    }
+  }
+
+  async jobActive(uuid: string): Promise<boolean> {
+    const c = await this.connection();
+    try {
+      return await c.jobActive(uuid);
+    } catch (e) {
+      throw this.mapError(e, `domain ${uuid}`);
+    }
   }
 
   subscribe(listener: (e: InventoryEvent) => void): () => void {

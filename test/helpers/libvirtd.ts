@@ -17,7 +17,7 @@
  * domains under it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, openSync, closeSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,8 @@ import { join } from 'node:path';
 export interface PrivateLibvirtd {
   uri: string;
   dir: string;
+  /** Where its qemu driver writes <name>.pid (for LibvirtInventory's runDir). */
+  qemuRunDir: string;
   socket: string;
   /** The daemon's log (stderr/stdout) file. */
   logFile: string;
@@ -47,10 +49,25 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-export async function startPrivateLibvirtd(): Promise<PrivateLibvirtd> {
+export interface PrivateLibvirtdOptions {
+  /**
+   * libvirtd.conf's host_uuid. Two daemons on one machine need different ones to migrate between
+   * them: libvirt refuses a migration whose source and destination report the same host UUID.
+   */
+  hostUuid?: string;
+}
+
+export async function startPrivateLibvirtd(opts: PrivateLibvirtdOptions = {}): Promise<PrivateLibvirtd> {
   const dir = mkdtempSync(join(tmpdir(), 'vmtier-libvirtd-'));
   chownSync(dir, NOBODY.uid, NOBODY.gid);
   chmodSync(dir, 0o755);
+  if (opts.hostUuid) {
+    // A session daemon reads $XDG_CONFIG_HOME/libvirt/libvirtd.conf.
+    const confDir = join(dir, 'config', 'libvirt');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, 'libvirtd.conf'), `host_uuid = "${opts.hostUuid}"\n`);
+    for (const p of [join(dir, 'config'), confDir, join(confDir, 'libvirtd.conf')]) chownSync(p, NOBODY.uid, NOBODY.gid);
+  }
   const socket = join(dir, 'run', 'libvirt', 'libvirt-sock');
   const logFile = join(dir, 'libvirtd.log');
   let child: ChildProcess | null = null;
@@ -59,6 +76,7 @@ export async function startPrivateLibvirtd(): Promise<PrivateLibvirtd> {
   const d: PrivateLibvirtd = {
     uri: `qemu+unix:///session?socket=${socket}`,
     dir,
+    qemuRunDir: join(dir, 'run', 'libvirt', 'qemu', 'run'),
     socket,
     logFile,
     running: () => child !== null && child.exitCode === null && child.signalCode === null,

@@ -76,6 +76,22 @@ export class InMemoryInventory implements VmInventory {
     if (!vm.placement) throw new VmtierError('MONITOR_ERROR', 'no placement');
     return vm.placement;
   }
+  /** Metadata elements by `${uuid} ${nsUri}` (the in-memory stand-in for the domain's <metadata>). */
+  readonly metadataStore = new Map<string, string>();
+  async metadata(uuid: string, nsUri: string): Promise<string | null> {
+    this.get(uuid);
+    return this.metadataStore.get(`${uuid} ${nsUri}`) ?? null;
+  }
+  async setMetadata(uuid: string, nsUri: string, _key: string, xml: string | null): Promise<{ live: boolean; config: boolean }> {
+    this.get(uuid);
+    if (xml === null) this.metadataStore.delete(`${uuid} ${nsUri}`);
+    else this.metadataStore.set(`${uuid} ${nsUri}`, xml);
+    return { live: true, config: false };
+  }
+  async jobActive(uuid: string): Promise<boolean> {
+    this.get(uuid);
+    return false;
+  }
   subscribe(listener: (e: InventoryEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

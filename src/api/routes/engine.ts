@@ -51,7 +51,56 @@ export const VmEngineResponse = Type.Object({
   name: Type.String(),
   mode: Mode,
   policyVersion: Type.Integer(),
-  state: Type.Union([Type.Literal('starting'), Type.Literal('running'), Type.Literal('idle'), Type.Literal('backoff'), Type.Literal('stopped')]),
+  policySource: Type.Union([Type.Literal('metadata'), Type.Literal('store'), Type.Literal('default')], { description: "where the policy in force was read (the domain's metadata is the source of truth)" }),
+  policyError: Nullable(
+    Type.Object(
+      { code: Type.String(), message: Type.String(), t: Type.Number() },
+      { description: "the policy in the domain's metadata is invalid: the last valid version keeps applying" },
+    ),
+  ),
+  state: Type.Union([
+    Type.Literal('starting'), Type.Literal('running'), Type.Literal('idle'), Type.Literal('backoff'), Type.Literal('migrating'), Type.Literal('stopped'),
+  ]),
+  migration: Type.Object(
+    {
+      state: Type.Union([Type.Literal('none'), Type.Literal('paused')]),
+      since: Nullable(Type.Number()),
+      iteration: Nullable(Type.Integer()),
+      pauses: Type.Integer(),
+      resumes: Type.Integer({ description: 'migrations that failed or were cancelled: scans resumed on this host' }),
+      discardedRounds: Type.Integer({ description: 'rounds whose scan overlapped a migration (their counts are thrown away)' }),
+    },
+    { description: 'outgoing live migration: scans and moves pause while it runs' },
+  ),
+  hotMap: Nullable(
+    Type.Object(
+      {
+        round: Type.Integer(),
+        t: Type.Number(),
+        units: Type.Integer(),
+        hotUnits: Type.Integer(),
+        map: Type.String({ description: 'one bit per 2 MiB unit, LSB first, base64' }),
+        error: Nullable(ErrorInfo),
+      },
+      { description: "the hot-unit map last written into the domain's metadata" },
+    ),
+  ),
+  seed: Nullable(
+    Type.Object(
+      {
+        round: Type.Integer(),
+        t: Type.Number(),
+        map: Type.String(),
+        units: Type.Integer(),
+        hotUnits: Type.Integer(),
+        pages: Type.Integer({ description: 'pages of the hot units asked to be placed in DRAM' }),
+        promote: Nullable(MoveCounts),
+        target: Nullable(Type.Integer()),
+        skipped: Type.Record(Type.String(), Type.Integer()),
+      },
+      { description: "first placement from a hot map found in the metadata (after a live migration or restart)" },
+    ),
+  ),
   tracker: Nullable(Type.Object({ name: Type.String(), available: Type.Boolean(), error: Nullable(ErrorInfo) })),
   rounds: Type.Integer(),
   lastRound: Nullable(RoundSummary),
