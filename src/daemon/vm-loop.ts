@@ -833,7 +833,7 @@ export class VmLoop {
       const summary = { moves: { promote: emptyMoveCounts(), demote: emptyMoveCounts() }, promotionPaused: false } as RoundSummary;
       await this.move(policy, pm, pages, new Int32Array(0), host, summary, (why, n) => {
         if (n > 0) seed.skipped[why] = (seed.skipped[why] ?? 0) + n;
-      }, () => undefined);
+      }, () => undefined, () => undefined);
       seed.promote = summary.moves.promote;
       addMoveCounts(this.status.totals.promote, summary.moves.promote);
     }

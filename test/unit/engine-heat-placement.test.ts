@@ -91,6 +91,11 @@ test("a round that demotes a region records that region in the slow tier in that
   const inventory = {
     numaMap: async () => map,
     resolve: async () => ({ name: map.domain.name, uuid: VM, state: 'running' }),
+    // No libvirt domain behind the stand-in: no metadata, never migrating.
+    metadata: async () => null,
+    setMetadata: async () => ({ live: false, config: false }),
+    jobActive: async () => false,
+    subscribe: () => () => undefined,
   } as unknown as VmInventory;
   const store = Store.open(join(dir, 'vmtier.db'));
   // DRAM capped at the hot half: the cold half is demoted once confirmed cold.
@@ -117,7 +122,7 @@ test("a round that demotes a region records that region in the slow tier in that
     trackerFor: () => ({ name: 'replay', options: { replay: { trace, loop: true, paced: true } } }),
     dramShare: () => hotPages * PAGE,
     targetNodes: { slow: 1 },
-    idleMs: 50, backoff: { baseMs: 50, maxMs: 200 }, now,
+    idleMs: 50, backoff: { baseMs: 50, maxMs: 200 }, now, hotMapEveryRounds: 5,
     onEnd: (why) => (ended = why),
   });
   void loop.start();
