@@ -10,7 +10,8 @@
  * the tail (under one step each) are read fresh; the whole buckets, which are nearly all of a
  * day's answer and the same for every poll within a step, are kept as text per (VM, A, B, step,
  * source) until the store writes rows of that VM inside [A, B) (Store.onHistoryWrite), or any
- * VM's rows change (retention, a reopened file).
+ * VM's rows change (retention, a reopened file). `source=raw` (the check against raw rows) is
+ * always computed fresh.
  *
  * This relies on the daemon's own store being the only writer of hotness samples, which holds:
  * only the engine of the serving process ingests rounds.
@@ -141,7 +142,8 @@ export function historyJson(store: Store, cache: HistoryTextCache, uuid: string,
   const a = Math.ceil(from / stepMs) * stepMs;
   const b = Math.floor(to / stepMs) * stepMs;
   const parts: SeriesText[][] = [];
-  if (a >= b) {
+  // source=raw is the check of the rollups: always read fresh, never from kept text.
+  if (a >= b || source === 'raw') {
     // The whole range lies within one or two buckets: nothing worth keeping.
     parts.push(seriesText(store.history(uuid, from, to, stepMs, source)));
   } else {

@@ -215,6 +215,23 @@ interface SeriesRow {
   host_tier: TierClassName;
 }
 
+function latestSample(r: Record<string, number | string>): HotnessSample {
+  return {
+    t: r.last_t as number,
+    vmUuid: r.vm_uuid as string,
+    guestNode: r.guest_node as number,
+    hostNode: r.host_node as number,
+    hostTier: r.host_tier as TierClassName,
+    hotBytes: r.last_hot as number,
+    warmBytes: r.last_warm as number,
+    coldBytes: r.last_cold as number,
+    scannedBytes: r.last_scanned as number,
+    scanMs: r.last_scan_ms as number,
+    movedBytes: r.last_moved as number,
+    failures: r.last_failures as number,
+  };
+}
+
 /** Throws INVALID_INPUT unless [from, to) in buckets of stepMs is a history range the store answers. */
 export function checkHistoryRange(from: number, to: number, stepMs: number): void {
   if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from >= 0 && to > from)) {
@@ -736,23 +753,21 @@ export class Store {
       this.stmt(
         `SELECT s.* FROM series s
          JOIN (SELECT vm_uuid, MAX(last_t) AS mt FROM series GROUP BY vm_uuid) m ON s.vm_uuid = m.vm_uuid AND s.last_t = m.mt
-         ORDER BY s.vm_uuid, s.guest_node, s.host_node`,
+         ORDER BY s.vm_uuid, s.guest_node, s.host_node, s.host_tier`,
       ).all(),
     ) as Array<Record<string, number | string>>;
-    return rows.map((r) => ({
-      t: r.last_t as number,
-      vmUuid: r.vm_uuid as string,
-      guestNode: r.guest_node as number,
-      hostNode: r.host_node as number,
-      hostTier: r.host_tier as TierClassName,
-      hotBytes: r.last_hot as number,
-      warmBytes: r.last_warm as number,
-      coldBytes: r.last_cold as number,
-      scannedBytes: r.last_scanned as number,
-      scanMs: r.last_scan_ms as number,
-      movedBytes: r.last_moved as number,
-      failures: r.last_failures as number,
-    }));
+    return rows.map(latestSample);
+  }
+
+  /** latestSamples() of one VM. */
+  latestSamplesOf(uuid: string): HotnessSample[] {
+    const rows = this.read('cannot read latest samples', () =>
+      this.stmt(
+        `SELECT * FROM series WHERE vm_uuid = @uuid AND last_t = (SELECT MAX(last_t) FROM series WHERE vm_uuid = @uuid)
+         ORDER BY guest_node, host_node, host_tier`,
+      ).all({ uuid }),
+    ) as Array<Record<string, number | string>>;
+    return rows.map(latestSample);
   }
 
   /** Database file size in bytes (main file + WAL), for the store-size figures. */
