@@ -137,13 +137,16 @@ export function perVmText(store: Store): string {
 /**
  * The same text, kept per VM: a VM's lines are rendered again only after the store wrote one of
  * its rounds (Store.onHistoryWrite) or it was renamed; all of them after retention or a reopened
- * file. A scrape with 100 VMs then costs the join of their lines, not thousands of freshly
+ * file; the joined text is kept until one of those happens. A scrape with 100 VMs then costs the join of their lines, not thousands of freshly
  * formatted samples (test/unit/api-metrics-cache.test.ts holds it equal to perVmText()).
  */
 class PerVmText {
   private readonly vms = new Map<string, VmLines>();
   private readonly dirty = new Set<string>();
   private all = true;
+  private names = new Map<string, string>();
+  private namesRead = -1;
+  private text_: string | null = null;
 
   constructor(private readonly store: Store) {
     store.onHistoryWrite((uuid) => {
@@ -154,7 +157,15 @@ class PerVmText {
 
   text(): string {
     try {
-      const names = new Map(this.store.listVms().map((v) => [v.uuid, v.name]));
+      // Names are read again only after a VM was recorded (sightings, renames).
+      const renamed = this.namesRead !== this.store.vmRecordWrites;
+      if (!this.all && this.dirty.size === 0 && !renamed && this.text_ !== null) return this.text_;
+      if (renamed) {
+        const writes = this.store.vmRecordWrites;
+        this.names = new Map(this.store.listVms().map((v) => [v.uuid, v.name]));
+        this.namesRead = writes;
+      }
+      const names = this.names;
       if (this.all) {
         this.vms.clear();
         this.dirty.clear();
@@ -179,10 +190,13 @@ class PerVmText {
         if (v.name !== name) this.vms.set(uuid, vmLines(uuid, name, v.samples));
       }
       // The store's order (by uuid), whatever order the VMs were rendered in.
-      return assemble([...this.vms].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v));
+      this.text_ = assemble([...this.vms].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v));
+      return this.text_;
     } catch {
       // Unreadable now: nothing rather than stale lines, and everything read again next time.
       this.all = true;
+      this.namesRead = -1;
+      this.text_ = null;
       return '';
     }
   }

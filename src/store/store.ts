@@ -261,6 +261,7 @@ export class Store {
   private dropped = 0;
   private reopenTimer: NodeJS.Timeout | null = null;
   private readonly historyListeners: HistoryWriteListener[] = [];
+  private vmWrites = 0;
 
   private constructor(db: Database, path: string, schemaVersion: number, migrations: ReturnType<typeof loadMigrations>, opts: StoreOptions) {
     this._db = db;
@@ -456,6 +457,7 @@ export class Store {
 
   /** Records that a VM was seen at `t` (first sighting sets first_seen; a rename updates name). */
   recordVmSeen(uuid: string, name: string, t: number = Date.now()): VmRecord {
+    this.vmWrites++;
     this.historyWrite(() => {
       this.stmt(
         `INSERT INTO vms (uuid, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
@@ -469,6 +471,11 @@ export class Store {
       // unreadable: answer with what we were told
     }
     return rec ?? { uuid, name, firstSeen: t, lastSeen: t };
+  }
+
+  /** Counts recordVmSeen calls: what a reader of VM names compares to know they may have changed. */
+  get vmRecordWrites(): number {
+    return this.vmWrites;
   }
 
   getVm(uuid: string): VmRecord | null {

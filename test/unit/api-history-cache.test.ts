@@ -104,14 +104,14 @@ test('history: the cached answer equals the store\'s answer for the whole range,
       assert.equal(await get(app, A, from, to, step, source), want, `again: from=${from} to=${to} step=${step} ${source}`);
     }
   };
-  await check(120);
+  await check(60);
   // A poller's pattern: the last 3 h at 5 m, the window sliding by a few seconds per poll.
   for (let now = NOW - 20 * 60_000; now < NOW; now += 7_000) {
     assert.equal(await get(app, A, now - 3 * HOUR, now, 300_000, 'auto'), expected(store, A, now - 3 * HOUR, now, 300_000, 'auto'));
   }
   // Retention folds raw rows older than 2 h and drops their 1-minute cells: every cached answer goes.
   store.applyRetention(NOW, { fullResolutionMs: 2 * HOUR, coarseStepMs: 60_000, maxAgeMs: 6 * HOUR });
-  await check(60);
+  await check(40);
 });
 
 test('history: a round ingested for the VM changes the next answer (cached whole buckets are dropped)', async (t) => {
