@@ -16,7 +16,7 @@
  *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db]
  */
 import { fork, spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,12 @@ function generate(path: string, vms: number, hours: number): void {
   process.stderr.write(`\rgenerated ${rounds} rounds x ${vms} VMs x 4 series in ${((performance.now() - started) / 1000).toFixed(0)} s through Store.insertSamples\n`);
 }
 
+/** CPU time (user + system, ms) the process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
@@ -196,21 +202,25 @@ async function main(): Promise<void> {
       ['/v1/engine', ['/v1/engine'], undefined],
       ['/metrics', ['/metrics'], undefined],
     ];
-    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number }> = [];
+    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number }> = [];
     const loadBefore = (await import('node:os')).loadavg()[0]!;
     for (const [name, paths, clockStart] of phases) {
+      const cpu0 = cpuMs(served.pid!);
       const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
+      const cpu = cpuMs(served.pid!) - cpu0;
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
-      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad });
+      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length });
     }
     const m = metricsAlone.sort((a, b) => a - b);
     console.log(`bench:api on this host: ${vmCount} VMs x ${hours} h of 10-s rounds (${rows.toLocaleString()} raw rows, ${rollupRows.toLocaleString()} rollup cells), ` +
       `${connections} keep-alive connections from a separate process, ${seconds} s per endpoint, 1-min load average ${loadBefore.toFixed(1)} before / ${(await import('node:os')).loadavg()[0]!.toFixed(1)} after`);
     console.log(`store: ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(bytes / vmCount / days / 2 ** 20).toFixed(2)} MiB per VM per day (raw rows + rollups + indexes)`);
-    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200');
+    // Server CPU per request (the serving process's user + system time over the phase / requests)
+    // depends far less on what else runs on the machine than the latencies do.
+    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req');
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)}`);
+      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)}`);
     }
     const [poll, miss, raw] = [results[0]!, results[1]!, results[2]!];
     const ratio = (x: typeof poll, what: string) =>
