@@ -88,9 +88,10 @@ export class HistoryTextCache {
   constructor(
     private readonly store: Store,
     private readonly maxBytes = 64 << 20,
-  ) {
-    store.onHistoryWrite((uuid, earliestT) => this.invalidate(uuid, earliestT));
-  }
+  ) {}
+
+  /** Subscribed on first use, before anything is kept (the OpenAPI renderer builds routes on a store that answers nothing). */
+  private subscribed = false;
 
   stats(): HistoryTextCacheStats {
     return { hits: this.hits, misses: this.misses, entries: this.entries.size, bytes: this.bytes };
@@ -98,6 +99,10 @@ export class HistoryTextCache {
 
   /** The whole buckets of [a, b) (both multiples of the step). */
   wholeBuckets(uuid: string, a: number, b: number, stepMs: number, source: HistorySource): SeriesText[] {
+    if (!this.subscribed) {
+      this.store.onHistoryWrite((id, earliestT) => this.invalidate(id, earliestT));
+      this.subscribed = true;
+    }
     const key = `${uuid}|${a}|${b}|${stepMs}|${source}`;
     const hit = this.entries.get(key);
     if (hit) {

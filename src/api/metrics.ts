@@ -148,15 +148,21 @@ class PerVmText {
   private namesRead = -1;
   private text_: string | null = null;
 
-  constructor(private readonly store: Store) {
-    store.onHistoryWrite((uuid) => {
-      if (uuid === null) this.all = true;
-      else this.dirty.add(uuid);
-    });
-  }
+  private subscribed = false;
+
+  constructor(private readonly store: Store) {}
 
   text(): string {
     try {
+      // Subscribed on first use (this.all is still true then): the OpenAPI renderer builds the
+      // API on a store that answers nothing.
+      if (!this.subscribed) {
+        this.store.onHistoryWrite((uuid) => {
+          if (uuid === null) this.all = true;
+          else this.dirty.add(uuid);
+        });
+        this.subscribed = true;
+      }
       // Names are read again only after a VM was recorded (sightings, renames).
       const renamed = this.namesRead !== this.store.vmRecordWrites;
       if (!this.all && this.dirty.size === 0 && !renamed && this.text_ !== null) return this.text_;
