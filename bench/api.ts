@@ -4,14 +4,19 @@
  * generated through the store's own ingest (`Store.insertSamples`, 30 rounds of all VMs per call), then kept in a file for the next run. A real `vmtier serve`
  * process (engine on, managing no domain) answers; the load comes from a separate process
  * (node's http Agent, keep-alive, `--connections` clients) for `--seconds` per endpoint:
- *   history 24 h at 5 m from rollups, the same from raw rows (?source=raw), /v1/vms, /v1/engine, /metrics.
- * Prints requests/s, p50 and p99 per endpoint, the rollup/raw ratios, the store size per VM per day,
- * and /metrics latency alone.
+ *   history of every VM's last 24 h at 5 m as a control plane's poller asks for it (now - 24 h to
+ *   now, the clock advancing, so the window slides and every request differs), the same with every
+ *   request missing the kept whole buckets, the same from raw rows (?source=raw, never kept),
+ *   /v1/vms, /v1/engine, /metrics. No round is ingested during the run (the served engine manages
+ *   no domain), so the poller's kept whole buckets stay valid; the misses row is the cost after
+ *   a VM's round invalidated them.
+ * Prints requests/s, p50 and p99 per endpoint, the ratios to raw rows, the store size per VM per
+ * day, and /metrics latency alone.
  *
  *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db]
  */
 import { fork, spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +26,9 @@ import { Store, type HotnessSample } from '../src/store/store.js';
 interface LoadJob {
   url: string;
   token: string;
+  /** Requested round-robin; @FROM@ and @TO@ become (now - 24 h, now) on a clock starting at `clockStart`. */
   paths: string[];
+  clockStart?: number;
   connections: number;
   durationMs: number;
 }
@@ -34,6 +41,7 @@ interface LoadResult {
 
 const TOKEN = 'bench-api-token-0123456789abcdef';
 const ROUND_MS = 10_000;
+const DAY_MS = 86_400_000;
 const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
 function arg(name: string, dflt: number): number;
@@ -65,7 +73,11 @@ async function worker(job: LoadJob): Promise<LoadResult> {
   await Promise.all(
     Array.from({ length: job.connections }, async () => {
       while (performance.now() < end) {
-        const path = job.paths[next++ % job.paths.length]!;
+        let path = job.paths[next++ % job.paths.length]!;
+        if (job.clockStart !== undefined) {
+          const now = Math.round(job.clockStart + (performance.now() - t0));
+          path = path.replace('@FROM@', String(now - DAY_MS)).replace('@TO@', String(now));
+        }
         const s = performance.now();
         const status = await one(path);
         ms.push(performance.now() - s);
@@ -116,6 +128,12 @@ function generate(path: string, vms: number, hours: number): void {
   process.stderr.write(`\rgenerated ${rounds} rounds x ${vms} VMs x 4 series in ${((performance.now() - started) / 1000).toFixed(0)} s through Store.insertSamples\n`);
 }
 
+/** CPU time (user + system, ms) the process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
@@ -158,10 +176,21 @@ async function main(): Promise<void> {
   }
   const url = /"url":"(http:[^"]+)"/.exec(out)![1]!;
   try {
-    const from = dataEnd - 24 * 3600_000;
-    const hist = (source: string) => Array.from({ length: vmCount }, (_, i) => `/v1/vms/${vmUuid(i)}/history?from=${from}&to=${dataEnd}&step=5m${source}`);
+    // A control plane's poller: every VM's last 24 h at 5 m, "now" advancing with the clock from
+    // just after the newest round, so every request has its own from/to (ms) and the window slides.
+    const poller = (source: string) => Array.from({ length: vmCount }, (_, i) => `/v1/vms/${vmUuid(i)}/history?from=@FROM@&to=@TO@&step=5m${source}`);
+    // The same answers with the kept whole buckets never reusable: 24 h windows ending 0..23 steps
+    // of 5 m back, per VM (2,400 ranges of ~230 KB each, far over the 64 MiB kept, cycled in order).
+    const misses = Array.from({ length: vmCount * 24 }, (_, i) => {
+      const to = dataEnd - 3000 - Math.floor(i / vmCount) * 300_000;
+      return `/v1/vms/${vmUuid(i % vmCount)}/history?from=${to - DAY_MS}&to=${to}&step=5m`;
+    });
     // Warm-up: every VM's history once (page cache and prepared statements).
-    await load({ url, token: TOKEN, paths: hist(''), connections: 2, durationMs: 1000 });
+    // A poller in steady state asked for each VM a few seconds earlier: every VM once, in order.
+    for (let i = 0; i < vmCount; i++) {
+      const now = dataEnd - 5000;
+      await (await fetch(`${url}/v1/vms/${vmUuid(i)}/history?from=${now - DAY_MS}&to=${now}&step=5m`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    }
     const metricsAlone: number[] = [];
     for (let i = 0; i < 30; i++) {
       const t = performance.now();
@@ -169,30 +198,39 @@ async function main(): Promise<void> {
       await r.text();
       metricsAlone.push(performance.now() - t);
     }
-    const phases: Array<[string, string[]]> = [
-      ['history 24 h @ 5m (rollups)', hist('')],
-      ['history 24 h @ 5m (raw rows)', hist('&source=raw')],
-      ['/v1/vms', ['/v1/vms']],
-      ['/v1/engine', ['/v1/engine']],
-      ['/metrics', ['/metrics']],
+    const phases: Array<[string, string[], number | undefined]> = [
+      ['history poller 24 h @ 5m', poller(''), dataEnd],
+      ['history 24 h @ 5m, all misses', misses, undefined],
+      ['history 24 h @ 5m, raw rows', poller('&source=raw'), dataEnd],
+      ['/v1/vms', ['/v1/vms'], undefined],
+      ['/v1/engine', ['/v1/engine'], undefined],
+      ['/metrics', ['/metrics'], undefined],
     ];
-    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number }> = [];
-    for (const [name, paths] of phases) {
-      const r = await load({ url, token: TOKEN, paths, connections, durationMs: seconds * 1000 });
+    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number }> = [];
+    const loadBefore = (await import('node:os')).loadavg()[0]!;
+    for (const [name, paths, clockStart] of phases) {
+      const cpu0 = cpuMs(served.pid!);
+      const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
+      const cpu = cpuMs(served.pid!) - cpu0;
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
-      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad });
+      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length });
     }
     const m = metricsAlone.sort((a, b) => a - b);
     console.log(`bench:api on this host: ${vmCount} VMs x ${hours} h of 10-s rounds (${rows.toLocaleString()} raw rows, ${rollupRows.toLocaleString()} rollup cells), ` +
-      `${connections} keep-alive connections from a separate process, ${seconds} s per endpoint, load average ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`);
+      `${connections} keep-alive connections from a separate process, ${seconds} s per endpoint, 1-min load average ${loadBefore.toFixed(1)} before / ${(await import('node:os')).loadavg()[0]!.toFixed(1)} after`);
     console.log(`store: ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(bytes / vmCount / days / 2 ** 20).toFixed(2)} MiB per VM per day (raw rows + rollups + indexes)`);
-    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200');
+    // Server CPU per request (the serving process's user + system time over the phase / requests)
+    // depends far less on what else runs on the machine than the latencies do.
+    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req');
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)}`);
+      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)}`);
     }
-    const [roll, raw] = [results[0]!, results[1]!];
-    console.log(`history rollups vs raw rows in this run: ${(roll.rps / raw.rps).toFixed(1)}x the requests/s, p50 ${(raw.p50 / roll.p50).toFixed(1)}x and p99 ${(raw.p99 / roll.p99).toFixed(1)}x lower`);
+    const [poll, miss, raw] = [results[0]!, results[1]!, results[2]!];
+    const ratio = (x: typeof poll, what: string) =>
+      `${what} vs raw rows in this run: ${(x.rps / raw.rps).toFixed(1)}x the requests/s, p50 ${(raw.p50 / x.p50).toFixed(1)}x and p99 ${(raw.p99 / x.p99).toFixed(1)}x lower`;
+    console.log(ratio(poll, 'history poller'));
+    console.log(ratio(miss, 'history misses (rollups, nothing kept)'));
     console.log(`/metrics alone (${vmCount} VMs, sequential): p50 ${pct(m, 50).toFixed(2)} ms, max ${m[m.length - 1]!.toFixed(2)} ms`);
   } finally {
     served.kill('SIGTERM');

@@ -112,6 +112,13 @@ export interface RetentionResult {
 
 export const MAX_HISTORY_BUCKETS = 10_000;
 
+/**
+ * Told after history rows change, so answers cached from them can be dropped: `uuid` and the
+ * earliest sample time written (a round of that VM), or `uuid` null when any VM's rows may have
+ * changed (retention, a reopened file).
+ */
+export type HistoryWriteListener = (uuid: string | null, earliestT: number) => void;
+
 /** Rollup cell sizes kept at ingest, largest first; a history step that is a multiple of one reads it. */
 export const ROLLUP_RESOLUTIONS_MS = [3600_000, 300_000, 60_000] as const;
 
@@ -208,6 +215,35 @@ interface SeriesRow {
   host_tier: TierClassName;
 }
 
+function latestSample(r: Record<string, number | string>): HotnessSample {
+  return {
+    t: r.last_t as number,
+    vmUuid: r.vm_uuid as string,
+    guestNode: r.guest_node as number,
+    hostNode: r.host_node as number,
+    hostTier: r.host_tier as TierClassName,
+    hotBytes: r.last_hot as number,
+    warmBytes: r.last_warm as number,
+    coldBytes: r.last_cold as number,
+    scannedBytes: r.last_scanned as number,
+    scanMs: r.last_scan_ms as number,
+    movedBytes: r.last_moved as number,
+    failures: r.last_failures as number,
+  };
+}
+
+/** Throws INVALID_INPUT unless [from, to) in buckets of stepMs is a history range the store answers. */
+export function checkHistoryRange(from: number, to: number, stepMs: number): void {
+  if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from >= 0 && to > from)) {
+    throw new VmtierError('INVALID_INPUT', `history range must have 0 <= from < to (got from=${from}, to=${to})`);
+  }
+  if (!(Number.isSafeInteger(stepMs) && stepMs > 0)) throw new VmtierError('INVALID_INPUT', `history step must be a positive whole number of ms (got ${stepMs})`);
+  const buckets = Math.floor((to - 1) / stepMs) - Math.floor(from / stepMs) + 1;
+  if (buckets > MAX_HISTORY_BUCKETS) {
+    throw new VmtierError('INVALID_INPUT', `history of ${buckets} buckets requested; at most ${MAX_HISTORY_BUCKETS} (use a larger step)`);
+  }
+}
+
 export class Store {
   readonly path: string;
   private _db: Database;
@@ -224,6 +260,8 @@ export class Store {
   private fault: { error: string; since: number; lastLog: number; droppedAtLog: number } | null = null;
   private dropped = 0;
   private reopenTimer: NodeJS.Timeout | null = null;
+  private readonly historyListeners: HistoryWriteListener[] = [];
+  private vmWrites = 0;
 
   private constructor(db: Database, path: string, schemaVersion: number, migrations: ReturnType<typeof loadMigrations>, opts: StoreOptions) {
     this._db = db;
@@ -315,6 +353,7 @@ export class Store {
       this.stmts.clear();
       this.seriesIds.clear();
       this.mode = 'read-write';
+      this.historyChanged(null, 0);
       if (this.reopenTimer) clearInterval(this.reopenTimer);
       this.reopenTimer = null;
       this.clearFault();
@@ -418,6 +457,7 @@ export class Store {
 
   /** Records that a VM was seen at `t` (first sighting sets first_seen; a rename updates name). */
   recordVmSeen(uuid: string, name: string, t: number = Date.now()): VmRecord {
+    this.vmWrites++;
     this.historyWrite(() => {
       this.stmt(
         `INSERT INTO vms (uuid, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
@@ -431,6 +471,11 @@ export class Store {
       // unreadable: answer with what we were told
     }
     return rec ?? { uuid, name, firstSeen: t, lastSeen: t };
+  }
+
+  /** Counts recordVmSeen calls: what a reader of VM names compares to know they may have changed. */
+  get vmRecordWrites(): number {
+    return this.vmWrites;
   }
 
   getVm(uuid: string): VmRecord | null {
@@ -607,7 +652,19 @@ export class Store {
         for (const [res, id, cell, v] of cells.values()) roll.run(res, id, cell, ...v);
         for (const [id, s] of newest) last.run(s.t, s.hotBytes, s.warmBytes, s.coldBytes, s.scannedBytes, s.scanMs, s.movedBytes, s.failures, id, s.t);
       })();
+      const earliest = new Map<string, number>();
+      for (const s of samples) earliest.set(s.vmUuid, Math.min(earliest.get(s.vmUuid) ?? s.t, s.t));
+      for (const [uuid, t] of earliest) this.historyChanged(uuid, t);
     });
+  }
+
+  /** Registers a listener told after every write of history rows (see HistoryWriteListener). */
+  onHistoryWrite(listener: HistoryWriteListener): void {
+    this.historyListeners.push(listener);
+  }
+
+  private historyChanged(uuid: string | null, earliestT: number): void {
+    for (const l of this.historyListeners) l(uuid, earliestT);
   }
 
   /**
@@ -621,14 +678,7 @@ export class Store {
    * answer equals the raw-row answer (`source: 'raw'`), test/unit/store-rollups.test.ts checks.
    */
   history(uuid: string, from: number, to: number, stepMs: number, source: HistorySource = 'auto'): HistorySeries[] {
-    if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from >= 0 && to > from)) {
-      throw new VmtierError('INVALID_INPUT', `history range must have 0 <= from < to (got from=${from}, to=${to})`);
-    }
-    if (!(Number.isSafeInteger(stepMs) && stepMs > 0)) throw new VmtierError('INVALID_INPUT', `history step must be a positive whole number of ms (got ${stepMs})`);
-    const buckets = Math.floor((to - 1) / stepMs) - Math.floor(from / stepMs) + 1;
-    if (buckets > MAX_HISTORY_BUCKETS) {
-      throw new VmtierError('INVALID_INPUT', `history of ${buckets} buckets requested; at most ${MAX_HISTORY_BUCKETS} (use a larger step)`);
-    }
+    checkHistoryRange(from, to, stepMs);
     return this.read('cannot read history', () => {
       const series = this.stmt('SELECT id, vm_uuid, guest_node, host_node, host_tier FROM series WHERE vm_uuid = ? ORDER BY guest_node, host_node, host_tier').all(uuid) as SeriesRow[];
       if (series.length === 0) return [];
@@ -710,23 +760,21 @@ export class Store {
       this.stmt(
         `SELECT s.* FROM series s
          JOIN (SELECT vm_uuid, MAX(last_t) AS mt FROM series GROUP BY vm_uuid) m ON s.vm_uuid = m.vm_uuid AND s.last_t = m.mt
-         ORDER BY s.vm_uuid, s.guest_node, s.host_node`,
+         ORDER BY s.vm_uuid, s.guest_node, s.host_node, s.host_tier`,
       ).all(),
     ) as Array<Record<string, number | string>>;
-    return rows.map((r) => ({
-      t: r.last_t as number,
-      vmUuid: r.vm_uuid as string,
-      guestNode: r.guest_node as number,
-      hostNode: r.host_node as number,
-      hostTier: r.host_tier as TierClassName,
-      hotBytes: r.last_hot as number,
-      warmBytes: r.last_warm as number,
-      coldBytes: r.last_cold as number,
-      scannedBytes: r.last_scanned as number,
-      scanMs: r.last_scan_ms as number,
-      movedBytes: r.last_moved as number,
-      failures: r.last_failures as number,
-    }));
+    return rows.map(latestSample);
+  }
+
+  /** latestSamples() of one VM. */
+  latestSamplesOf(uuid: string): HotnessSample[] {
+    const rows = this.read('cannot read latest samples', () =>
+      this.stmt(
+        `SELECT * FROM series WHERE vm_uuid = @uuid AND last_t = (SELECT MAX(last_t) FROM series WHERE vm_uuid = @uuid)
+         ORDER BY guest_node, host_node, host_tier`,
+      ).all({ uuid }),
+    ) as Array<Record<string, number | string>>;
+    return rows.map(latestSample);
   }
 
   /** Database file size in bytes (main file + WAL), for the store-size figures. */
@@ -809,6 +857,7 @@ export class Store {
       return out;
     })();
     this.minuteFloor = Math.max(this.minuteFloor, Math.floor(rawBefore / 60_000) * 60_000);
+    this.historyChanged(null, 0);
     return result;
   }
 }

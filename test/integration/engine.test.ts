@@ -199,13 +199,13 @@ test('observe → tier → observe on a real TCG domain with the replay tracker;
 
   // Metrics over HTTP, labelled by uuid and name.
   const m = await fetch(`${url}/metrics`).then((r) => r.text());
-  const rounds = new RegExp(`vmtier_engine_rounds_total\\{vm="${d.uuid}",name="${d.name}",mode="tier"\\} (\\d+)`).exec(m);
+  const rounds = new RegExp(`vmtier_engine_rounds_total\\{vm_uuid="${d.uuid}",vm_name="${d.name}",mode="tier"\\} (\\d+)`).exec(m);
   assert.ok(rounds && Number(rounds[1]) >= 1, 'tier rounds counted');
-  const movedPages = new RegExp(`vmtier_engine_move_pages_total\\{vm="${d.uuid}",name="${d.name}",direction="demote",status="moved"\\} (\\d+)`).exec(m);
+  const movedPages = new RegExp(`vmtier_engine_move_pages_total\\{vm_uuid="${d.uuid}",vm_name="${d.name}",direction="demote",status="moved"\\} (\\d+)`).exec(m);
   assert.equal(Number(movedPages?.[1]), engine.vm(d.uuid)!.totals.demote.byClass.moved);
-  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm="${d.uuid}",name="${d.name}",tracker="replay"\\} 1`));
-  assert.match(m, new RegExp(`vmtier_engine_vm_bytes\\{vm="${d.uuid}",name="${d.name}",class="hot"\\} ${hotBytes}`));
-  assert.match(m, new RegExp(`vmtier_vm_hot_bytes\\{vm="${d.uuid}",guest_node="\\d",host_node="0",host_tier="top"\\}`));
+  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm_uuid="${d.uuid}",vm_name="${d.name}",tracker="replay"\\} 1`));
+  assert.match(m, new RegExp(`vmtier_engine_vm_bytes\\{vm_uuid="${d.uuid}",vm_name="${d.name}",class="hot"\\} ${hotBytes}`));
+  assert.match(m, new RegExp(`vmtier_vm_hot_bytes\\{vm_uuid="${d.uuid}",vm_name="${d.name}",guest_node="\\d",host_node="0",host_tier="top"\\}`));
 
   await engine.stop();
   assert.equal(engine.vm(d.uuid), null);
@@ -234,7 +234,7 @@ test('a tracker this machine cannot run (kmod: no /dev/vmtier_idle) is reported 
   assert.ok(g.body.vms.some((v: any) => v.uuid === d.uuid && v.tracker.available === false));
   assert.ok('numaBalancing' in g.body.kernel);
   const m = await fetch(`${url}/metrics`).then((r) => r.text());
-  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm="${d.uuid}",name="${d.name}",tracker="kmod"\\} 0`));
+  assert.match(m, new RegExp(`vmtier_engine_tracker_up\\{vm_uuid="${d.uuid}",vm_name="${d.name}",tracker="kmod"\\} 0`));
   assert.ok(logLines.some((l) => l.includes('tracker unavailable: observing placement only') && l.includes(d.uuid)));
   // Placement-only rounds still write history rows (scanned 0).
   const h = store.history(d.uuid, Date.now() - 60_000, Date.now() + 1, 60_000);
@@ -266,7 +266,7 @@ test('madviseCold: cold pages that stay in DRAM are marked MADV_COLD with proces
   assert.ok(r.madvisedColdBytes >= r.coldBytes / 2, 'most cold resident pages were advised');
   assert.equal(r.hotBytes, hot.length * PAGE);
   const m = await fetch(`${url}/metrics`).then((x) => x.text());
-  assert.match(m, new RegExp(`vmtier_engine_madvise_cold_bytes_total\\{vm="${d.uuid}",name="${d.name}"\\} [1-9]`));
+  assert.match(m, new RegExp(`vmtier_engine_madvise_cold_bytes_total\\{vm_uuid="${d.uuid}",vm_name="${d.name}"\\} [1-9]`));
   // Decided for demotion but held back by a zero migration budget: those pages stay in DRAM, so
   // they are advised too.
   await http('PUT', `/v1/vms/${d.uuid}/policy`, {

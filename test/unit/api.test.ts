@@ -249,16 +249,17 @@ test('history: buckets over the requested range; 400 for bad ranges; 404 for unk
 
 test('/metrics exports the newest round per VM and libvirt connectivity', async (t) => {
   const { app, store } = await setup(t);
+  store.recordVmSeen(A, 'vm-a', NOW - 5000);
   store.insertSamples([
     { t: NOW - 1000, vmUuid: A, guestNode: 1, hostNode: 1, hostTier: 'slow', hotBytes: 1, warmBytes: 2, coldBytes: 3, scannedBytes: 4, scanMs: 5, movedBytes: 6, failures: 7 },
     { t: NOW, vmUuid: A, guestNode: 1, hostNode: 1, hostTier: 'slow', hotBytes: 40960, warmBytes: 0, coldBytes: 8192, scannedBytes: 49152, scanMs: 2.5, movedBytes: 4096, failures: 1 },
   ]);
   await app.inject({ url: '/healthz' });
   const text = (await app.inject({ url: '/metrics' })).body;
-  const l = `vm="${A}",guest_node="1",host_node="1",host_tier="slow"`;
+  const l = `vm_uuid="${A}",vm_name="vm-a",guest_node="1",host_node="1",host_tier="slow"`;
   assert.match(text, new RegExp(`^vmtier_vm_hot_bytes\\{${l}\\} 40960$`, 'm'));
   assert.match(text, new RegExp(`^vmtier_vm_cold_bytes\\{${l}\\} 8192$`, 'm'));
-  assert.match(text, new RegExp(`^vmtier_vm_round_failures\\{${l}\\} 1$`, 'm'));
+  assert.match(text, new RegExp(`^vmtier_vm_round_failed_pages\\{${l}\\} 1$`, 'm'));
   assert.match(text, /^vmtier_libvirt_connected 1$/m);
   assert.match(text, /^vmtier_vms_running 1$/m);
   assert.match(text, /^vmtier_http_requests_total\{method="GET",route="\/healthz",status="200"\} 1$/m);

@@ -1,0 +1,139 @@
+// The history route answers from cached whole buckets plus freshly read ragged ends
+// (src/api/history-text.ts). These tests hold it to the store's own answer for the whole range,
+// byte for byte, across random ranges, steps, retention and newly ingested rounds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApi } from '../../src/api/server.js';
+import { Store, type HistorySource, type HotnessSample } from '../../src/store/store.js';
+import { InMemoryInventory } from '../helpers/memory-inventory.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+const A = '21111111-2222-4333-8444-555555555555';
+const B = '31111111-2222-4333-8444-555555555555';
+const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
+const HOUR = 3600_000;
+
+/** Small deterministic PRNG (mulberry32) so a failure names its seed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function rounds(uuid: string, from: number, to: number, rand: () => number): HotnessSample[] {
+  const out: HotnessSample[] = [];
+  for (let t = from; t < to; t += 10_000) {
+    if (rand() < 0.1) continue; // a missed round
+    for (const [g, h, tier] of [[0, 0, 'top'], [0, 1, 'slow'], [1, 0, 'top'], [1, 1, 'slow']] as const) {
+      if (g === 1 && rand() < 0.2) continue;
+      out.push({
+        t: t + Math.floor(rand() * 3), vmUuid: uuid, guestNode: g, hostNode: h, hostTier: tier,
+        hotBytes: Math.floor(rand() * 1e9), warmBytes: Math.floor(rand() * 1e8), coldBytes: Math.floor(rand() * 1e9), scannedBytes: 2 ** 31,
+        scanMs: Math.floor(rand() * 200) / 8, movedBytes: rand() < 0.3 ? 4096 * Math.floor(rand() * 500) : 0, failures: rand() < 0.05 ? 1 : 0,
+      });
+    }
+  }
+  return out;
+}
+
+async function setup(t: { after: (fn: () => unknown) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'vmtier-history-cache-'));
+  const store = Store.open(join(dir, 'h.db'));
+  const inv = new InMemoryInventory();
+  const app = await buildApi({ inventory: inv, store, readHost: () => { throw new Error('not used'); }, token: TOKEN, now: () => NOW });
+  store.recordVmSeen(A, 'vm-a', NOW - 8 * HOUR);
+  store.recordVmSeen(B, 'vm-b', NOW - 8 * HOUR);
+  t.after(async () => {
+    await app.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { app, store };
+}
+
+/** The answer computed the plain way: the store over the whole range, serialized by JSON.stringify. */
+function expected(store: Store, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): string {
+  return JSON.stringify({
+    uuid,
+    from: new Date(from).toISOString(),
+    to: new Date(to).toISOString(),
+    stepMs,
+    series: store.history(uuid, from, to, stepMs, source).map((s) => ({
+      guestNode: s.guestNode,
+      hostNode: s.hostNode,
+      hostTier: s.hostTier,
+      buckets: s.buckets.map((b) => ({
+        start: new Date(b.start).toISOString(),
+        hotBytes: b.hotBytes, warmBytes: b.warmBytes, coldBytes: b.coldBytes, scannedBytes: b.scannedBytes,
+        scanMs: b.scanMs, movedBytes: b.movedBytes, failures: b.failures, samples: b.samples,
+      })),
+    })),
+  });
+}
+
+async function get(app: Awaited<ReturnType<typeof setup>>['app'], uuid: string, from: number, to: number, step: number, source: HistorySource) {
+  const r = await app.inject({ url: `/v1/vms/${uuid}/history?from=${from}&to=${to}&step=${step}${source === 'raw' ? '&source=raw' : ''}`, headers: AUTH });
+  assert.equal(r.statusCode, 200, r.body);
+  assert.match(String(r.headers['content-type']), /^application\/json/);
+  return r.body;
+}
+
+test('history: the cached answer equals the store\'s answer for the whole range, byte for byte (random ranges, steps, retention)', async (t) => {
+  const { app, store } = await setup(t);
+  const rand = rng(17);
+  store.insertSamples(rounds(A, NOW - 7 * HOUR, NOW, rand));
+  const steps = [10_000, 60_000, 300_000, 420_000, 1_800_000, HOUR];
+  const check = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const step = steps[Math.floor(rand() * steps.length)]!;
+      const from = NOW - 7 * HOUR - 5 * 60_000 + Math.floor(rand() * 6 * HOUR);
+      const to = rand() < 0.3 ? NOW + Math.floor(rand() * 60_000) : from + 1 + Math.floor(rand() * (NOW - from));
+      const source: HistorySource = rand() < 0.2 ? 'raw' : 'auto';
+      const want = expected(store, A, from, to, step, source);
+      // Twice: the second answer comes from the cache where the range has whole buckets.
+      assert.equal(await get(app, A, from, to, step, source), want, `from=${from} to=${to} step=${step} ${source}`);
+      assert.equal(await get(app, A, from, to, step, source), want, `again: from=${from} to=${to} step=${step} ${source}`);
+    }
+  };
+  await check(60);
+  // A poller's pattern: the last 3 h at 5 m, the window sliding by a few seconds per poll.
+  for (let now = NOW - 20 * 60_000; now < NOW; now += 7_000) {
+    assert.equal(await get(app, A, now - 3 * HOUR, now, 300_000, 'auto'), expected(store, A, now - 3 * HOUR, now, 300_000, 'auto'));
+  }
+  // Retention folds raw rows older than 2 h and drops their 1-minute cells: every cached answer goes.
+  store.applyRetention(NOW, { fullResolutionMs: 2 * HOUR, coarseStepMs: 60_000, maxAgeMs: 6 * HOUR });
+  await check(40);
+});
+
+test('history: a round ingested for the VM changes the next answer (cached whole buckets are dropped)', async (t) => {
+  const { app, store } = await setup(t);
+  const rand = rng(5);
+  store.insertSamples(rounds(A, NOW - 3 * HOUR, NOW - HOUR, rand));
+  store.insertSamples(rounds(B, NOW - 3 * HOUR, NOW - HOUR, rand));
+  const from = NOW - 3 * HOUR + 12_345;
+  const to = NOW - 30 * 60_000 + 999;
+  const first = await get(app, A, from, to, 300_000, 'auto');
+  assert.equal(await get(app, A, from, to, 300_000, 'auto'), first);
+  // Another VM's round leaves A's answer as it was.
+  store.insertSamples(rounds(B, NOW - 2 * HOUR, NOW - 2 * HOUR + 10_000, rand));
+  assert.equal(await get(app, A, from, to, 300_000, 'auto'), first);
+  // A round of A inside the cached whole buckets (a late or backfilled round): the answer changes.
+  store.insertSamples(rounds(A, NOW - 2 * HOUR + 3_000, NOW - 2 * HOUR + 13_000, () => 0.5));
+  const second = await get(app, A, from, to, 300_000, 'auto');
+  assert.notEqual(second, first);
+  assert.equal(second, expected(store, A, from, to, 300_000, 'auto'));
+  // The engine's case: the next round, after the newest, inside the range.
+  store.insertSamples(rounds(A, NOW - HOUR, NOW - HOUR + 10_000, () => 0.5));
+  const third = await get(app, A, from, to, 300_000, 'auto');
+  assert.notEqual(third, second);
+  assert.equal(third, expected(store, A, from, to, 300_000, 'auto'));
+});
