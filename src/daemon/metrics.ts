@@ -30,6 +30,7 @@ export class EngineMetrics {
   private readonly movedBytes: Counter<'vm' | 'name' | 'direction'>;
   private readonly madvised: Counter<'vm' | 'name'>;
   private readonly trackerUp: Gauge<'vm' | 'name' | 'tracker'>;
+  private readonly trackerFailures: Counter<'vm' | 'name' | 'tracker'>;
   private readonly roundSeconds: Gauge<'vm' | 'name'>;
   private readonly scanSeconds: Gauge<'vm' | 'name'>;
   private readonly bytes: Gauge<'vm' | 'name' | 'class'>;
@@ -49,6 +50,12 @@ export class EngineMetrics {
     });
     this.movedBytes = counter(registry, { name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm', 'name', 'direction'], registers: r });
     this.madvised = counter(registry, { name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm', 'name'], registers: r });
+    this.trackerFailures = counter(registry, {
+      name: 'vmtier_engine_tracker_failures_total',
+      help: 'tracker starts that failed and scans that broke (each backs the tracker off)',
+      labelNames: ['vm', 'name', 'tracker'],
+      registers: r,
+    });
     this.trackerUp = gauge(registry, { name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm', 'name', 'tracker'], registers: r });
     this.roundSeconds = gauge(registry, { name: 'vmtier_engine_round_duration_seconds', help: 'wall time of the newest round', labelNames: ['vm', 'name'], registers: r });
     this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_duration_seconds', help: 'scan time of the newest round', labelNames: ['vm', 'name'], registers: r });
@@ -78,6 +85,10 @@ export class EngineMetrics {
   roundFailed(vm: string, name: string, consecutive: number): void {
     this.roundErrors.inc({ vm, name });
     this.failures.set({ vm, name }, consecutive);
+  }
+
+  trackerFailed(vm: string, name: string, tracker: string): void {
+    this.trackerFailures.inc({ vm, name, tracker });
   }
 
   tracker(vm: string, name: string, tracker: string, up: boolean): void {
