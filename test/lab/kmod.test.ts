@@ -277,9 +277,9 @@ for (const kernel of KERNELS) describe(`kmod in the lab (Debian ${kernel})`, { t
     assert.equal(g.roundFailures, 0);
     assert.ok(!r.goneStates.includes('backoff'), `loop states ${r.goneStates}`);
     assert.equal(r.engineRunning, true);
-    // Loaded again: found at the next retry (at most the 20 s backoff then in force), scans again.
+    // Loaded again: found at the next retry (at most the 20 s backoff then in force, plus a round), scans again.
     assert.equal(r.insmod.status, 0, r.insmod.stderr);
-    assert.ok(r.recoveryMs <= 25_000, `tracker back ${r.recoveryMs} ms after insmod`);
+    assert.ok(r.recoveryMs <= 40_000, `tracker back ${r.recoveryMs} ms after insmod`);
     assert.equal(r.recovered.tracker.available, true);
     assert.ok(r.recovered.scans > 0 && r.recovered.hotMB >= 8 * 0.9, JSON.stringify(r.recovered));
     assert.equal(r.recovered.trackerFailures, g.trackerFailures, 'no failure after the reload');
