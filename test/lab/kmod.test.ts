@@ -247,7 +247,8 @@ for (const kernel of KERNELS) describe(`kmod in the lab (Debian ${kernel})`, { t
       // Whatever happened, the module is back for anything after this case.
       await lab.run('test -c /dev/vmtier_idle || insmod ' + ko, { timeoutMs: 60_000 });
     }
-    t.diagnostic(`kmod fault lab (TCG): ${JSON.stringify({ gone: r.gone, recoveryMs: r.recoveryMs, windowMs: r.windowMs })}`);
+    t.diagnostic(`kmod fault lab (TCG): without the module ${r.gone.rounds - r.beforeGone.rounds} rounds, ${r.gone.trackerStarts - r.beforeGone.trackerStarts} tracker starts ` +
+      `in ${r.windowMs} ms; back ${r.recoveryMs} ms after insmod; ${JSON.stringify(r.gone.tracker)}`);
     // The tracker's open fd pins the module: the kernel refuses (EBUSY, "in use"), nothing changes.
     assert.ok(r.refcntHeld >= 1, `refcnt ${r.refcntHeld} while tracked`);
     assert.notEqual(r.rmmodBusy.status, 0);
