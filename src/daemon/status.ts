@@ -59,6 +59,8 @@ export interface VmEngineStatus {
    */
   trackerStarts: number;
   trackerFailures: number;
+  /** The tracker backoff in force after its last failure (ms); null while the tracker works. */
+  trackerBackoffMs: number | null;
   rounds: number;
   lastRound: RoundSummary | null;
   totals: { promote: MoveCounts; demote: MoveCounts; madvisedColdBytes: number };

@@ -147,6 +147,7 @@ export class VmLoop {
       tracker: null,
       trackerStarts: 0,
       trackerFailures: 0,
+      trackerBackoffMs: null,
       rounds: 0,
       lastRound: null,
       totals: { promote: emptyMoveCounts(), demote: emptyMoveCounts(), madvisedColdBytes: 0 },
@@ -314,6 +315,7 @@ export class VmLoop {
       this.trackerStatus = { name: choice.name, available: false, error: errInfo(e) };
       const delay = this.trackerBackoff.failure();
       this.status.trackerFailures++;
+      this.status.trackerBackoffMs = delay;
       this.d.metrics.trackerFailed(this.uuid, this.name, choice.name);
       // Once per outage at warn; retries at debug.
       if (wasUp) this.log.warn({ tracker: choice.name, err: e, retryMs: delay }, 'tracker unavailable: observing placement only');
@@ -388,6 +390,7 @@ export class VmLoop {
           counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
         }
         this.trackerBackoff.success();
+        this.status.trackerBackoffMs = null;
       } catch (e) {
         if (this.signal.aborted || isGone(e)) throw e;
         // A tracker that breaks mid-run is treated like one that cannot start: reported, retried.
@@ -396,6 +399,7 @@ export class VmLoop {
         this.status.tracker = { ...this.trackerStatus };
         const retryMs = this.trackerBackoff.failure();
         this.status.trackerFailures++;
+        this.status.trackerBackoffMs = retryMs;
         this.d.metrics.tracker(this.uuid, this.name, this.trackerStatus.name, false);
         this.d.metrics.trackerFailed(this.uuid, this.name, this.trackerStatus.name);
         this.log.warn({ err: e, retryMs }, 'scan failed: observing placement only until the tracker is retried');

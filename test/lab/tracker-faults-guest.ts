@@ -36,6 +36,7 @@ function sample(st: VmEngineStatus | null, t0: number): Record<string, unknown> 
     tracker: st?.tracker ?? null,
     trackerStarts: st?.trackerStarts ?? 0,
     trackerFailures: st?.trackerFailures ?? 0,
+    trackerBackoffMs: st?.trackerBackoffMs ?? null,
     roundFailures: st?.failures ?? 0,
   };
 }
@@ -61,6 +62,11 @@ class Harness {
 
   sample(): Record<string, unknown> {
     return sample(this.st, this.t0);
+  }
+
+  /** A progress line on stderr (the host test prints stderr when it fails). */
+  note(what: string): void {
+    process.stderr.write(`tracker-faults ${((Date.now() - this.t0) / 1000).toFixed(1)} s: ${what} ${JSON.stringify(this.sample())}\n`);
   }
 
   async waitFor(what: string, timeoutMs: number, cond: (st: VmEngineStatus | null) => boolean, stepMs = 100): Promise<number> {
@@ -108,15 +114,17 @@ function moduleRefcnt(): number | null {
 async function kmodCase(ko: string, h: Harness): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   await h.engine.start();
-  await h.scannedRounds(2);
+  await h.scannedRounds(2, 400_000);
   out.up = h.sample();
+  h.note('up');
 
   // 1. The tracker holds the device open across rounds: the kernel refuses to unload the module.
   out.refcntHeld = moduleRefcnt();
   out.rmmodBusy = sh('rmmod', ['vmtier_idle']);
   out.deviceAfterBusy = existsSync('/dev/vmtier_idle');
-  await h.scannedRounds(2);
+  await h.scannedRounds(1);
   out.afterBusy = h.sample();
+  h.note('rmmod refused, scanning on');
 
   // 2. Gone between scans: the policy is switched off (the loop idles and closes the device),
   // the module is removed, and the policy is switched on again without it.
@@ -126,6 +134,7 @@ async function kmodCase(ko: string, h: Harness): Promise<Record<string, unknown>
   while (moduleRefcnt() !== 0 && Date.now() - t < 30_000) await sleep(100);
   out.refcntIdle = moduleRefcnt();
   out.rmmod = sh('rmmod', ['vmtier_idle']);
+  h.note('idle, rmmod done');
   out.deviceAfterRmmod = existsSync('/dev/vmtier_idle');
   const before = h.sample();
   out.beforeGone = before;
@@ -140,6 +149,7 @@ async function kmodCase(ko: string, h: Harness): Promise<Record<string, unknown>
   }
   out.windowMs = Date.now() - tw;
   out.gone = h.sample();
+  h.note('window without the module over');
   out.goneStates = [...states];
   out.failuresMetricGone = await h.metric('vmtier_engine_tracker_failures_total');
   out.trackerUpMetricGone = await h.metric('vmtier_engine_tracker_up');
@@ -150,21 +160,52 @@ async function kmodCase(ko: string, h: Harness): Promise<Record<string, unknown>
   const tl = Date.now();
   await h.waitFor('the tracker back', 120_000, (st) => st?.tracker?.available === true && (st.lastRound?.scans ?? 0) > 0);
   out.recoveryMs = Date.now() - tl;
-  await h.scannedRounds(2);
+  await h.scannedRounds(1);
   out.recovered = h.sample();
+  h.note('recovered');
   out.failuresMetricEnd = await h.metric('vmtier_engine_tracker_failures_total');
   return out;
+}
+
+/**
+ * A DAMON sysfs file: 6.12 answers EBUSY to reads while any kdamond command is in flight (the
+ * engine's snapshot requests), so a reader retries, as src/scan/damon-sysfs.ts does.
+ */
+function readDamon(path: string): string {
+  const t = Date.now();
+  for (;;) {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() - t > 10_000) throw e;
+      spawnSync('sleep', ['0.02']);
+    }
+  }
 }
 
 /** The state and thread pid of every kdamond under the DAMON sysfs root. */
 function kdamonds(): Array<{ k: number; state: string; pid: number }> {
   const dir = `${DAMON_SYSFS_ROOT}/kdamonds`;
-  const n = Number(readFileSync(`${dir}/nr_kdamonds`, 'utf8').trim());
+  const n = Number(readDamon(`${dir}/nr_kdamonds`));
   const out: Array<{ k: number; state: string; pid: number }> = [];
   for (let k = 0; k < n; k++) {
-    out.push({ k, state: readFileSync(`${dir}/${k}/state`, 'utf8').trim(), pid: Number(readFileSync(`${dir}/${k}/pid`, 'utf8').trim()) });
+    out.push({ k, state: readDamon(`${dir}/${k}/state`), pid: Number(readDamon(`${dir}/${k}/pid`)) });
   }
   return out;
+}
+
+/** Writes 'off' as another DAMON user would (retrying EBUSY like any careful writer). */
+function turnOff(k: number): void {
+  const t = Date.now();
+  for (;;) {
+    try {
+      writeFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${k}/state`, 'off');
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() - t > 10_000) throw e;
+      spawnSync('sleep', ['0.02']);
+    }
+  }
 }
 
 function kdamondThreads(): number[] {
@@ -180,8 +221,9 @@ function kdamondThreads(): number[] {
 async function damonCase(h: Harness): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   await h.engine.start();
-  await h.scannedRounds(2);
+  await h.scannedRounds(2, 400_000);
   out.up = h.sample();
+  h.note('up');
   const pids: number[] = [];
   const on = () => kdamonds().filter((x) => x.state === 'on');
 
@@ -208,19 +250,21 @@ async function damonCase(h: Harness): Promise<Record<string, unknown>> {
   await sleep(400);
   const k = first[0]!.k;
   const tOff1 = Date.now();
-  writeFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${k}/state`, 'off');
+  turnOff(k);
   out.offRound = h.st!.rounds;
   await h.waitFor('the failure noticed', 30_000, (st) => (st?.trackerFailures ?? 0) >= 1, 20);
   out.noticedMs = Date.now() - tOff1;
   out.failed1 = h.sample();
+  h.note('first off noticed');
   // vmtier restarts its kdamond at the first round after the tracker backoff (5 s).
   const restart1 = await nextKdamond(tOff1, 120_000);
   out.restart1 = restart1;
   out.startsAtRestart1 = h.st!.trackerStarts;
+  h.note('restarted once');
 
   // 2. The other writer turns the new kdamond off at once, before any scan of it succeeded:
   // the backoff is not reset by a start alone, so the next restart waits twice as long.
-  writeFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${restart1.k}/state`, 'off');
+  turnOff(restart1.k);
   const tOff2 = Date.now();
   await h.waitFor('the second failure noticed', 30_000, (st) => (st?.trackerFailures ?? 0) >= 2, 20);
   out.failed2 = h.sample();
@@ -228,7 +272,8 @@ async function damonCase(h: Harness): Promise<Record<string, unknown>> {
   out.restart2 = restart2;
   out.startsAtRestart2 = h.st!.trackerStarts;
   out.roundsAtRestart2 = h.st!.rounds;
-  await h.scannedRounds(2);
+  h.note('restarted twice');
+  await h.scannedRounds(1);
   out.recovered = h.sample();
   out.failuresMetric = await h.metric('vmtier_engine_tracker_failures_total');
   out.engineRunning = h.engine.status().running;
