@@ -30,6 +30,7 @@ export class EngineMetrics {
   private readonly pages: Counter<'vm_uuid' | 'vm_name' | 'direction' | 'status'>;
   private readonly movedBytes: Counter<'vm_uuid' | 'vm_name' | 'direction'>;
   private readonly madvised: Counter<'vm_uuid' | 'vm_name'>;
+  private readonly trackerFailures: Counter<'vm_uuid' | 'vm_name' | 'tracker'>;
   private readonly trackerUp: Gauge<'vm_uuid' | 'vm_name' | 'tracker'>;
   private readonly roundSeconds: Gauge<'vm_uuid' | 'vm_name'>;
   private readonly scanSeconds: Gauge<'vm_uuid' | 'vm_name'>;
@@ -50,6 +51,12 @@ export class EngineMetrics {
     });
     this.movedBytes = counter(registry, { name: 'vmtier_engine_moved_bytes_total', help: 'bytes that ended on the target node', labelNames: ['vm_uuid', 'vm_name', 'direction'], registers: r });
     this.madvised = counter(registry, { name: 'vmtier_engine_madvise_cold_bytes_total', help: 'bytes marked MADV_COLD (cold pages left in DRAM)', labelNames: ['vm_uuid', 'vm_name'], registers: r });
+    this.trackerFailures = counter(registry, {
+      name: 'vmtier_engine_tracker_failures_total',
+      help: 'tracker starts that failed and scans that broke (each backs the tracker off)',
+      labelNames: ['vm_uuid', 'vm_name', 'tracker'],
+      registers: r,
+    });
     this.trackerUp = gauge(registry, { name: 'vmtier_engine_tracker_up', help: '1 while the VM\'s tracker works, 0 while it is unavailable', labelNames: ['vm_uuid', 'vm_name', 'tracker'], registers: r });
     this.roundSeconds = gauge(registry, { name: 'vmtier_engine_round_duration_seconds', help: 'wall time of the newest round', labelNames: ['vm_uuid', 'vm_name'], registers: r });
     this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_duration_seconds', help: 'scan time of the newest round', labelNames: ['vm_uuid', 'vm_name'], registers: r });
@@ -79,6 +86,10 @@ export class EngineMetrics {
   roundFailed(vm: string, name: string, consecutive: number): void {
     this.roundErrors.inc({ vm_uuid: vm, vm_name: name });
     this.failures.set({ vm_uuid: vm, vm_name: name }, consecutive);
+  }
+
+  trackerFailed(vm: string, name: string, tracker: string): void {
+    this.trackerFailures.inc({ vm_uuid: vm, vm_name: name, tracker });
   }
 
   tracker(vm: string, name: string, tracker: string, up: boolean): void {

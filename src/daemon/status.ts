@@ -100,6 +100,16 @@ export interface VmEngineStatus {
   hotMap: HotMapStatus | null;
   seed: SeedStatus | null;
   tracker: TrackerStatus | null;
+  /**
+   * Tracker starts attempted, and tracker failures (starts that failed plus scans that broke, e.g.
+   * the kmod module missing, a kdamond turned off by someone else), since the loop started. Each
+   * failure backs the tracker off (5 s doubling to 5 min; reset by a successful scan), so starts
+   * stay far below rounds while a tracker is broken.
+   */
+  trackerStarts: number;
+  trackerFailures: number;
+  /** The tracker backoff in force after its last failure (ms); null while the tracker works. */
+  trackerBackoffMs: number | null;
   rounds: number;
   lastRound: RoundSummary | null;
   totals: { promote: MoveCounts; demote: MoveCounts; madvisedColdBytes: number };

@@ -170,6 +170,9 @@ export class VmLoop {
       hotMap: null,
       seed: null,
       tracker: null,
+      trackerStarts: 0,
+      trackerFailures: 0,
+      trackerBackoffMs: null,
       rounds: 0,
       lastRound: null,
       totals: { promote: emptyMoveCounts(), demote: emptyMoveCounts(), madvisedColdBytes: 0 },
@@ -453,11 +456,13 @@ export class VmLoop {
     if (this.trackerStatus?.name !== choice.name) this.trackerBackoff.success();
     await this.releaseTracker();
     let t: Tracker | null = null;
+    this.status.trackerStarts++;
     try {
       t = createVmTracker(this.worker, choice.name, choice.options);
       await t.track(this.pid, pm.ranges());
       this.tracker = t;
-      this.trackerBackoff.success();
+      // The backoff is reset by a successful scan, not here: a tracker that starts but breaks in
+      // every scan (a kdamond someone keeps turning off) is retried ever more slowly.
       this.trackerStatus = { name: choice.name, available: true, error: null };
       this.log.info({ tracker: choice.name }, 'tracker ready');
     } catch (e) {
@@ -466,6 +471,9 @@ export class VmLoop {
       const wasUp = this.trackerStatus?.available !== false || this.trackerStatus.name !== choice.name;
       this.trackerStatus = { name: choice.name, available: false, error: errInfo(e) };
       const delay = this.trackerBackoff.failure();
+      this.status.trackerFailures++;
+      this.status.trackerBackoffMs = delay;
+      this.d.metrics.trackerFailed(this.uuid, this.name, choice.name);
       // Once per outage at warn; retries at debug.
       if (wasUp) this.log.warn({ tracker: choice.name, err: e, retryMs: delay }, 'tracker unavailable: observing placement only');
       else this.log.debug({ tracker: choice.name, err: e, retryMs: delay }, 'tracker still unavailable');
@@ -543,15 +551,20 @@ export class VmLoop {
           if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
           counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
         }
+        this.trackerBackoff.success();
+        this.status.trackerBackoffMs = null;
       } catch (e) {
         if (this.signal.aborted || isGone(e)) throw e;
         // A tracker that breaks mid-run is treated like one that cannot start: reported, retried.
         await this.releaseTracker();
         this.trackerStatus = { name: this.trackerStatus?.name ?? 'unknown', available: false, error: errInfo(e) };
         this.status.tracker = { ...this.trackerStatus };
-        this.trackerBackoff.failure();
+        const retryMs = this.trackerBackoff.failure();
+        this.status.trackerFailures++;
+        this.status.trackerBackoffMs = retryMs;
         this.d.metrics.tracker(this.uuid, this.name, this.trackerStatus.name, false);
-        this.log.warn({ err: e }, 'scan failed: observing placement only this round');
+        this.d.metrics.trackerFailed(this.uuid, this.name, this.trackerStatus.name);
+        this.log.warn({ err: e, retryMs }, 'scan failed: observing placement only until the tracker is retried');
         counts = null;
       }
       scanMs = performance.now() - ts;

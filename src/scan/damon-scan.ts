@@ -31,15 +31,34 @@ export interface DamonScanJob {
 /** Runs a scan job somewhere (in-process, or in a worker thread). */
 export type DamonScanRunner = (job: DamonScanJob, req: ScanRequest) => Promise<ScanResult>;
 
-/** The target exited or its kdamond stopped mid-scan: the tracker cleans up and reports ESRCH. */
+/** The target exited mid-scan: the tracker cleans up and reports ESRCH. */
 export const DAMON_GONE = 'damon-target-gone';
+/**
+ * The kdamond stopped mid-scan while its target lives: someone else turned it off (or took its
+ * targets away, which stops it too). vmtier turns its kdamonds off only when it closes them.
+ */
+export const DAMON_STOPPED = 'damon-kdamond-stopped';
 
 function gone(why: string): VmtierError {
   return new VmtierError('KERNEL_ERROR', why, { reason: DAMON_GONE });
 }
 
+export function damonStoppedError(k: number, pid: number): VmtierError {
+  return new VmtierError('KERNEL_ERROR',
+    `kdamond ${k} (vmtier's, tracking process ${pid}) was turned off by another writer during the scan`, { reason: DAMON_STOPPED, kdamond: k, pid });
+}
+
 export function isDamonGone(e: unknown): boolean {
   return isVmtierError(e, 'KERNEL_ERROR') && (e as VmtierError).details?.reason === DAMON_GONE;
+}
+
+export function isDamonStopped(e: unknown): boolean {
+  return isVmtierError(e, 'KERNEL_ERROR') && (e as VmtierError).details?.reason === DAMON_STOPPED;
+}
+
+/** true when kdamond k reads 'off' (a failed read says nothing: false). */
+async function isOff(sysfs: DamonSysfs, k: number): Promise<boolean> {
+  return sysfs.state(k).then((s) => s === 'off', () => false);
 }
 
 /** Adds one scan: +1 for every tracked page inside a region with nr_accesses >= minAccesses. */
@@ -83,11 +102,13 @@ export async function scanKdamond(job: DamonScanJob, req: ScanRequest, io: Sysfs
         regions = await sysfs.snapshotRegions(k);
       } catch (e) {
         if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
+        // A snapshot request to a kdamond that is off fails; say why rather than relay the errno.
+        if (await isOff(sysfs, k)) throw damonStoppedError(k, job.pid);
         throw e;
       }
       // kdamond stops by itself when its target exits; an empty snapshot from a dead target is not "idle".
       if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
-      if ((await sysfs.state(k)) === 'off') throw gone(`kdamond ${k} stopped during the scan`);
+      if (await isOff(sysfs, k)) throw damonStoppedError(k, job.pid);
       lastSnapshot = performance.now();
       accumulateRegions(job.ranges, regions, counts, job.minAccesses);
       req.onScan?.(s);

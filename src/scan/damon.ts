@@ -23,7 +23,7 @@
 import { writeFileSync } from 'node:fs';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import { DamonKdamondPool, DEFAULT_KDAMOND_SLOTS, type DamonOwnerRecord } from './damon-pool.js';
-import { isDamonGone, scanKdamond, type DamonScanJob, type DamonScanRunner } from './damon-scan.js';
+import { damonStoppedError, isDamonGone, isDamonStopped, scanKdamond, type DamonScanJob, type DamonScanRunner } from './damon-scan.js';
 import { DamonSysfs, DAMON_SYSFS_ROOT, nodeSysfsIo, type DamonAttrs, type SysfsIo } from './damon-sysfs.js';
 import { processAlive } from './procfs.js';
 import { checkScanRequest } from './request.js';
@@ -181,6 +181,8 @@ export class DamonTracker implements Tracker {
         throw e;
       }
       rec.kdamondPid = await this.sysfs.pid(k);
+      // Turned off by someone else between our 'on' and now (its pid reads -1).
+      if (rec.kdamondPid <= 0) throw damonStoppedError(k, pid);
       this.pool.update(rec);
       this.installExitHook();
     } catch (e) {
@@ -240,6 +242,12 @@ export class DamonTracker implements Tracker {
     try {
       await this.applyInterval(Math.max(1, req.intervalMs));
     } catch (e) {
+      // A 'commit' to a kdamond someone else turned off fails: say so, as the scan would.
+      if (await this.sysfs.state(this.record.kdamond).then((st) => st === 'off', () => false)) {
+        const stopped = damonStoppedError(this.record.kdamond, this.pid);
+        await this.close().catch(() => undefined);
+        throw stopped;
+      }
       if (isVmtierError(e)) throw e;
       throw new VmtierError('KERNEL_ERROR', `DAMON scan failed: ${(e as Error).message}`, undefined, { cause: e });
     }
@@ -255,6 +263,12 @@ export class DamonTracker implements Tracker {
     try {
       return await (this.opts.scanRunner ?? ((j, r) => scanKdamond(j, r, this.sysfs.io)))(job, req);
     } catch (e) {
+      // Stopped by someone else: this tracker is done (its slot is freed); the caller decides
+      // whether and when to start another (the daemon: after its tracker backoff).
+      if (isDamonStopped(e)) {
+        await this.close().catch(() => undefined);
+        throw e;
+      }
       if (!isDamonGone(e)) throw e;
       throw (await this.goneError()) ?? new VmtierError('KERNEL_ERROR', (e as Error).message);
     }

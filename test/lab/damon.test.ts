@@ -126,6 +126,53 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
     await assertCleanDmesg();
   });
 
+  // Issue 17, runtime faults: the daemon's Engine tracks the workload with DAMON
+  // (test/lab/tracker-faults-guest.ts) and another writer turns its kdamond off mid-scan, twice.
+  // What vmtier does, deliberately: the scan fails with a typed error naming the cause, counted;
+  // the loop keeps its rounds (placement only) and starts a fresh kdamond at the first round
+  // after the tracker backoff (5 s, doubling while no scan has succeeded since), never at once.
+  test('engine\'s kdamond turned off by another writer mid-scan: counted, typed error, restarted after the backoff (5 s, then 10 s)', async (t) => {
+    const run = await lab.run(['node', 'dist/test/lab/tracker-faults-guest.js', 'damon'], { timeoutMs: 900_000 });
+    const r = JSON.parse(run.stdout.trim().split('\n').pop() || '{}');
+    assert.equal(run.status, 0, `tracker-faults-guest exited ${run.status}: ${run.stderr.slice(-2000)}`);
+    assert.equal(r.failed, undefined, `tracker-faults-guest failed: ${JSON.stringify(r)}`);
+    t.diagnostic(`damon fault lab (TCG): noticed ${r.noticedMs} ms after the off; restarts ${r.restart1.afterMs} ms and ${r.restart2.afterMs} ms after each off; ` +
+      `${r.roundsAtRestart2 - r.offRound} rounds meanwhile; tracker backoff ${r.failed1?.trackerBackoffMs} then ${r.failed2?.trackerBackoffMs} ms`);
+    assert.equal(r.first.length, 1, `kdamonds on before: ${JSON.stringify(r.first)}`);
+    // Noticed by the scan it interrupted (or the next one): within a round or two (rounds take
+    // 1 s here and over 5 s on a loaded host: 11 s seen at load 20).
+    assert.ok(r.noticedMs < 60_000, `noticed after ${r.noticedMs} ms`);
+    const f1 = r.failed1;
+    assert.equal(f1.tracker.available, false);
+    assert.equal(f1.tracker.error.code, 'KERNEL_ERROR');
+    assert.match(f1.tracker.error.message, /turned off by another writer during the scan/);
+    assert.equal(f1.trackerFailures, 1);
+    assert.equal(f1.trackerBackoffMs, 5000, 'the tracker backoff in force');
+    assert.equal(f1.roundFailures, 0, 'the round itself went on (placement only)');
+    // Not restarted in a loop: one new kdamond after the 5 s backoff, one start.
+    assert.ok(r.restart1.afterMs >= 4500 && r.restart1.afterMs <= 180_000, `restart ${r.restart1.afterMs} ms after the off`);
+    assert.equal(r.startsAtRestart1, r.up.trackerStarts + 1);
+    // Turned off again before a scan of it succeeded: counted, and the next restart waits 10 s.
+    assert.equal(r.failed2.trackerFailures, 2);
+    // Doubled: the start in between did not reset it, only a successful scan does.
+    assert.equal(r.failed2.trackerBackoffMs, 10_000, 'the tracker backoff in force');
+    assert.equal(r.failed2.tracker.available, false);
+    assert.equal(r.failed2.tracker.error.code, 'KERNEL_ERROR');
+    assert.ok(r.restart2.afterMs >= 9500 && r.restart2.afterMs <= 240_000, `second restart ${r.restart2.afterMs} ms after the off`);
+    assert.equal(r.startsAtRestart2, r.up.trackerStarts + 2);
+    // Rounds went on meanwhile, more of them than starts (a retry per round would make them equal).
+    assert.ok(r.roundsAtRestart2 - r.offRound > 2 * 2, `only ${r.roundsAtRestart2 - r.offRound} rounds while the tracker was down`);
+    // Back: scanning, the hot 8 MiB seen, no further failure; the counter on /metrics agrees.
+    assert.equal(r.recovered.tracker.available, true);
+    assert.ok(r.recovered.scans > 0 && r.recovered.hotMB >= 8 * 0.9 && r.recovered.hotMB <= 12, JSON.stringify(r.recovered));
+    assert.equal(r.recovered.trackerFailures, 2);
+    assert.equal(r.recovered.trackerBackoffMs, null, 'a successful scan resets the tracker backoff');
+    assert.equal(r.failuresMetric, 2, 'vmtier_engine_tracker_failures_total');
+    assert.equal(r.engineRunning, true);
+    assert.deepEqual(r.afterStop, { kdamonds: [], threads: [] }, 'the engine left a kdamond behind');
+    await assertCleanDmesg();
+  });
+
   test('vmtier scan --pid --tracker damon --json prints maximal runs over the process mappings', async () => {
     const r = await guest('cli', 'bin/vmtier.js');
     assert.equal(r.status, 0, r.stderr);

@@ -108,10 +108,12 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
     for (const a of [on, off]) {
       process.stdout.write(`# madvise-cold domain lab (TCG, ${where}) madviseCold=${a.madviseCold}: hot set demoted ${a.after.hot.node1}/${a.after.hot.pages}, ` +
         `cold ${a.after.cold.node1}/${a.after.cold.pages}; advised ${a.lastRound.madvisedColdMB.toFixed(1)} MiB (last round), ${a.madvisedColdMBTotal.toFixed(1)} MiB in all; ` +
-        `pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!}; hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s; ` +
+        `pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!} (kswapd ${a.vmstat.pgdemote_kswapd}, direct ${a.vmstat.pgdemote_direct}; ` +
+        `pgsteal ${a.vmstat.pgsteal_kswapd! + a.vmstat.pgsteal_direct!}); hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s; ` +
         `node 0 before the hog: anon ${((a.node0.meminfoKB.Activeanon ?? 0) + (a.node0.meminfoKB.Inactiveanon ?? 0)) >> 10} MiB, ` +
         `file ${((a.node0.meminfoKB.Activefile ?? 0) + (a.node0.meminfoKB.Inactivefile ?? 0)) >> 10} MiB, MGLRU generations (oldest first, MiB) ` +
-        `${a.node0.lruGenBefore.map((g) => ((g.anonPages + g.filePages) / 256).toFixed(0)).join('/')}\n`);
+        `${a.node0.lruGenBefore.map((g) => ((g.anonPages + g.filePages) / 256).toFixed(0)).join('/')}, after the hog ` +
+        `${a.node0.lruGenAfter.map((g) => ((g.anonPages + g.filePages) / 256).toFixed(0)).join('/')}\n`);
       // The engine ran on the domain: DAMON saw the payload's hot set, vmtier moved nothing.
       assert.equal(a.tracker, 'damon', `tracker ${a.tracker}`);
       assert.ok(a.lastRound.hotMB >= 16 * 0.9, `engine saw ${a.lastRound.hotMB} MiB hot`);
