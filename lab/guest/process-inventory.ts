@@ -47,6 +47,11 @@ export class ProcessInventory implements VmInventory {
     return this.get(nameOrUuid);
   }
 
+  /** Process-backed lab VMs are all running: the same as resolve. */
+  async lookup(uuid: string): Promise<DomainSummary> {
+    return this.get(uuid);
+  }
+
   async domainXml(uuid: string): Promise<string> {
     this.get(uuid);
     throw new VmtierError('UNSUPPORTED', 'a process-backed lab VM has no domain XML');

@@ -5,6 +5,7 @@ import type { EngineView } from '../daemon/status.js';
 import type { HostTopology } from '../host/topology.js';
 import type { Store, VmRecord } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
+import { isVmtierError } from '../errors.js';
 
 /** A fastify instance whatever its logger and type provider (helpers only add hooks). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -38,6 +39,20 @@ export async function knownVm(ctx: ApiContext, uuid: string): Promise<VmRecord> 
   if (rec) return rec;
   const d = await ctx.inventory.resolve(uuid);
   return ctx.store.recordVmSeen(d.uuid, d.name, ctx.now());
+}
+
+/**
+ * knownVm, or else a domain libvirt has defined but not running: the policy of a shut-off VM may
+ * be set before it starts (it goes into the saved definition's metadata).
+ */
+export async function knownOrDefinedVm(ctx: ApiContext, uuid: string): Promise<VmRecord> {
+  try {
+    return await knownVm(ctx, uuid);
+  } catch (e) {
+    if (!isVmtierError(e, 'VM_NOT_FOUND')) throw e;
+    const d = await ctx.inventory.lookup(uuid);
+    return ctx.store.recordVmSeen(d.uuid, d.name, ctx.now());
+  }
 }
 
 export function iso(ms: number | null | undefined): string | null {

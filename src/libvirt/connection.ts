@@ -408,6 +408,18 @@ export class LibvirtConnection extends EventEmitter {
     });
   }
 
+  /** One domain libvirt knows by uuid, running or only defined (VIR_ERR_NO_DOMAIN when neither). */
+  domainByUuid(uuid: string): Promise<DomainInfo> {
+    return this.withDomain(uuid, async (h, dom) => {
+      const state: [number] = [0];
+      const reason: [number] = [0];
+      const rc = (await acall(this.n.virDomainGetState, dom, state, reason, 0)) as number;
+      if (rc < 0) throw this.errorFrom(h, 'virDomainGetState');
+      const idRaw = this.n.virDomainGetID(dom) as number;
+      return { name: this.n.virDomainGetName(dom) as string, uuid: uuid.toLowerCase(), id: idRaw === 0xffffffff ? -1 : idRaw, state: state[0] };
+    });
+  }
+
   /** Domain XML (flags: virDomainXMLFlags; 0 = live XML). */
   domainXml(uuid: string, flags = 0): Promise<string> {
     return this.withDomain(uuid, async (h, dom) => {

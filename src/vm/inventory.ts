@@ -24,6 +24,11 @@ export interface VmInventory {
   list(): Promise<DomainSummary[]>;
   /** Finds an active domain by name or uuid; throws VM_NOT_FOUND. */
   resolve(nameOrUuid: string): Promise<DomainSummary>;
+  /**
+   * Any domain libvirt knows by uuid, running or only defined (a shut-off VM's policy can be set
+   * ahead of its start); throws VM_NOT_FOUND.
+   */
+  lookup(uuid: string): Promise<DomainSummary>;
   /** Domain XML of an active domain. */
   domainXml(uuid: string): Promise<string>;
   /** The verified QEMU pid of a running domain (PID_UNTRUSTED when the pid file lies). */

@@ -122,6 +122,16 @@ export class LibvirtInventory implements VmInventory {
     return hit;
   }
 
+  async lookup(uuid: string): Promise<DomainSummary> {
+    const c = await this.connection();
+    try {
+      const d = await c.domainByUuid(uuid);
+      return { name: d.name, uuid: d.uuid, id: d.id, state: (DOMAIN_STATES[d.state] ?? 'nostate') as DomainState };
+    } catch (e) {
+      throw this.mapError(e, `domain ${uuid}`);
+    }
+  }
+
   async domainXml(uuid: string): Promise<string> {
     return this.xmlOf(await this.connection(), await this.resolve(uuid));
   }

@@ -57,6 +57,9 @@ export class InMemoryInventory implements VmInventory {
   async resolve(nameOrUuid: string): Promise<DomainSummary> {
     return this.get(nameOrUuid).summary;
   }
+  async lookup(uuid: string): Promise<DomainSummary> {
+    return this.get(uuid).summary;
+  }
   async domainXml(uuid: string): Promise<string> {
     return this.get(uuid).xml ?? '<domain/>';
   }

@@ -11,7 +11,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -23,7 +23,7 @@ import { readHostTopology } from '../../src/host/topology.js';
 import { Store } from '../../src/store/store.js';
 import { POLICY_NS } from '../../src/vm/vm-metadata.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
-import { startDomain, virsh as virshAt, type TestDomain } from '../helpers/domains.js';
+import { fixtureXml, startDomain, virsh as virshAt, type TestDomain } from '../helpers/domains.js';
 import { startPrivateLibvirtd, type PrivateLibvirtd } from '../helpers/libvirtd.js';
 import { apiClient, until } from '../helpers/api-client.js';
 
@@ -61,9 +61,9 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The JSON text of vmtier's policy element in `virsh dumpxml` (live XML), or null. */
-async function policyInDumpxml(name: string): Promise<unknown> {
-  const xml = await virsh(['dumpxml', name]);
+/** The JSON text of vmtier's policy element in `virsh dumpxml` (live XML; `--inactive`: the saved definition), or null. */
+async function policyInDumpxml(name: string, flags: string[] = []): Promise<unknown> {
+  const xml = await virsh(['dumpxml', ...flags, name]);
   const m = /<(\w[\w-]*):policy xmlns:\1="([^"]+)">([\s\S]*?)<\/\1:policy>/.exec(xml);
   if (!m) return null;
   assert.equal(m[2], POLICY_NS);
@@ -174,4 +174,38 @@ test('policy in the domain metadata: PUT writes it, virsh edits reach the engine
   assert.equal(store.policyVersions(d.uuid).length, 3);
   // Rough figure for the report: event to policy in force, host, including a round boundary.
   process.stdout.write(`# metadata edit applied after ${applyMs} ms\n`);
+});
+
+test('a persistent domain: PUT while it is shut off writes its saved definition, and the policy is in the live XML once it starts', async () => {
+  const name = `${PREFIX}persistent-${Math.random().toString(36).slice(2, 7)}`;
+  const xmlDir = mkdtempSync(join(tmpdir(), 'vmtier-persistent-'));
+  try {
+    const path = join(xmlDir, 'domain.xml');
+    writeFileSync(path, fixtureXml('two-cells-memfd.xml', name));
+    await virsh(['define', path]);
+  } finally {
+    rmSync(xmlDir, { recursive: true, force: true });
+  }
+  try {
+    const uuid = (await virsh(['domuuid', name])).trim();
+    const put = await http('PUT', `/v1/vms/${uuid}/policy`, { mode: 'observe', migration: { maxMBps: 21 } });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.deepEqual(put.body.written, { live: false, config: true }, 'a shut-off domain has only its saved definition');
+    const saved = (await policyInDumpxml(name, ['--inactive'])) as { migration: { maxMBps: number } } | null;
+    assert.equal(saved?.migration.maxMBps, 21, 'virsh dumpxml --inactive shows the policy');
+
+    // Started from that definition, the running domain carries the policy; a PUT now writes both.
+    await virsh(['start', name]);
+    assert.equal(((await policyInDumpxml(name)) as { migration: { maxMBps: number } } | null)?.migration.maxMBps, 21);
+    const again = await http('PUT', `/v1/vms/${uuid}/policy`, { mode: 'observe', migration: { maxMBps: 22 } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.deepEqual(again.body.written, { live: true, config: true });
+    for (const flags of [[], ['--inactive']]) {
+      const p = (await policyInDumpxml(name, flags)) as { migration: { maxMBps: number } } | null;
+      assert.equal(p?.migration.maxMBps, 22, `dumpxml ${flags.join(' ')}`);
+    }
+  } finally {
+    await virsh(['destroy', name]).catch(() => undefined);
+    await virsh(['undefine', name]).catch(() => undefined);
+  }
 });

@@ -9,7 +9,7 @@ import { DEFAULT_POLICY, TierPolicySchema, normalizePolicy, type TierPolicyInput
 import { isVmtierError } from '../../errors.js';
 import { withoutNulls } from '../../store/store.js';
 import { storedPolicy, syncPolicy, writePolicy, type EffectivePolicy } from '../../vm/policy-source.js';
-import { iso, knownVm } from '../context.js';
+import { iso, knownOrDefinedVm } from '../context.js';
 import { VmParams, errors } from '../schemas.js';
 
 export const PolicyResponse = Type.Object({
@@ -52,7 +52,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/v1/vms/:uuid/policy',
     { schema: { ...common, summary: 'Current tiering policy (defaults filled in)', response: { 200: PolicyResponse, ...errors(400, 401, 404, 503) } } },
     async (req) => {
-      const vm = await knownVm(ctx, req.params.uuid.toLowerCase());
+      const vm = await knownOrDefinedVm(ctx, req.params.uuid.toLowerCase());
       let eff: EffectivePolicy;
       try {
         eff = await syncPolicy(ctx.inventory, ctx.store, vm.uuid, ctx.now());
@@ -78,7 +78,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       // Schema checks ran already; normalizePolicy adds the cross-field rules (INVALID_POLICY).
       const policy = normalizePolicy(req.body);
-      const vm = await knownVm(ctx, req.params.uuid.toLowerCase());
+      const vm = await knownOrDefinedVm(ctx, req.params.uuid.toLowerCase());
       const w = await writePolicy(ctx.inventory, ctx.store, vm.uuid, policy, ctx.now());
       return { ...body(vm.uuid, { record: w.record, source: w.metadata.live || w.metadata.config ? 'metadata' : 'store', error: null }), written: w.metadata };
     },
