@@ -242,8 +242,9 @@ export class MigrationBudget {
     const t = this.now();
     const minute = Math.floor(t / MINUTE_MS);
     const lastHour = { leases: 0, wantedBytes: 0, reservedBytes: 0, settledBytes: 0, shortLeases: 0 };
+    // The slots are filled by minute of the hour, so slots before the first one used are holes.
     for (const s of this.hour) {
-      if (s.minute <= minute - HOUR_SLOTS || s.minute > minute) continue;
+      if (!s || s.minute <= minute - HOUR_SLOTS || s.minute > minute) continue;
       lastHour.leases += s.leases;
       lastHour.wantedBytes += s.wantedBytes;
       lastHour.reservedBytes += s.reservedBytes;

@@ -214,3 +214,11 @@ test("host status: the bucket, leases in flight, the last hour's leases, and who
   assert.equal(budget.hostStatus().lastHour.leases, 0);
   assert.equal(budget.hostStatus().availableBytes, 200 * MB);
 });
+
+test('host status when the first lease falls in a later minute of the hour (the slots before it were never used)', () => {
+  // 10 h 17 min: slot 17 is the first written, slots 0-16 are holes.
+  const c = clock(10 * 3600_000 + 17 * 60_000);
+  const budget = new MigrationBudget({ hostMBps: 100, burstSeconds: 2, dramFreeWatermarkBytes: 0, now: c.now });
+  budget.lease('a', 1000, { demoteBytes: MB, promoteBytes: 0, dramFreeBytes: 1e12 }).settle(MB);
+  assert.deepEqual(budget.hostStatus().lastHour, { leases: 1, wantedBytes: MB, reservedBytes: MB, settledBytes: MB, shortLeases: 0 });
+});
