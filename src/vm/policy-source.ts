@@ -96,7 +96,9 @@ export async function writePolicy(
   now: number,
 ): Promise<{ record: PolicyVersion; metadata: { live: boolean; config: boolean } }> {
   let metadata = { live: false, config: false };
+  let previous: string | null = null;
   try {
+    previous = await inventory.metadata(uuid, POLICY_NS);
     metadata = await inventory.setMetadata(uuid, POLICY_NS, POLICY_KEY, policyElement(policy));
   } catch (e) {
     if (!isVmtierError(e, 'VM_NOT_FOUND')) {
@@ -106,5 +108,14 @@ export async function writePolicy(
   }
   // Every PUT is a version of its own (an operator's explicit act, kept for the audit trail);
   // the copies seen in the metadata afterwards are not, being equal to it.
-  return { record: store.putPolicy(uuid, policy, now), metadata };
+  try {
+    return { record: store.putPolicy(uuid, policy, now), metadata };
+  } catch (e) {
+    // A PUT that fails (store read-only, full, unavailable) must leave the policy as it was: the
+    // metadata wins over the store, so a new element left behind would apply after all.
+    if (metadata.live || metadata.config) {
+      await inventory.setMetadata(uuid, POLICY_NS, POLICY_KEY, previous, metadata).catch(() => undefined);
+    }
+    throw e;
+  }
 }

@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Store } from '../../src/store/store.js';
 import { apiClient, until } from '../helpers/api-client.js';
-import { destroyDomains, startDomain, type TestDomain } from '../helpers/domains.js';
+import { destroyDomains, startDomain, virsh, type TestDomain } from '../helpers/domains.js';
+import { POLICY_NS } from '../../src/vm/vm-metadata.js';
 import { killAllServed, startServe, type ServedProcess } from '../helpers/serve.js';
 
 const PREFIX = 'vmtier-test-s-';
@@ -30,6 +31,15 @@ const mounts: string[] = [];
 let domain: TestDomain;
 
 const FAST_POLICY = { mode: 'observe', scan: { intervalMs: 50, scansPerRound: 1 } };
+
+/**
+ * The domain's metadata is where a policy lives first (earlier cases PUT one there). A case that
+ * seeds the policy into the SQLite file only removes the element, so the stored version applies
+ * (and is written back) as for a VM set up before the metadata existed.
+ */
+async function dropPolicyMetadata(): Promise<void> {
+  await virsh(['metadata', domain.name, '--live', '--uri', POLICY_NS, '--remove']);
+}
 
 function serveArgs(db: string): string[] {
   return ['--db', db, '--tracker', 'kmod', '--manage', `^${PREFIX}`, '--resync-ms', '1000'];
@@ -234,6 +244,7 @@ test('read-only file system at start: serves degraded (policies readable, writes
   mounts.push(view);
   execFileSync('mount', ['-o', 'remount,bind,ro', view]);
   const db = join(view, 'vmtier.db');
+  await dropPolicyMetadata();
   const s = await serveWith(db, { VMTIER_STORE_REOPEN_MS: '500' });
   const http = apiClient(() => s.url, TOKEN);
   const h = await health(s);
@@ -273,6 +284,7 @@ test('corrupted file at start: never written, serves degraded on a stand-in, eng
   const bad = Buffer.from(good);
   bad.fill(0x42, 0, 100); // the header: "file is not a database"
   writeFileSync(db, bad);
+  await dropPolicyMetadata();
 
   const s = await serveWith(db, { VMTIER_STORE_REOPEN_MS: '500' });
   const http = apiClient(() => s.url, TOKEN);
