@@ -235,12 +235,17 @@ async function caseKvmClose(vmm: string): Promise<unknown> {
 }
 
 /**
- * Two vCPUs, vCPU 0 halted for good (it keeps its root), vCPU 1 writing the hot set; a memslot
- * is deleted and re-added, which makes every root obsolete: the module must walk vCPU 1's new
- * root, not vCPU 0's obsolete (zapped, empty) one.
+ * A nested-KVM target from kmod-vmm (`args`), scanned until the module reports all guest RAM
+ * present (the first passes fault it in), then `between` (if any), then `scans` passes whose
+ * accuracy against the target's hot set is returned, with the pages present after the warm-up.
  */
-async function caseKvmHalt0(vmm: string, scans: number, intervalMs: number): Promise<unknown> {
-  const t = await startTarget([vmm, '32', '8', '4', 'halt0']);
+async function kvmAccuracy(
+  args: string[],
+  scans: number,
+  intervalMs: number,
+  between?: (t: Target) => Promise<void>,
+): Promise<Record<string, unknown>> {
+  const t = await startTarget(args);
   const base = hexNum(t.first.base);
   const bytes = Number(t.first.bytes);
   const range = { start: base, end: base + bytes };
@@ -257,15 +262,27 @@ async function caseKvmHalt0(vmm: string, scans: number, intervalMs: number): Pro
       if (present === bytes / PAGE_SIZE) break;
       await sleep(500);
     }
-    t.child.kill('SIGUSR2');
-    await waitStderr(t, 'churned', 30_000);
-    await sleep(1000); // vCPU 1 maps its hot set again in its new root
+    await between?.(t);
     const res = await tracker.scan({ scans, intervalMs });
-    return { mode, presentBeforeChurn: present, ...accuracy(res, hot), targetStderr: t.stderr.slice(-5) };
+    return { mode, present, ...accuracy(res, hot), targetStderr: t.stderr.slice(-5) };
   } finally {
     await tracker.close();
     t.child.kill('SIGKILL');
   }
+}
+
+/**
+ * Two vCPUs, vCPU 0 halted for good (it keeps its root), vCPU 1 writing the hot set; a memslot
+ * is deleted and re-added, which makes every root obsolete: the module must walk vCPU 1's new
+ * root, not vCPU 0's obsolete (zapped, empty) one.
+ */
+async function caseKvmHalt0(vmm: string, scans: number, intervalMs: number): Promise<unknown> {
+  const { present, ...r } = await kvmAccuracy([vmm, '32', '8', '4', 'halt0'], scans, intervalMs, async (t) => {
+    t.child.kill('SIGUSR2');
+    await waitStderr(t, 'churned', 30_000);
+    await sleep(1000); // vCPU 1 maps its hot set again in its new root
+  });
+  return { presentBeforeChurn: present, ...r };
 }
 
 /** kmod-abi walk: raw reads of [start, end) with `flags` and `count`-byte reads (test/lab/kmod-abi.c). */
@@ -313,29 +330,8 @@ async function caseKvmSplit(vmm: string, abi: string): Promise<unknown> {
  * half through the first (test/lab/kmod-vmm.c "alias"): every alias must be read.
  */
 async function caseKvmAlias(vmm: string, scans: number, intervalMs: number): Promise<unknown> {
-  const t = await startTarget([vmm, '32', '28', '8', 'alias']);
-  const base = hexNum(t.first.base);
-  const bytes = Number(t.first.bytes);
-  const range = { start: base, end: base + bytes };
-  const hot = [{ start: base, end: base + PAGE_SIZE }, ...(t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }))];
-  const tracker = newTracker();
-  try {
-    await tracker.track(t.child.pid!, [range]);
-    const mode = tracker.mode();
-    const warm0 = Date.now();
-    let present = 0;
-    while (Date.now() - warm0 < 120_000) {
-      const w = await tracker.scan({ scans: 1, intervalMs: 0 });
-      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
-      if (present === bytes / PAGE_SIZE) break;
-      await sleep(500);
-    }
-    const res = await tracker.scan({ scans, intervalMs });
-    return { mode, presentAfterWarm: present, ...accuracy(res, hot) };
-  } finally {
-    await tracker.close();
-    t.child.kill('SIGKILL');
-  }
+  const { present, ...r } = await kvmAccuracy([vmm, '32', '28', '8', 'alias'], scans, intervalMs);
+  return { presentAfterWarm: present, ...r };
 }
 
 /** `vmtier scan --tracker kmod --json` (the CLI over this tracker) on the workload's footprint. */
