@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { buildApi } from '../../src/api/server.js';
 import { Store, type HistorySource, type HotnessSample } from '../../src/store/store.js';
 import { InMemoryInventory } from '../helpers/memory-inventory.js';
+import { rng } from '../helpers/rng.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -17,17 +18,6 @@ const B = '31111111-2222-4333-8444-555555555555';
 const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
 const HOUR = 3600_000;
 
-/** Small deterministic PRNG (mulberry32) so a failure names its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function rounds(uuid: string, from: number, to: number, rand: () => number): HotnessSample[] {
   const out: HotnessSample[] = [];

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeKmodStream, PageState } from '../../src/scan/kmod-stream.js';
+import { rng } from '../helpers/rng.js';
 
 const root = resolve(fileURLToPath(import.meta.url), '../../../..');
 const hasGcc = spawnSync('gcc', ['--version']).status === 0;
@@ -60,17 +61,6 @@ const M2 = 2 * 1024 * 1024;
 const G1 = 1024 * 1024 * 1024;
 const BASE = 0x7f0000000000;
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Walk { script: string[]; state: Uint8Array; shift: Uint8Array; stop: number }
 

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { VmtierError } from '../../src/errors.js';
 import { parseDomainXml, type DomainConfig } from '../../src/vm/domain-xml.js';
 import { parseNodeset } from '../../src/vm/domain-values.js';
+import { rng } from '../helpers/rng.js';
 
 const CORPUS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'libvirt-corpus');
 const MiB = 2 ** 20;
@@ -175,17 +176,6 @@ for (const p of pairs) {
   });
 }
 
-/** A small seeded PRNG (mulberry32): the same damage every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const GARBAGE = ['', '-1', 'x', '0x', '1e9', 'NaN', ' 7 ', '99999999999999999999', '4-2', '^0', ',', '0-', '&amp;', '0x1ff'];
 
