@@ -19,8 +19,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,12 +32,11 @@ import { readHostTopology } from '../../src/host/topology.js';
 import { queryPageNodes } from '../../src/migrate/move.js';
 import { normalizePolicy } from '../../src/policy/schema.js';
 import type { Trace } from '../../src/scan/trace.js';
-import { Store } from '../../src/store/store.js';
-import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
+import type { LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { writePolicy } from '../../src/vm/policy-source.js';
 import { HOTMAP_NS, parseHotMapElement } from '../../src/vm/vm-metadata.js';
 import { startDomain, virsh, type TestDomain } from '../helpers/domains.js';
-import { startPrivateLibvirtd, type PrivateLibvirtd } from '../helpers/libvirtd.js';
+import { startMigrationSide, writeGuestMemory, type MigrationSide as Side } from '../helpers/migration.js';
 import { until } from '../helpers/api-client.js';
 
 const run = promisify(execFile);
@@ -47,25 +45,11 @@ const PAGE = 4096;
 const dir = mkdtempSync(join(tmpdir(), 'vmtier-livemig-'));
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-interface Side {
-  daemon: PrivateLibvirtd;
-  inventory: LibvirtInventory;
-  store: Store;
-  engine: Engine | null;
-}
 let src: Side;
 let dst: Side;
 const domains: Array<{ d: TestDomain; uris: string[] }> = [];
 
-async function side(name: string): Promise<Side> {
-  const daemon = await startPrivateLibvirtd({ hostUuid: randomUUID() });
-  return {
-    daemon,
-    inventory: createLibvirtInventory({ uri: daemon.uri, runDir: daemon.qemuRunDir, logger }),
-    store: Store.open(join(dir, `${name}.db`)),
-    engine: null,
-  };
-}
+const side = (name: string): Promise<Side> => startMigrationSide(name, dir, logger);
 
 before(async () => {
   src = await side('source');
@@ -110,14 +94,7 @@ function startEngine(s: Side, domainName: string, pages: number, hot: readonly n
 /** Writes random bytes into guest memory (guest node 1, which SeaBIOS never touches) so pre-copy has data to send. */
 async function dirty(inv: LibvirtInventory, uuid: string, bytes: number): Promise<void> {
   const map = await inv.numaMap(uuid);
-  const r = map.nodes.find((n) => n.node === 1)!.hva[0]!;
-  const fd = openSync(`/proc/${map.domain.pid}/mem`, 'r+');
-  try {
-    const chunk = randomBytes(1 << 20);
-    for (let off = 0; off < bytes; off += chunk.length) writeSync(fd, chunk, 0, chunk.length, r.start + off);
-  } finally {
-    closeSync(fd);
-  }
+  writeGuestMemory(map.domain.pid, map.nodes.find((n) => n.node === 1)!.hva[0]!, bytes);
 }
 
 /** Samples a VM's status every 10 ms (what the source did during the migration). */

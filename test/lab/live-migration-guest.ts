@@ -5,8 +5,7 @@
 // node 1, then where every present page of the domain sits on B right after B's first (seed) round.
 // Prints one JSON line; the host test asserts on it, this file decides nothing.
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,11 +17,9 @@ import { readHostTopology } from '../../src/host/topology.js';
 import { queryPageNodes } from '../../src/migrate/move.js';
 import { normalizePolicy } from '../../src/policy/schema.js';
 import type { Trace } from '../../src/scan/trace.js';
-import { Store } from '../../src/store/store.js';
-import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { writePolicy } from '../../src/vm/policy-source.js';
 import { startDomain, virsh } from '../helpers/domains.js';
-import { startPrivateLibvirtd, type PrivateLibvirtd } from '../helpers/libvirtd.js';
+import { startMigrationSide, writeGuestMemory, type MigrationSide as Side } from '../helpers/migration.js';
 import { describeError } from './guest-error.js';
 
 const run = promisify(execFile);
@@ -35,22 +32,7 @@ const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'vmtier-labmig-'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Side {
-  daemon: PrivateLibvirtd;
-  inventory: LibvirtInventory;
-  store: Store;
-  engine: Engine | null;
-}
-
-async function side(name: string): Promise<Side> {
-  const daemon = await startPrivateLibvirtd({ hostUuid: randomUUID() });
-  return {
-    daemon,
-    inventory: createLibvirtInventory({ uri: daemon.uri, runDir: daemon.qemuRunDir, logger }),
-    store: Store.open(join(dir, `${name}.db`)),
-    engine: null,
-  };
-}
+const side = (name: string): Promise<Side> => startMigrationSide(name, dir, logger);
 
 function domainXml(name: string): string {
   return `<domain type='qemu'>
@@ -97,13 +79,7 @@ async function main(): Promise<Record<string, unknown>> {
     const pmA = PageMap.fromNumaMap(mapA);
     // Random bytes into guest cell 1 (SeaBIOS never touches it): present, non-zero pages to send.
     const cell1 = mapA.nodes.find((n) => n.node === 1)!.hva[0]!;
-    const fd = openSync(`/proc/${mapA.domain.pid}/mem`, 'r+');
-    try {
-      const chunk = randomBytes(MiB);
-      for (let off = 0; off < DIRTY_BYTES; off += MiB) writeSync(fd, chunk, 0, MiB, cell1.start + off);
-    } finally {
-      closeSync(fd);
-    }
+    writeGuestMemory(mapA.domain.pid, cell1, DIRTY_BYTES);
     // Hot: every page of the first HOT_BYTES of that region (whole 2 MiB units when it is aligned).
     const first = pmA.segments.find((s) => s.start <= cell1.start && cell1.start < s.start + s.pages * PAGE)!;
     const firstPage = first.firstPage + (cell1.start - first.start) / PAGE;
