@@ -29,7 +29,11 @@ function testFiles(dir) {
   return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.js') ? [join(dir, e.name)] : []);
 }
-const files = [];
+// One `node --test` run per suite, each with its own per-file limit: a lab file boots a kernel
+// and runs several minutes of TCG work (the engine file took over 15 min under CI's load), while a
+// unit file that runs minutes is hung. Every suite runs even after one fails, so CI reports all.
+const FILE_TIMEOUT_MS = { unit: 300_000, integration: 900_000, lab: 2_400_000 };
+const runs = [];
 for (const s of suites) {
   const found = testFiles(join('dist', 'test', s)).sort();
   // A suite that builds to nothing (a broken build, a moved folder) must not pass silently.
@@ -37,11 +41,18 @@ for (const s of suites) {
     console.error(`test: suite "${s}" has no test files under dist/test/${s} (is test/${s} there, and did the build emit it?)`);
     process.exit(1);
   }
-  files.push(...found);
+  runs.push({ suite: s, files: found });
 }
 const extra = process.argv.slice(2);
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=900000', ...extra, ...files], {
-  cwd: root,
-  stdio: 'inherit',
-});
-process.exit(r.status ?? 1);
+let status = 0;
+for (const { suite, files } of runs) {
+  console.log(`# test: suite ${suite}, ${files.length} files, ${FILE_TIMEOUT_MS[suite] / 1000} s per file at most`);
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', `--test-timeout=${FILE_TIMEOUT_MS[suite]}`, ...extra, ...files], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  const code = r.status ?? 1;
+  if (code !== 0) console.error(`test: suite ${suite} failed (exit ${code})`);
+  if (status === 0) status = code;
+}
+process.exit(status);
