@@ -16,9 +16,14 @@ interface DoctorCliOpts {
   device: string;
 }
 
-/** libvirtd's running domains with their live XML, and each one's policy mode from the store. */
+/**
+ * libvirtd's running domains with their live XML, and each one's policy mode as the service would
+ * read it: the domain's metadata first, the store's current version when the metadata has none.
+ */
 async function probeLibvirt(uri: string, db: string): Promise<LibvirtProbe> {
-  const [{ createLibvirtInventory }, { existsSync }] = await Promise.all([import('../vm/libvirt-inventory.js'), import('node:fs')]);
+  const [{ createLibvirtInventory }, { readPolicy }, { isVmtierError }, { existsSync }] = await Promise.all([
+    import('../vm/libvirt-inventory.js'), import('../vm/policy-source.js'), import('../errors.js'), import('node:fs'),
+  ]);
   const inv = createLibvirtInventory({ uri, events: false });
   try {
     const running = (await inv.list()).filter((d) => d.id >= 0);
@@ -27,7 +32,13 @@ async function probeLibvirt(uri: string, db: string): Promise<LibvirtProbe> {
     try {
       const vms: DoctorVm[] = [];
       for (const d of running) {
-        vms.push({ name: d.name, uuid: d.uuid, xml: await inv.domainXml(d.uuid), mode: store?.currentPolicy(d.uuid)?.policy.mode ?? null });
+        try {
+          const effective = await readPolicy(inv, store, d.uuid);
+          vms.push({ name: d.name, uuid: d.uuid, xml: await inv.domainXml(d.uuid), mode: effective.record?.policy.mode ?? null });
+        } catch (e) {
+          // Shut down or undefined since the listing: not a running domain any more.
+          if (!isVmtierError(e, 'VM_NOT_FOUND')) throw e;
+        }
       }
       return { ok: true, uri, vms };
     } finally {

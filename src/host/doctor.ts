@@ -37,7 +37,7 @@ export interface DoctorVm {
   name: string;
   uuid: string;
   xml: string;
-  /** The VM's policy mode from the store, null when none is set. */
+  /** The VM's policy mode in force (domain metadata, else the store), null when none is set. */
   mode: 'off' | 'observe' | 'tier' | null;
 }
 

@@ -77,6 +77,25 @@ export async function syncPolicy(inventory: VmInventory, store: PolicyHistory, u
   return { record: recordVersion(store, uuid, policy, now), source: 'metadata', error: null };
 }
 
+/**
+ * The policy in force by the same rules, read without writing anything (`vmtier doctor` runs beside
+ * the service and must not publish versions or record history). `store` is null when the service
+ * has not created its database yet.
+ */
+export async function readPolicy(inventory: Pick<VmInventory, 'metadata'>, store: Pick<PolicyHistory, 'currentPolicy'> | null, uuid: string): Promise<EffectivePolicy> {
+  const cur = store?.currentPolicy(uuid) ?? null;
+  const fromStore: EffectivePolicy = { record: cur, source: cur ? 'store' : 'default', error: null };
+  const xml = await inventory.metadata(uuid, POLICY_NS);
+  if (xml === null) return fromStore;
+  try {
+    const policy = parsePolicyElement(xml);
+    return { record: { uuid, version: cur?.version ?? 0, policy, updatedAt: cur?.updatedAt ?? 0 }, source: 'metadata', error: null };
+  } catch (e) {
+    if (!isVmtierError(e, 'INVALID_POLICY')) throw e;
+    return { ...fromStore, error: { code: e.code, message: e.message } };
+  }
+}
+
 /** The store's view alone (libvirt unreachable or the domain no longer defined). */
 export function storedPolicy(store: PolicyHistory, uuid: string): EffectivePolicy {
   const cur = store.currentPolicy(uuid);

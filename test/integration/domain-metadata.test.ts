@@ -11,6 +11,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import type { AnyFastify } from '../../src/api/context.js';
 import { Engine } from '../../src/daemon/engine.js';
 import { PageMap } from '../../src/daemon/page-map.js';
 import { readHostTopology } from '../../src/host/topology.js';
+import { parsePolicy } from '../../src/policy/schema.js';
 import { Store } from '../../src/store/store.js';
 import { POLICY_NS } from '../../src/vm/vm-metadata.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
@@ -208,4 +210,35 @@ test('a persistent domain: PUT while it is shut off writes its saved definition,
     await virsh(['destroy', name]).catch(() => undefined);
     await virsh(['undefine', name]).catch(() => undefined);
   }
+});
+
+test('vmtier doctor reads the opt-out where the engine does: the metadata first, the store when the metadata has none', async () => {
+  const d = await startDomain('two-cells-memfd.xml', PREFIX, { uri: daemon.uri });
+  domains.push(d);
+  const db = join(dir, 'doctor.db');
+  const own = Store.open(db);
+  try {
+    own.putPolicy(d.uuid, parsePolicy({ mode: 'off' }), Date.now());
+  } finally {
+    own.close();
+  }
+  const vmLine = () => {
+    const r = spawnSync(process.execPath, [join(import.meta.dirname, '..', '..', '..', 'bin', 'vmtier.js'), 'doctor', '--json', '--uri', daemon.uri],
+      { encoding: 'utf8', env: { ...process.env, VMTIER_DB: db } });
+    const report = JSON.parse(r.stdout) as { checks: Array<{ id: string; status: string; message: string }> };
+    const line = report.checks.find((c) => c.id === `vm:${d.name}`);
+    assert.ok(line, `doctor lists ${d.name}: ${r.stdout}${r.stderr}`);
+    return line;
+  };
+  const OPT_OUT = /mode: off \(operator opt-out\)/;
+  // No element in the metadata: the store's version is the one in force.
+  assert.match(vmLine().message, OPT_OUT);
+  // The metadata says tier: it wins over the store's off, as in the engine (syncPolicy).
+  await setByHand(d.name, JSON.stringify({ mode: 'tier' }));
+  assert.doesNotMatch(vmLine().message, OPT_OUT);
+  // An invalid element: the store's version keeps applying.
+  await setByHand(d.name, '{"mode":"sideways"}');
+  assert.match(vmLine().message, OPT_OUT);
+  // And doctor wrote nothing: the element is as the operator left it.
+  assert.match(await virsh(['metadata', d.name, '--live', '--uri', POLICY_NS]), /sideways/);
 });
