@@ -58,9 +58,27 @@ test('the named suites run, and only those', () => {
   try {
     const r = runTests(dir, 'unit,integration');
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /pass 2/);
+    // One node --test run per suite, each with its own summary.
+    assert.deepEqual([...r.stdout.matchAll(/^# test: suite (\w+)/gm)].map((m) => m[1]), ['unit', 'integration']);
+    assert.equal([...r.stdout.matchAll(/^# pass 1$/gm)].length, 2, r.stdout);
     const withLab = runTests(dir, 'lab');
     assert.notEqual(withLab.status, 0, 'the lab suite ran and its failing test failed the run');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failing suite fails the run, and the suites after it still run, each under its own per-file limit', () => {
+  const failing = "import { test } from 'node:test'; test('bad', () => { throw new Error('unit failed'); });\n";
+  const dir = scratch({ ...all, 'dist/test/unit/a.test.js': failing });
+  try {
+    const r = runTests(dir);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /suite unit failed/);
+    // The integration and lab suites ran after the unit suite failed, with their own limits.
+    assert.match(r.stdout, /^# test: suite integration, 1 files, 900 s per file at most$/m);
+    assert.match(r.stdout, /^# test: suite lab, 1 files, 2400 s per file at most$/m);
+    assert.equal([...r.stdout.matchAll(/^# pass 1$/gm)].length, 2, r.stdout);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
