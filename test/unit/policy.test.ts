@@ -348,3 +348,38 @@ test('bad input is a typed error', () => {
   );
   assert.throws(() => parsePolicy({ thresholds: { hotConfirmRounds: 0 } }), (e: unknown) => isVmtierError(e, 'INVALID_POLICY'));
 });
+
+test('headroom: a VM whose footprint grows keeps free DRAM for its new pages by demoting confirmed-cold pages; one that does not grow keeps none', () => {
+  // 64 pages of DRAM, all taken: pages 0..31 never seen again (cold), 32..63 lightly used (count 1
+  // of 4: neither hot nor cold). Slow-tier pages appear as the program touches new memory (first
+  // touch lands in the slow tier because DRAM is full), 4 per round when `grows`.
+  const run = (grows: boolean, headroomShare?: number): { demoted: number[]; free: number } => {
+    const pol = new TieringPolicy(headroomShare === undefined ? {} : { headroomShare });
+    const n = 256;
+    const tiers = new Uint8Array(n).fill(TIER_NONE);
+    tiers.fill(TIER_DRAM, 0, 64);
+    const counts = new Uint8Array(n);
+    counts.fill(1, 32, 64);
+    let next = 64;
+    const demoted: number[] = [];
+    for (let r = 0; r < 6; r++) {
+      if (grows || r === 0) for (let k = 0; k < 4; k++) tiers[next++] = TIER_SLOW;
+      const d = pol.decide({ dramCapacityBytes: 64 * PAGE, vms: [vm('a', [...counts], [...tiers], { thresholds: { coldConfirmRounds: 1 } })] });
+      apply(tiers, d.vms[0]!.promote, d.vms[0]!.demote);
+      demoted.push(...d.vms[0]!.demote);
+    }
+    return { demoted, free: 64 - dramPages(tiers) };
+  };
+  const growing = run(true);
+  // At most 1/16 of the share (4 pages) is kept free, and only cold pages make it.
+  assert.ok(growing.free >= 1 && growing.free <= 4, `free DRAM ${growing.free} pages`);
+  assert.ok(growing.demoted.every((p) => p < 32), `demoted ${growing.demoted} (only never-seen pages may go)`);
+  assert.deepEqual(run(false).demoted, [], 'a footprint that does not grow: no demotion buys anything');
+  assert.deepEqual(run(true, 0).demoted, [], 'headroom disabled: a full share with nobody hot waiting stays as it is');
+});
+
+test('the first scan plan of an auto-tuned VM is short (1/8 of the interval); a fixed plan keeps the interval', () => {
+  const pol = new TieringPolicy();
+  assert.equal(pol.initialPlan(parsePolicy({ mode: 'tier' })).intervalMultiplier, 1 / 8);
+  assert.equal(pol.initialPlan(parsePolicy({ mode: 'tier', scan: { autoTune: false } })).intervalMultiplier, 1);
+});

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { loadTrace, scanTrace, readEpochs } from '../../src/sim/trace.js';
 import { DEFAULT_SIM_CONFIG, simulate, simulateSync, type MoveRecord, type RoundContext, type SimPolicy, type SimView } from '../../src/sim/engine.js';
-import { makePolicy, POLICY_NAMES } from '../../src/sim/policies.js';
+import { makePolicy, POLICY_NAMES, VmtierSim } from '../../src/sim/policies.js';
 import { generateTrace } from '../../src/sim/gen.js';
 import { CausalBound } from '../../src/sim/bound.js';
 import { isVmtierError } from '../../src/errors.js';
@@ -454,6 +454,34 @@ test('units and references: 2 MiB units cost 512× a page to move; the paying cl
     const s = simulateSync(t.meta, t.batches, makePolicy('static'), cfg(0.25));
     assert.ok(o.slowdown <= c.slowdown && c.slowdown < s.slowdown, `oracle ${o.slowdown} ≤ clairvoyant ${c.slowdown} < static ${s.slowdown}`);
     assert.ok(c.migratedBytes > 0, 'the clairvoyant moves, and pays');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('vmtier keeps DRAM free for a program that keeps touching new pages: they land in DRAM, not behind dead data', async () => {
+  // Pages 0..255 are touched in the first 10 epochs and never again; from then on every epoch the
+  // program takes 4 new pages and uses each for 5 epochs (an allocator handing out fresh memory).
+  const dir = tmp();
+  try {
+    const rows = ['epoch,page,accesses'];
+    for (let e = 0; e < 10; e++) for (let p = 0; p < 256; p++) rows.push(`${e},${p},2`);
+    let next = 256;
+    const live: [number, number][] = [];
+    for (let e = 10; e < 200; e++) {
+      for (let k = 0; k < 4; k++) live.push([next++, e]);
+      for (const [p, born] of live) if (e - born < 5) rows.push(`${e},${p},20`);
+    }
+    const f = join(dir, 'alloc.csv');
+    writeFileSync(f, rows.join('\n') + '\n');
+    const t = await loadTrace(f);
+    const sim = (p: SimPolicy) => simulateSync(t.meta, t.batches, p, cfg(0.25));
+    const withHeadroom = sim(makePolicy('vmtier'));
+    const without = sim(new VmtierSim({}, { headroomShare: 0 }));
+    const stat = sim(makePolicy('static'));
+    console.log(`alloc trace: hit ratio ${withHeadroom.dramHitRatio.toFixed(3)} with headroom, ${without.dramHitRatio.toFixed(3)} without, static ${stat.dramHitRatio.toFixed(3)}`);
+    assert.ok(withHeadroom.dramHitRatio > without.dramHitRatio + 0.2, `hit ratio ${withHeadroom.dramHitRatio} with headroom vs ${without.dramHitRatio} without`);
+    assert.ok(withHeadroom.slowdown < Math.min(without.slowdown, stat.slowdown), `slowdown ${withHeadroom.slowdown} vs ${without.slowdown} without, static ${stat.slowdown}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
