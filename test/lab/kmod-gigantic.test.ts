@@ -144,7 +144,7 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
     await assertCleanDmesg();
   });
 
-  test(`reads of the documented minimum (${MIN_READ} bytes) make progress over a 1 GiB leaf, from its start and from inside it${canClear ? '; the leaf is cleared once, by the read reaching its end' : ''}`, async () => {
+  test(`reads of the documented minimum (${MIN_READ} bytes) make progress over a 1 GiB leaf, from its start and from inside it${canClear ? '; the leaf is cleared once, by the read reaching its end' : ''}`, async (t) => {
     // The unaligned range starts 1 MiB + 4 KiB into the leaf: it is described per 4 KiB page
     // (huge records are aligned), and a 32-byte read holds few of those.
     const inside = 'b + (1 << 20) + 4096';
@@ -156,6 +156,7 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
     ]);
     const base = Number.parseInt(out.base.base, 16);
     const insidePages = (GIB - (1 << 20) - 4096) / 4096;
+    t.diagnostic(`kmod 1 GiB lab (TCG), process mode, ${MIN_READ}-byte reads: ${out.aligned.reads} read(s) from the leaf's start, ${out.inside.reads} from 1 MiB + 4 KiB inside it (errno ${out.aligned.errno}/${out.inside.errno})`);
     assert.equal(out.aligned.errno, 0);
     assert.equal(Number.parseInt(out.aligned.reached, 16), base + GIB, `stopped at ${out.aligned.reached} after ${out.aligned.reads} reads`);
     assert.equal(out.aligned.gigantic, 1, 'from the leaf\'s start: one 1 GiB record');
@@ -176,16 +177,34 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
     await assertCleanDmesg();
   });
 
-  test(`\`vmtier scan --tracker kmod --json\` reports a 1 GiB mapping per 1 GiB unit: one byte written per 20 ms makes the whole GiB hot, an untouched one reads idle${canClear ? '' : ' (6.1: refuses)'}`, { timeout: 600_000 }, async () => {
+  test('a 1 GiB leaf cut by two adjacent ranges reads accessed in both; only the read reaching its end clears it', { skip: canClear ? false : NEEDS_CLEAR }, async () => {
+    const half = hex('b + (512 << 20)');
+    const end = hex('b + (1 << 30)');
+    const out = await withTarget('split', `${target} 1024 gigantic`, [
+      `echo "first $(${abi} walk $p ${F_CLEAR} $b ${half} 65536)"`,
+      `echo "second $(${abi} walk $p ${F_CLEAR} ${half} ${end} 65536)"`,
+      `echo "after $(${abi} walk $p 0 $b ${end} 65536)"`,
+    ]);
+    const halfPages = PAGES_PER_GIB / 2;
+    assert.deepEqual([out.first.accessed, out.first.present, out.first.cleared], [halfPages, halfPages, 0], 'the first half reports it accessed and leaves the A bit');
+    assert.deepEqual([out.second.accessed, out.second.present, out.second.cleared], [halfPages, halfPages, 1], 'the second half still sees it accessed, and clears it');
+    assert.deepEqual([out.after.accessed, out.after.gigantic], [0, 1], 'cleared once per pass: the next read sees the leaf idle');
+    await assertCleanDmesg();
+  });
+
+  test(`\`vmtier scan --tracker kmod --json\` reports a 1 GiB mapping per 1 GiB unit: one byte written per 20 ms makes the whole GiB hot, an untouched one reads idle${canClear ? '' : ' (6.1: refuses)'}`, { timeout: 600_000 }, async (t) => {
     // The CLI prints pretty JSON: joined into one line for namedJson; stderr without quotes.
     const scan = (name: string) => [
+      't0=$(date +%s%N)',
       `node bin/vmtier.js scan --pid $p --tracker kmod --scans 3 --interval-ms 500 --range "$b-${hex('b + (1 << 30)')}" --json >/tmp/g-${name}.scan 2>/tmp/g-${name}.scanerr; s=$?`,
       `echo "${name}Status {\\"status\\":$s,\\"err\\":\\"$(tr -d '\\n"\\\\' </tmp/g-${name}.scanerr | cut -c1-400)\\"}"`,
+      `echo "${name}Ms {\\"ms\\":$((($(date +%s%N) - t0) / 1000000))}"`,
       `[ $s -eq 0 ] && echo "${name} $(tr -d '\\n' </tmp/g-${name}.scan)"`,
       'true',
     ];
     const hot = await withTarget('clihot', `${target} 1024 gigantic-hot`, scan('hot'));
     const idle = await withTarget('cliidle', `${target} 1024 gigantic`, scan('idle'));
+    t.diagnostic(`kmod 1 GiB lab (TCG): vmtier scan (3 scans 500 ms apart, node start included) ${hot.hotMs.ms} ms hot, ${idle.idleMs.ms} ms idle`);
     if (!canClear) {
       assert.notEqual(hot.hotStatus.status, 0);
       assert.match(hot.hotStatus.err, /CONFIG_PAGE_IDLE_FLAG/);
@@ -201,7 +220,7 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
     await assertCleanDmesg();
   });
 
-  test(`KVM mode: a VM backed by a 1 GiB page is mapped by a 1 GiB NPT leaf, read as one 1 GiB record${canClear ? ', cleared and seen accessed again by the guest\'s writes while the process page tables stay idle' : ''}`, { timeout: 600_000 }, async () => {
+  test(`KVM mode: a VM backed by a 1 GiB page is mapped by a 1 GiB NPT leaf, read as one 1 GiB record${canClear ? ', cleared and seen accessed again by the guest\'s writes while the process page tables stay idle' : ''}; ${MIN_READ}-byte reads make progress over it`, { timeout: 600_000 }, async (t) => {
     await lab.check(['modprobe', 'kvm_amd']);
     assert.equal((await lab.check(['cat', '/sys/module/kvm_amd/parameters/npt'])).trim(), 'Y');
     const end = hex('b + (1 << 30)');
@@ -210,10 +229,15 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
       't=0',
       `while w=$(${abi} walk $p ${F_KVM} $b ${end} 65536); ! echo "$w" | grep -q '"present":${PAGES_PER_GIB},'; do t=$((t + 1)); [ $t -gt 600 ] && break; sleep 0.2; done`,
       `echo "warm $w"`,
+      `echo "minAligned $(${abi} walk $p ${F_KVM} $b ${end} ${MIN_READ})"`,
+      `echo "minInside $(${abi} walk $p ${F_KVM} ${hex('b + (1 << 20) + 4096')} ${end} ${MIN_READ})"`,
     ];
     if (canClear) {
       body.push(
+        `echo "first $(${abi} walk $p ${F_KVM | F_CLEAR} $b ${hex('b + (512 << 20)')} 65536)"`,
+        `echo "second $(${abi} walk $p ${F_KVM | F_CLEAR} ${hex('b + (512 << 20)')} ${end} 65536)"`,
         `echo "processClear $(${abi} walk $p ${F_PROCESS | F_CLEAR} $b ${end} 65536)"`,
+        'sleep 1',
         `echo "kvmClear $(${abi} walk $p ${F_KVM | F_CLEAR} $b ${end} 65536)"`,
         'sleep 1',
         `echo "kvmAgain $(${abi} walk $p ${F_KVM} $b ${end} 65536)"`,
@@ -229,7 +253,14 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
     assert.ok(w.lockTakes >= 1, 'read through the TDP tables (mmu_lock taken)');
     assert.equal(w.gigantic, 1, `a 1 GiB NPT leaf: ${JSON.stringify(w)}`);
     assert.equal(w.accessed, PAGES_PER_GIB);
+    t.diagnostic(`kmod 1 GiB lab (TCG), NPT, ${MIN_READ}-byte reads: ${out.minAligned.reads} read(s) from the leaf's start, ${out.minInside.reads} from 1 MiB + 4 KiB inside it`);
+    const base = Number.parseInt(out.base.base, 16);
+    assert.deepEqual([out.minAligned.errno, Number.parseInt(out.minAligned.reached, 16), out.minAligned.gigantic], [0, base + GIB, 1]);
+    assert.deepEqual([out.minInside.errno, Number.parseInt(out.minInside.reached, 16), out.minInside.present], [0, base + GIB, (GIB - (1 << 20) - 4096) / 4096]);
     if (canClear) {
+      // The guest writes at 512 MiB all the time, so only "the first half did not clear" tells.
+      assert.deepEqual([out.first.accessed, out.first.cleared], [PAGES_PER_GIB / 2, 0], 'a read stopping inside the NPT leaf leaves its A bit');
+      assert.deepEqual([out.second.accessed, out.second.cleared], [PAGES_PER_GIB / 2, 1], 'the read reaching its end clears it');
       assert.equal(out.processClear.gigantic, 1, 'the host maps it with one PUD leaf too');
       assert.equal(out.kvmClear.cleared, 1, 'one NPT A bit cleared');
       assert.equal(out.kvmAgain.gigantic, 1);
