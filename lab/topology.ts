@@ -9,8 +9,9 @@
  */
 import { renderLabTopology } from '../src/qemu/lab.js';
 
-export type LabTopologyName = 'tiered' | 'three-tier';
-export const LAB_TOPOLOGIES: readonly LabTopologyName[] = ['tiered', 'three-tier'];
+/** 'gigantic': 'tiered' with a 4 GiB DRAM node, room for a boot-time 1 GiB hugetlb page (see its profile). */
+export type LabTopologyName = 'tiered' | 'three-tier' | 'gigantic';
+export const LAB_TOPOLOGIES: readonly LabTopologyName[] = ['tiered', 'three-tier', 'gigantic'];
 
 /** One NVDIMM of the lab host: backed by a per-session file, onlined as kmem or kept as devdax. */
 export interface LabNvdimm {

@@ -1,7 +1,8 @@
 // `npm run lab -- [options] <command...>`: boots the lab (an emulated tiered host, see README
 // "## The lab"), runs the command inside as root in the repository directory, prints its output
 // and exits with its status. Options:
-//   --topology tiered|three-tier   the memory layout (default tiered)
+//   --topology tiered|three-tier|gigantic  the memory layout (default tiered; gigantic: 4 GiB node 0,
+//                                  room for --append hugepagesz=1G --append hugepages=1)
 //   --kernel 6.12|6.1              the Debian kernel the lab boots (default 6.12, bookworm-backports)
 //   --cpu MODEL                    QEMU -cpu model; 'EPYC,+svm,+npt' gives nested KVM (AMD NPT)
 //   --append WORD                  a kernel command-line word (repeatable), e.g. --append maxcpus=1,
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { root } from './prepare.mjs';
 
-const USAGE = 'usage: npm run lab -- [--topology tiered|three-tier] [--kernel 6.12|6.1] [--cpu MODEL] [--append WORD]... [--kvm] [--kmod] [--timeout SECONDS] <command...>';
+const USAGE = 'usage: npm run lab -- [--topology tiered|three-tier|gigantic] [--kernel 6.12|6.1] [--cpu MODEL] [--append WORD]... [--kvm] [--kmod] [--timeout SECONDS] <command...>';
 const argv = process.argv.slice(2);
 const opts = { topology: 'tiered', kernel: '6.12', cpu: undefined, append: [], kmod: false, timeoutMs: 3_600_000 };
 function fail(msg) { console.error(`lab: ${msg}`); console.error(USAGE); process.exit(2); }
@@ -36,7 +37,7 @@ while (argv.length && argv[0].startsWith('--')) {
   } else fail(`unknown option ${flag}`);
 }
 if (argv.length === 0) fail('no command given');
-if (!['tiered', 'three-tier'].includes(opts.topology)) fail(`unknown topology ${opts.topology}`);
+if (!['tiered', 'three-tier', 'gigantic'].includes(opts.topology)) fail(`unknown topology ${opts.topology}`);
 if (!['6.12', '6.1'].includes(opts.kernel)) fail(`unknown kernel ${opts.kernel} (6.12 or 6.1)`);
 
 // The guest runs the host's dist/ (run `npm run build` after changes). Only a missing build is made here.

@@ -8,8 +8,9 @@
  *   kmod-abi walk <pid> <flags> <start> <end> <count>
  *       opens the device, targets <pid>, reads [start, end) with <count>-byte reads. Prints
  *       {"errno":N,"reads":..,"reached":"0x..","present":pages,"accessed":pages,"huge":pages,
- *       "cleared":A bits,"lockTakes":mmu_lock acquisitions}, "reached" being where the reads
- *       stopped (end, or where one made no progress); the last two from GET_INFO.
+ *       "gigantic":1 GiB records (units),"cleared":A bits,"lockTakes":mmu_lock acquisitions},
+ *       "reached" being where the reads stopped (end, or where one made no progress); the last
+ *       two from GET_INFO.
  * Addresses are hex (0x...) or decimal.
  */
 #define _GNU_SOURCE
@@ -31,7 +32,8 @@ static int set_target(int fd, int pid, unsigned flags)
 }
 
 /* Decodes one read's stream (kmod/README.md), counting 4 KiB pages; returns the end mark. */
-static uint64_t decode(const uint8_t *b, size_t n, uint64_t cur, uint64_t *present, uint64_t *accessed, uint64_t *huge)
+static uint64_t decode(const uint8_t *b, size_t n, uint64_t cur, uint64_t *present, uint64_t *accessed, uint64_t *huge,
+		       uint64_t *gigantic)
 {
 	static const uint64_t unit[16] = { 1, 512, 262144, 0, 0, 1, 512, 512, 1, 512, 0, 262144 };
 	size_t i = 0;
@@ -55,6 +57,8 @@ static uint64_t decode(const uint8_t *b, size_t n, uint64_t cur, uint64_t *prese
 				*accessed += pages;
 			if (unit[type] > 1 && type != VMTIER_IDLE_PMD_IDLE_PTES)
 				*huge += pages;
+			if (type == VMTIER_IDLE_PUD_ACCESSED || type == VMTIER_IDLE_PUD_IDLE)
+				*gigantic += k;
 		}
 		cur += pages * 4096;
 		i++;
@@ -71,7 +75,7 @@ int main(int argc, char **argv)
 	if (argc == 7 && !strcmp(argv[1], "walk")) {
 		uint64_t start = strtoull(argv[4], 0, 0), end = strtoull(argv[5], 0, 0), limit = end;
 		size_t count = strtoul(argv[6], 0, 0);
-		uint64_t present = 0, accessed = 0, huge = 0, cur = start;
+		uint64_t present = 0, accessed = 0, huge = 0, gigantic = 0, cur = start;
 		unsigned long reads = 0;
 		uint8_t *buf = malloc(count);
 		int fd = open("/dev/vmtier_idle", O_RDONLY), err = 0;
@@ -91,7 +95,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			reads++;
-			next = decode(buf, n, cur, &present, &accessed, &huge);
+			next = decode(buf, n, cur, &present, &accessed, &huge, &gigantic);
 			if (next <= cur)
 				break;	/* no progress: "reached" says where */
 			cur = next;
@@ -101,9 +105,9 @@ int main(int argc, char **argv)
 		if (fd >= 0)
 			ioctl(fd, VMTIER_IDLE_IOC_GET_INFO, &info);
 		printf("{\"errno\":%d,\"reads\":%lu,\"reached\":\"0x%llx\",\"present\":%llu,\"accessed\":%llu,\"huge\":%llu,"
-		       "\"cleared\":%llu,\"lockTakes\":%llu}\n",
+		       "\"gigantic\":%llu,\"cleared\":%llu,\"lockTakes\":%llu}\n",
 		       err, reads, (unsigned long long)cur, (unsigned long long)present,
-		       (unsigned long long)accessed, (unsigned long long)huge,
+		       (unsigned long long)accessed, (unsigned long long)huge, (unsigned long long)gigantic,
 		       (unsigned long long)info.cleared, (unsigned long long)info.lock_takes);
 		return 0;
 	}

@@ -5,6 +5,9 @@
  *   kmod-target <MiB> idle-thp  the same with THPs (MADV_HUGEPAGE before the first touch)
  *   kmod-target <MiB> churn   loop over 2 MiB chunks: MADV_DONTNEED, touch, MADV_COLLAPSE,
  *                             and every 8th chunk a MAP_FIXED remap (page tables come and go)
+ *   kmod-target <MiB> gigantic  private anonymous 1 GiB hugetlb pages (MAP_HUGE_1GB; <MiB> a
+ *                             multiple of 1024; the kernel aligns them to 1 GiB), touched once
+ *   kmod-target <MiB> gigantic-hot  the same, and then one byte written every 20 ms
  * SIGUSR1 munmaps the second half; SIGUSR2 collapses the whole mapping into THPs; SIGHUP
  * touches every page again and then prints "touched" on stderr (bench:scan sets A bits so).
  * Prints {"pid":..,"base":"0x..","bytes":..} first. Runs until killed.
@@ -20,6 +23,9 @@
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
+#endif
+#ifndef MAP_HUGE_1GB
+#define MAP_HUGE_1GB (30 << 26)
 #endif
 #define HUGE (2UL << 20)
 
@@ -53,11 +59,26 @@ int main(int argc, char **argv)
 	size_t bytes = strtoul(argv[1], 0, 0) << 20;
 	int churn = !strcmp(argv[2], "churn");
 	int thp = !strcmp(argv[2], "idle-thp");
-	char *raw = mmap(0, bytes + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		return 1;
-	char *mem = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
-	madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	int gigantic_hot = !strcmp(argv[2], "gigantic-hot");
+	int gigantic = gigantic_hot || !strcmp(argv[2], "gigantic");
+	char *mem;
+
+	if (gigantic) {
+		/* Private: the module skips shared hugetlb mappings (see vti_vma_skip). */
+		mem = mmap(0, bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_1GB, -1, 0);
+		if (mem == MAP_FAILED) {
+			perror("mmap MAP_HUGE_1GB");
+			return 1;
+		}
+	} else {
+		char *raw = mmap(0, bytes + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (raw == MAP_FAILED)
+			return 1;
+		mem = (char *)(((uintptr_t)raw + HUGE - 1) & ~(HUGE - 1));
+		madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	}
 	touch_write(mem, bytes);
 	signal(SIGUSR1, on_usr1);
 	signal(SIGUSR2, on_usr2);
@@ -83,6 +104,8 @@ int main(int argc, char **argv)
 			touch_write(mem, bytes);
 			fprintf(stderr, "touched\n");
 		}
+		if (gigantic_hot)
+			((volatile char *)mem)[(round * 4096 + 123 * (1UL << 20)) % bytes] = 1;
 		if (!churn) {
 			usleep(20000);
 			continue;

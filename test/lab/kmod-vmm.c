@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A minimal KVM virtual machine with a known hot set, for the kmod TDP (NPT/EPT) lab test:
- *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp] [halt0] [alias]
- * One memslot of guest RAM at GPA 0 (4 KiB host pages, or THP with "thp": 2 MiB NPT leaves),
+ *   kmod-vmm <guest MiB> <hot offset MiB> <hot MiB> [thp] [halt0] [alias] [gigantic]
+ * One memslot of guest RAM at GPA 0 (4 KiB host pages, or THP with "thp": 2 MiB NPT leaves,
+ * or with "gigantic" private 1 GiB hugetlb pages, <guest MiB> a multiple of 1024: the memslot
+ * and its HVA are then 1 GiB aligned, which KVM needs to map 1 GiB NPT leaves),
  * one vCPU in flat
  * 32-bit protected mode running 31 bytes of code from GPA 0: write one byte per 4 KiB page
  * over all of RAM once (a plain write), then over [hot offset, hot offset + hot) forever (inc). The guest's
@@ -92,18 +94,24 @@ static void setup_vcpu(int vcpu, uint32_t rip, size_t bytes, uint32_t hot, uint3
 		die("KVM_SET_REGS");
 }
 
+#ifndef MAP_HUGE_1GB
+#define MAP_HUGE_1GB (30 << 26)
+#endif
+/* Above guest RAM (at most 1 GiB, the "gigantic" case's size). */
 #define EXTRA_GPA (1UL << 30)
 #define EXTRA_BYTES (2UL << 20)
 #define HLT_AT 0x40
 
 int main(int argc, char **argv)
 {
-	if (argc < 4 || argc > 7)
+	if (argc < 4 || argc > 8)
 		return 2;
-	int thp = 0, halt0 = 0, alias = 0;
+	int thp = 0, halt0 = 0, alias = 0, gigantic = 0;
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "thp"))
 			thp = 1;
+		else if (!strcmp(argv[i], "gigantic"))
+			gigantic = 1;
 		else if (!strcmp(argv[i], "halt0"))
 			halt0 = 1;
 		else if (!strcmp(argv[i], "alias"))
@@ -119,12 +127,21 @@ int main(int argc, char **argv)
 	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0)
 		die("KVM_CREATE_VM");
-	/* Over-map by 2 MiB so guest RAM starts 2 MiB aligned and THP can back all of it. */
-	uint8_t *raw = mmap(0, bytes + (2UL << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (raw == MAP_FAILED)
-		die("mmap");
-	uint8_t *mem = (uint8_t *)(((uintptr_t)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
-	madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	uint8_t *mem;
+	if (gigantic) {
+		/* The kernel aligns hugetlb mappings to their page size. */
+		mem = mmap(0, bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_1GB, -1, 0);
+		if (mem == MAP_FAILED)
+			die("mmap MAP_HUGE_1GB");
+	} else {
+		/* Over-map by 2 MiB so guest RAM starts 2 MiB aligned and THP can back all of it. */
+		uint8_t *raw = mmap(0, bytes + (2UL << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (raw == MAP_FAILED)
+			die("mmap");
+		mem = (uint8_t *)(((uintptr_t)raw + (2UL << 20) - 1) & ~((2UL << 20) - 1));
+		madvise(mem, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	}
 	memcpy(mem, code, sizeof(code));
 	mem[HLT_AT] = 0xf4;	/* hlt, for vCPU 0 with "halt0" */
 	struct kvm_userspace_memory_region region = {

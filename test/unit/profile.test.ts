@@ -14,6 +14,7 @@ import {
   resolveProfile, shellQuote, type ProfileSpec,
 } from '../../src/qemu/index.js';
 import { labTwoTierHost, threeTierHost } from '../helpers/host-fixture.js';
+import { LAB_TOPOLOGIES, labMachine } from '../../lab/topology.js';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -74,7 +75,7 @@ test('shell quoting keeps plain words bare and quotes the rest', () => {
 test('every shipped profile loads, resolves and adds up', () => {
   const all = listProfiles();
   const names = all.map((p) => p.spec.name);
-  for (const n of ['cxl-expander', 'lab-three-tier', 'lab-tiered', 'seed-dram-pmem', 'transparent-tiered']) assert.ok(names.includes(n), n);
+  for (const n of ['cxl-expander', 'lab-gigantic', 'lab-three-tier', 'lab-tiered', 'seed-dram-pmem', 'transparent-tiered']) assert.ok(names.includes(n), n);
   for (const { spec } of all) {
     const l = resolveProfile(spec, { vars: { labDir: '/tmp/lab' } });
     assert.equal(l.nodes.reduce((a, n) => a + n.sizeBytes, 0), l.memoryBytes, spec.name);
@@ -121,6 +122,20 @@ test('lab-three-tier: two CPU-less slow nodes with distinct HMAT figures and a f
   assert.deepEqual(layout.distances, [{ src: 0, dst: 1, value: 20 }, { src: 0, dst: 2, value: 28 }, { src: 1, dst: 2, value: 28 }]);
   assert.ok(args.includes('hmat-lb,initiator=0,target=2,hierarchy=memory,data-type=access-bandwidth,bandwidth=5G'));
   assert.deepEqual(layout.nvdimms.map((d) => [d.id, d.node, d.guestUse]), [['nvdimm0', 1, 'kmem'], ['nvdimm1', 2, 'kmem'], ['nvdimm2', 1, 'devdax']]);
+});
+
+test('every lab topology renders from its profile; gigantic is tiered with a 4 GiB DRAM node (room for a 1 GiB page)', () => {
+  for (const topology of LAB_TOPOLOGIES) {
+    const m = labMachine(topology, '/l');
+    assert.ok(m.nodes.length >= 2, topology);
+    assert.ok(m.nvdimms.some((d) => d.role === 'devdax'), `${topology}: a devdax spare`);
+  }
+  const tiered = renderLabTopology('lab-tiered', { labDir: '/l' }).layout;
+  const gigantic = renderLabTopology('lab-gigantic', { labDir: '/l' }).layout;
+  assert.deepEqual(gigantic.nodes.map((n) => n.sizeBytes), [4 * GiB, 32 * MiB]);
+  // Apart from node 0's size (and the machine's -m), the same host as lab-tiered.
+  const rest = (l: typeof tiered) => ({ nodes: l.nodes.map((n) => [n.node, n.role, n.cpus, n.hmat]), distances: l.distances, nvdimms: l.nvdimms.map((d) => [d.node, d.sizeBytes, d.guestUse]) });
+  assert.deepEqual(rest(gigantic), rest(tiered));
 });
 
 test('overrides: --memory and --dram-ratio resize DRAM and the share tiers', () => {
