@@ -37,6 +37,8 @@ interface LoadResult {
   ms: number[];
   statuses: Record<string, number>;
   elapsedMs: number;
+  /** The load generator's own CPU time (user + system, ms) over the phase. */
+  cpuMs: number;
 }
 
 const TOKEN = 'bench-api-token-0123456789abcdef';
@@ -70,6 +72,7 @@ async function worker(job: LoadJob): Promise<LoadResult> {
       req.end();
     });
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: job.connections }, async () => {
       while (performance.now() < end) {
@@ -85,8 +88,10 @@ async function worker(job: LoadJob): Promise<LoadResult> {
       }
     }),
   );
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  return { ms, statuses, elapsedMs: performance.now() - t0 };
+  if (process.env.HS_DEBUG) console.error('loadgen user', cpu.user / 1000, 'sys', cpu.system / 1000);
+  return { ms, statuses, elapsedMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 function vmUuid(i: number): string {
@@ -138,8 +143,14 @@ function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
 
+/** `--profile DIR`: V8 CPU profiles of the serving process and of each load generator, written into DIR at their exit. */
+function profileArgs(who: string): string[] {
+  const dir = arg('profile', '');
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${who}-\${pid}.cpuprofile`] : [];
+}
+
 async function load(job: LoadJob): Promise<LoadResult> {
-  const child = fork(fileURLToPath(import.meta.url), ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--worker'], { execArgv: profileArgs('load'), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('message', (m) => resolve(m as LoadResult));
     child.once('error', reject);
@@ -163,7 +174,7 @@ async function main(): Promise<void> {
   const bytes = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
   probe.close();
 
-  const served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--manage', '^vmtier-bench-api-manages-nothing$'], {
+  const served = spawn(process.execPath, [...profileArgs('serve'), join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--manage', '^vmtier-bench-api-manages-nothing$'], {
     env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -206,15 +217,18 @@ async function main(): Promise<void> {
       ['/v1/engine', ['/v1/engine'], undefined],
       ['/metrics', ['/metrics'], undefined],
     ];
-    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number }> = [];
+    const only = arg('only', '');
+    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number; loadCpu: number }> = [];
     const loadBefore = (await import('node:os')).loadavg()[0]!;
     for (const [name, paths, clockStart] of phases) {
+      if (only && !name.includes(only)) continue;
       const cpu0 = cpuMs(served.pid!);
       const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
       const cpu = cpuMs(served.pid!) - cpu0;
+      if (process.env.HS_DEBUG) console.error(readFileSync(`/proc/${served.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').slice(11, 13));
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
-      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length });
+      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length, loadCpu: r.cpuMs / sorted.length });
     }
     const m = metricsAlone.sort((a, b) => a - b);
     console.log(`bench:api on this host: ${vmCount} VMs x ${hours} h of 10-s rounds (${rows.toLocaleString()} raw rows, ${rollupRows.toLocaleString()} rollup cells), ` +
@@ -222,15 +236,17 @@ async function main(): Promise<void> {
     console.log(`store: ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(bytes / vmCount / days / 2 ** 20).toFixed(2)} MiB per VM per day (raw rows + rollups + indexes)`);
     // Server CPU per request (the serving process's user + system time over the phase / requests)
     // depends far less on what else runs on the machine than the latencies do.
-    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req');
+    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req  load gen CPU ms/req');
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)}`);
+      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)} ${r.loadCpu.toFixed(2).padStart(20)}`);
     }
     const [poll, miss, raw] = [results[0]!, results[1]!, results[2]!];
+    if (!only) {
     const ratio = (x: typeof poll, what: string) =>
       `${what} vs raw rows in this run: ${(x.rps / raw.rps).toFixed(1)}x the requests/s, p50 ${(raw.p50 / x.p50).toFixed(1)}x and p99 ${(raw.p99 / x.p99).toFixed(1)}x lower`;
     console.log(ratio(poll, 'history poller'));
     console.log(ratio(miss, 'history misses (rollups, nothing kept)'));
+    }
     console.log(`/metrics alone (${vmCount} VMs, sequential): p50 ${pct(m, 50).toFixed(2)} ms, max ${m[m.length - 1]!.toFixed(2)} ms`);
   } finally {
     served.kill('SIGTERM');
