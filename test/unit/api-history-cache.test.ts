@@ -20,7 +20,8 @@ const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
 const HOUR = 3600_000;
 
 
-function rounds(uuid: string, from: number, to: number, rand: () => number): HotnessSample[] {
+/** `fractionalScanMs`: scan times as arbitrary doubles, whose sums depend on the order they are added in. */
+function rounds(uuid: string, from: number, to: number, rand: () => number, fractionalScanMs = false): HotnessSample[] {
   const out: HotnessSample[] = [];
   for (let t = from; t < to; t += 10_000) {
     if (rand() < 0.1) continue; // a missed round
@@ -29,7 +30,7 @@ function rounds(uuid: string, from: number, to: number, rand: () => number): Hot
       out.push({
         t: t + Math.floor(rand() * 3), vmUuid: uuid, guestNode: g, hostNode: h, hostTier: tier,
         hotBytes: Math.floor(rand() * 1e9), warmBytes: Math.floor(rand() * 1e8), coldBytes: Math.floor(rand() * 1e9), scannedBytes: 2 ** 31,
-        scanMs: Math.floor(rand() * 200) / 8, movedBytes: rand() < 0.3 ? 4096 * Math.floor(rand() * 500) : 0, failures: rand() < 0.05 ? 1 : 0,
+        scanMs: fractionalScanMs ? rand() * 200 : Math.floor(rand() * 200) / 8, movedBytes: rand() < 0.3 ? 4096 * Math.floor(rand() * 500) : 0, failures: rand() < 0.05 ? 1 : 0,
       });
     }
   }
@@ -146,8 +147,12 @@ test('history: a poller past the newest round reads nothing from SQLite between 
   const { app, store } = await setup(t);
   const rand = rng(23);
   const newest = NOW - 60_000;
-  store.insertSamples(rounds(A, NOW - 5 * HOUR, newest, rand));
-  store.insertSamples(rounds(B, NOW - 5 * HOUR, newest, rand));
+  // Fractional scan times: the head's bucket mean then depends on which rows come from raw rows
+  // and which from 1-minute cells (floating-point sums in another order), so a head kept under
+  // a key that does not fix the store's split would show in the bytes.
+  // Rounds 3 s past each 10 s, so that `from` crosses a minute boundary between two rows.
+  store.insertSamples(rounds(A, NOW - 5 * HOUR + 3_000, newest, rand, true));
+  store.insertSamples(rounds(B, NOW - 5 * HOUR + 3_000, newest, rand, true));
   const reads = countReads(store);
   // The window slides by 1.7 s per poll over 3 minutes: `from` passes row times and minute
   // boundaries, `to` passes minute boundaries and one 5-minute boundary, always past the newest row.
