@@ -10,10 +10,12 @@
  *   /v1/vms, /v1/engine, /metrics. No round is ingested during the run (the served engine manages
  *   no domain), so the poller's kept whole buckets stay valid; the misses row is the cost after
  *   a VM's round invalidated them.
- * Prints requests/s, p50 and p99 per endpoint, the ratios to raw rows, the store size per VM per
- * day, and /metrics latency alone.
+ * Prints requests/s, p50 and p99 per endpoint, the CPU time per request of the serving process
+ * and of the load generator (both share this machine's cores), the ratios to raw rows, the store
+ * size per VM per day, and /metrics latency alone. `--only TEXT` runs the phases whose name
+ * contains TEXT; `--profile DIR` writes V8 CPU profiles of the server and the load generators.
  *
- *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db]
+ *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db --only poller --profile /tmp/p]
  */
 import { fork, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -90,7 +92,6 @@ async function worker(job: LoadJob): Promise<LoadResult> {
   );
   const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  if (process.env.HS_DEBUG) console.error('loadgen user', cpu.user / 1000, 'sys', cpu.system / 1000);
   return { ms, statuses, elapsedMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
@@ -146,7 +147,7 @@ function pct(sorted: number[], p: number): number {
 /** `--profile DIR`: V8 CPU profiles of the serving process and of each load generator, written into DIR at their exit. */
 function profileArgs(who: string): string[] {
   const dir = arg('profile', '');
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${who}-\${pid}.cpuprofile`] : [];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${who}-${Date.now()}.cpuprofile`] : [];
 }
 
 async function load(job: LoadJob): Promise<LoadResult> {
@@ -225,7 +226,6 @@ async function main(): Promise<void> {
       const cpu0 = cpuMs(served.pid!);
       const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
       const cpu = cpuMs(served.pid!) - cpu0;
-      if (process.env.HS_DEBUG) console.error(readFileSync(`/proc/${served.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').slice(11, 13));
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
       results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length, loadCpu: r.cpuMs / sorted.length });
