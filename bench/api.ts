@@ -3,7 +3,8 @@
  * rounds (default 100 x 24 h, 4 series per VM: 2 guest nodes x 2 host nodes). The store is
  * generated through the store's own ingest (`Store.insertSamples`, 30 rounds of all VMs per call), then kept in a file for the next run. A real `vmtier serve`
  * process (engine on, managing no domain) answers; the load comes from a separate process
- * (node's http Agent, keep-alive, `--connections` clients) for `--seconds` per endpoint:
+ * (keep-alive HTTP/1.1 sockets reading into a reused buffer, or `--client http` for node's http
+ * Agent; `--connections` clients) for `--seconds` per endpoint:
  *   history of every VM's last 24 h at 5 m as a control plane's poller asks for it (now - 24 h to
  *   now, the clock advancing, so the window slides and every request differs), the same with every
  *   request missing the kept whole buckets, the same from raw rows (?source=raw, never kept),
@@ -20,6 +21,7 @@
 import { fork, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +35,8 @@ interface LoadJob {
   clockStart?: number;
   connections: number;
   durationMs: number;
+  /** 'http': node's http Agent; 'lean': keep-alive sockets reading into one reused buffer (see leanClient). */
+  client: 'http' | 'lean';
 }
 
 interface LoadResult {
@@ -64,7 +68,7 @@ async function worker(job: LoadJob): Promise<LoadResult> {
   const statuses: Record<string, number> = {};
   const end = performance.now() + job.durationMs;
   let next = 0;
-  const one = (path: string) =>
+  const one = job.client === 'lean' ? leanClients(u, job.token, job.connections) : (path: string) =>
     new Promise<number>((resolve) => {
       const req = request({ agent, host: u.hostname, port: u.port, path, headers: { authorization: `Bearer ${job.token}` } }, (res) => {
         res.resume();
@@ -93,6 +97,69 @@ async function worker(job: LoadJob): Promise<LoadResult> {
   const cpu = process.cpuUsage(cpu0);
   agent.destroy();
   return { ms, statuses, elapsedMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+/**
+ * Keep-alive HTTP/1.1 clients that read every answer whole into one reused buffer (net's `onread`)
+ * and parse only the status line and Content-Length: node's http client allocates a buffer per
+ * read and runs a stream per answer, as much CPU per 225 KB answer as the server spends. Each
+ * call takes a free connection (there are as many callers as connections). Answers without a
+ * Content-Length count as status 0.
+ */
+function leanClients(u: URL, token: string, n: number): (path: string) => Promise<number> {
+  interface Conn { write: (path: string) => void; pending: ((status: number) => void) | null }
+  const free: Conn[] = [];
+  const scratch = Buffer.allocUnsafe(1 << 18);
+  for (let i = 0; i < n; i++) {
+    let head = '';
+    let status = 0;
+    let bodyLeft = -1;
+    const c: Conn = { write: () => {}, pending: null };
+    const finish = (st: number) => {
+      const p = c.pending!;
+      c.pending = null;
+      head = '';
+      bodyLeft = -1;
+      free.push(c);
+      p(st);
+    };
+    const sock = connect({
+      host: u.hostname, port: Number(u.port), noDelay: true,
+      onread: {
+        buffer: scratch,
+        callback: (nread: number, buf: Uint8Array) => {
+          let off = 0;
+          while (off < nread) {
+            if (bodyLeft < 0) {
+              // Headers are small and arrive in the first read(s): kept as text until the blank line.
+              const text = head + Buffer.from(buf.buffer, buf.byteOffset + off, nread - off).toString('latin1');
+              const end = text.indexOf('\r\n\r\n');
+              if (end < 0) { head = text; return true; }
+              status = Number(text.slice(9, 12));
+              const len = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
+              if (!len) { sock.destroy(); finish(0); return false; }
+              bodyLeft = Number(len[1]);
+              off += end + 4 - head.length;
+              head = '';
+            }
+            const take = Math.min(bodyLeft, nread - off);
+            bodyLeft -= take;
+            off += take;
+            if (bodyLeft === 0) finish(status);
+          }
+          return true;
+        },
+      },
+    });
+    c.write = (path) => sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    sock.on('error', () => c.pending && finish(0));
+    free.push(c);
+  }
+  return (path) => new Promise<number>((resolve) => {
+    const c = free.pop()!;
+    c.pending = resolve;
+    c.write(path);
+  });
 }
 
 function vmUuid(i: number): string {
@@ -224,7 +291,7 @@ async function main(): Promise<void> {
     for (const [name, paths, clockStart] of phases) {
       if (only && !name.includes(only)) continue;
       const cpu0 = cpuMs(served.pid!);
-      const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
+      const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000, client: arg('client', 'lean') === 'http' ? 'http' : 'lean' });
       const cpu = cpuMs(served.pid!) - cpu0;
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
