@@ -3,21 +3,25 @@
  * rounds (default 100 x 24 h, 4 series per VM: 2 guest nodes x 2 host nodes). The store is
  * generated through the store's own ingest (`Store.insertSamples`, 30 rounds of all VMs per call), then kept in a file for the next run. A real `vmtier serve`
  * process (engine on, managing no domain) answers; the load comes from a separate process
- * (node's http Agent, keep-alive, `--connections` clients) for `--seconds` per endpoint:
+ * (keep-alive HTTP/1.1 sockets reading into a reused buffer, or `--client http` for node's http
+ * Agent; `--connections` clients) for `--seconds` per endpoint:
  *   history of every VM's last 24 h at 5 m as a control plane's poller asks for it (now - 24 h to
  *   now, the clock advancing, so the window slides and every request differs), the same with every
  *   request missing the kept whole buckets, the same from raw rows (?source=raw, never kept),
  *   /v1/vms, /v1/engine, /metrics. No round is ingested during the run (the served engine manages
  *   no domain), so the poller's kept whole buckets stay valid; the misses row is the cost after
  *   a VM's round invalidated them.
- * Prints requests/s, p50 and p99 per endpoint, the ratios to raw rows, the store size per VM per
- * day, and /metrics latency alone.
+ * Prints requests/s, p50 and p99 per endpoint, the CPU time per request of the serving process
+ * and of the load generator (both share this machine's cores), the ratios to raw rows, the store
+ * size per VM per day, and /metrics latency alone. `--only TEXT` runs the phases whose name
+ * contains TEXT; `--profile DIR` writes V8 CPU profiles of the server and the load generators.
  *
- *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db]
+ *   npm run bench:api [-- --vms 100 --hours 24 --seconds 5 --connections 10 --db /tmp/x.db --only poller --profile /tmp/p]
  */
 import { fork, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,12 +35,16 @@ interface LoadJob {
   clockStart?: number;
   connections: number;
   durationMs: number;
+  /** 'http': node's http Agent; 'lean': keep-alive sockets reading into one reused buffer (see leanClient). */
+  client: 'http' | 'lean';
 }
 
 interface LoadResult {
   ms: number[];
   statuses: Record<string, number>;
   elapsedMs: number;
+  /** The load generator's own CPU time (user + system, ms) over the phase. */
+  cpuMs: number;
 }
 
 const TOKEN = 'bench-api-token-0123456789abcdef';
@@ -60,7 +68,7 @@ async function worker(job: LoadJob): Promise<LoadResult> {
   const statuses: Record<string, number> = {};
   const end = performance.now() + job.durationMs;
   let next = 0;
-  const one = (path: string) =>
+  const one = job.client === 'lean' ? leanClients(u, job.token, job.connections) : (path: string) =>
     new Promise<number>((resolve) => {
       const req = request({ agent, host: u.hostname, port: u.port, path, headers: { authorization: `Bearer ${job.token}` } }, (res) => {
         res.resume();
@@ -70,6 +78,7 @@ async function worker(job: LoadJob): Promise<LoadResult> {
       req.end();
     });
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: job.connections }, async () => {
       while (performance.now() < end) {
@@ -85,8 +94,72 @@ async function worker(job: LoadJob): Promise<LoadResult> {
       }
     }),
   );
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  return { ms, statuses, elapsedMs: performance.now() - t0 };
+  return { ms, statuses, elapsedMs: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+/**
+ * Keep-alive HTTP/1.1 clients that read every answer whole into one reused buffer (net's `onread`)
+ * and parse only the status line and Content-Length: node's http client allocates a buffer per
+ * read and runs a stream per answer, as much CPU per 225 KB answer as the server spends. Each
+ * call takes a free connection (there are as many callers as connections). Answers without a
+ * Content-Length count as status 0.
+ */
+function leanClients(u: URL, token: string, n: number): (path: string) => Promise<number> {
+  interface Conn { write: (path: string) => void; pending: ((status: number) => void) | null }
+  const free: Conn[] = [];
+  const scratch = Buffer.allocUnsafe(1 << 18);
+  for (let i = 0; i < n; i++) {
+    let head = '';
+    let status = 0;
+    let bodyLeft = -1;
+    const c: Conn = { write: () => {}, pending: null };
+    const finish = (st: number) => {
+      const p = c.pending!;
+      c.pending = null;
+      head = '';
+      bodyLeft = -1;
+      free.push(c);
+      p(st);
+    };
+    const sock = connect({
+      host: u.hostname, port: Number(u.port), noDelay: true,
+      onread: {
+        buffer: scratch,
+        callback: (nread: number, buf: Uint8Array) => {
+          let off = 0;
+          while (off < nread) {
+            if (bodyLeft < 0) {
+              // Headers are small and arrive in the first read(s): kept as text until the blank line.
+              const text = head + Buffer.from(buf.buffer, buf.byteOffset + off, nread - off).toString('latin1');
+              const end = text.indexOf('\r\n\r\n');
+              if (end < 0) { head = text; return true; }
+              status = Number(text.slice(9, 12));
+              const len = /\r\ncontent-length: *(\d+)/i.exec(text.slice(0, end));
+              if (!len) { sock.destroy(); finish(0); return false; }
+              bodyLeft = Number(len[1]);
+              off += end + 4 - head.length;
+              head = '';
+            }
+            const take = Math.min(bodyLeft, nread - off);
+            bodyLeft -= take;
+            off += take;
+            if (bodyLeft === 0) finish(status);
+          }
+          return true;
+        },
+      },
+    });
+    c.write = (path) => sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    sock.on('error', () => c.pending && finish(0));
+    free.push(c);
+  }
+  return (path) => new Promise<number>((resolve) => {
+    const c = free.pop()!;
+    c.pending = resolve;
+    c.write(path);
+  });
 }
 
 function vmUuid(i: number): string {
@@ -138,8 +211,14 @@ function pct(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
 
+/** `--profile DIR`: V8 CPU profiles of the serving process and of each load generator, written into DIR at their exit. */
+function profileArgs(who: string): string[] {
+  const dir = arg('profile', '');
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${who}-${Date.now()}.cpuprofile`] : [];
+}
+
 async function load(job: LoadJob): Promise<LoadResult> {
-  const child = fork(fileURLToPath(import.meta.url), ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--worker'], { execArgv: profileArgs('load'), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('message', (m) => resolve(m as LoadResult));
     child.once('error', reject);
@@ -163,7 +242,7 @@ async function main(): Promise<void> {
   const bytes = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
   probe.close();
 
-  const served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--manage', '^vmtier-bench-api-manages-nothing$'], {
+  const served = spawn(process.execPath, [...profileArgs('serve'), join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--manage', '^vmtier-bench-api-manages-nothing$'], {
     env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -206,15 +285,17 @@ async function main(): Promise<void> {
       ['/v1/engine', ['/v1/engine'], undefined],
       ['/metrics', ['/metrics'], undefined],
     ];
-    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number }> = [];
+    const only = arg('only', '');
+    const results: Array<{ name: string; rps: number; p50: number; p99: number; n: number; bad: number; cpu: number; loadCpu: number }> = [];
     const loadBefore = (await import('node:os')).loadavg()[0]!;
     for (const [name, paths, clockStart] of phases) {
+      if (only && !name.includes(only)) continue;
       const cpu0 = cpuMs(served.pid!);
-      const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000 });
+      const r = await load({ url, token: TOKEN, paths, clockStart, connections, durationMs: seconds * 1000, client: arg('client', 'lean') === 'http' ? 'http' : 'lean' });
       const cpu = cpuMs(served.pid!) - cpu0;
       const sorted = r.ms.sort((a, b) => a - b);
       const bad = Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
-      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length });
+      results.push({ name, n: sorted.length, rps: sorted.length / (r.elapsedMs / 1000), p50: pct(sorted, 50), p99: pct(sorted, 99), bad, cpu: cpu / sorted.length, loadCpu: r.cpuMs / sorted.length });
     }
     const m = metricsAlone.sort((a, b) => a - b);
     console.log(`bench:api on this host: ${vmCount} VMs x ${hours} h of 10-s rounds (${rows.toLocaleString()} raw rows, ${rollupRows.toLocaleString()} rollup cells), ` +
@@ -222,15 +303,17 @@ async function main(): Promise<void> {
     console.log(`store: ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(bytes / vmCount / days / 2 ** 20).toFixed(2)} MiB per VM per day (raw rows + rollups + indexes)`);
     // Server CPU per request (the serving process's user + system time over the phase / requests)
     // depends far less on what else runs on the machine than the latencies do.
-    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req');
+    console.log('endpoint                          requests     req/s    p50 ms    p99 ms  non-200  server CPU ms/req  load gen CPU ms/req');
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)}`);
+      console.log(`${r.name.padEnd(32)} ${String(r.n).padStart(9)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.bad).padStart(8)} ${r.cpu.toFixed(2).padStart(18)} ${r.loadCpu.toFixed(2).padStart(20)}`);
     }
     const [poll, miss, raw] = [results[0]!, results[1]!, results[2]!];
+    if (!only) {
     const ratio = (x: typeof poll, what: string) =>
       `${what} vs raw rows in this run: ${(x.rps / raw.rps).toFixed(1)}x the requests/s, p50 ${(raw.p50 / x.p50).toFixed(1)}x and p99 ${(raw.p99 / x.p99).toFixed(1)}x lower`;
     console.log(ratio(poll, 'history poller'));
     console.log(ratio(miss, 'history misses (rollups, nothing kept)'));
+    }
     console.log(`/metrics alone (${vmCount} VMs, sequential): p50 ${pct(m, 50).toFixed(2)} ms, max ${m[m.length - 1]!.toFixed(2)} ms`);
   } finally {
     served.kill('SIGTERM');

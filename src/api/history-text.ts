@@ -6,12 +6,24 @@
  * ragged tail [B, to) (A and B the first and last bucket boundary inside the range). Buckets are
  * disjoint and each is computed from the rows inside it, so the answer is the three parts'
  * buckets one after the other, equal to asking the store for the whole range (the test
- * "history: the cached answer equals the store's answer" checks it byte for byte). The head and
- * the tail (under one step each) are read fresh; the whole buckets, which are nearly all of a
- * day's answer and the same for every poll within a step, are kept as text per (VM, A, B, step,
- * source) until the store writes rows of that VM inside [A, B) (Store.onHistoryWrite), or any
- * VM's rows change (retention, a reopened file). `source=raw` (the check against raw rows) is
- * always computed fresh.
+ * "history: the cached answer equals the store's answer" checks it byte for byte). The whole
+ * buckets, nearly all of a day's answer and the same for every poll within a step, are kept as
+ * text per (VM, A, B, step, source) until the store writes rows of that VM inside [A, B)
+ * (Store.onHistoryWrite), or any VM's rows change (retention, a reopened file).
+ *
+ * The ragged ends are kept too, until the VM's next write, so that a poll between two rounds
+ * reads nothing from SQLite. What the store answers for them depends on the request only through:
+ * - for the head [from, A): which rows lie in [from, A), i.e. the first row time at or after
+ *   `from` (from the VM's row times in [A - step, A), read once), and ceil(from / 1 min), which
+ *   fixes where the store switches between raw rows and rollup cells (every cell size is a
+ *   multiple of a minute);
+ * - for the tail [B, to), when `to` is past the VM's newest row: floor(to / 1 min) alone (the
+ *   rows in [B, to) are then all of the VM's rows from B on).
+ * Answers are kept under those keys, so the same key is the same query over the same rows. The
+ * series text after `"series":[` is then kept whole per (head key, tail key) beside the whole
+ * buckets: a poll builds only the ~130-byte start ({"uuid","from","to","stepMs"}) and writes both
+ * without copying the ~225 KB. `source=raw` (the check against raw rows) is always computed
+ * fresh.
  *
  * This relies on the daemon's own store being the only writer of hotness samples, which holds:
  * only the engine of the serving process ingests rounds.
@@ -29,14 +41,6 @@ interface SeriesText {
   hostNode: number;
   hostTier: string;
   buckets: Buffer;
-}
-
-interface Entry {
-  uuid: string;
-  /** End of the cached range: a write of this VM earlier than this invalidates the entry. */
-  end: number;
-  series: SeriesText[];
-  bytes: number;
 }
 
 /**
@@ -74,57 +78,206 @@ function seriesText(series: HistorySeries[]): SeriesText[] {
 export interface HistoryTextCacheStats {
   hits: number;
   misses: number;
+  /** Ragged ends answered from kept text / read from the store. */
+  endHits: number;
+  endMisses: number;
   entries: number;
   bytes: number;
 }
 
-/** Whole-bucket texts per (VM, A, B, step, source), least recently used dropped beyond `maxBytes`. */
+/** Kept whole buckets of one (VM, A, B, step, source), and the series text last built from them. */
+interface WholeEntry {
+  kind: 'whole';
+  key: string;
+  uuid: string;
+  /** End of the cached range: a write of this VM earlier than this invalidates the entry. */
+  end: number;
+  series: SeriesText[];
+  /** The series text after `"series":[` for one (head key, tail key), until the VM's next write. */
+  assembled: { key: string; body: Buffer } | null;
+  bytes: number;
+}
+
+/** The VM's row times in the head's bucket [A - step, A) and the head texts per key; dropped on any write of the VM. */
+interface HeadEntry {
+  kind: 'head';
+  uuid: string;
+  times: number[];
+  texts: Map<string, SeriesText[]>;
+  bytes: number;
+}
+
+/** A tail text (`to` past the VM's newest row) or the VM's newest row time; dropped on any write of the VM. */
+interface EndEntry {
+  kind: 'tail' | 'newest';
+  uuid: string;
+  series: SeriesText[];
+  newestT: number;
+  bytes: number;
+}
+
+type Entry = WholeEntry | HeadEntry | EndEntry;
+
+/** Head texts kept per head bucket: a poller's `from` moves through a bucket one row time after another. */
+const HEAD_TEXTS_KEPT = 8;
+
+const seriesBytes = (series: SeriesText[]) => series.reduce((n, s) => n + s.buckets.length + 64, 64);
+
+/**
+ * Whole-bucket texts per (VM, A, B, step, source), ragged ends and built series texts, least
+ * recently used dropped beyond `maxBytes` (everything kept counts).
+ */
 export class HistoryTextCache {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
   private hits = 0;
   private misses = 0;
+  private endHits = 0;
+  private endMisses = 0;
 
   constructor(
     private readonly store: Store,
-    private readonly maxBytes = 64 << 20,
+    readonly maxBytes = 64 << 20,
   ) {}
 
   /** Subscribed on first use, before anything is kept (the OpenAPI renderer builds routes on a store that answers nothing). */
   private subscribed = false;
 
   stats(): HistoryTextCacheStats {
-    return { hits: this.hits, misses: this.misses, entries: this.entries.size, bytes: this.bytes };
+    return { hits: this.hits, misses: this.misses, endHits: this.endHits, endMisses: this.endMisses, entries: this.entries.size, bytes: this.bytes };
   }
 
-  /** The whole buckets of [a, b) (both multiples of the step). */
-  wholeBuckets(uuid: string, a: number, b: number, stepMs: number, source: HistorySource): SeriesText[] {
+  private subscribe(): void {
     if (!this.subscribed) {
       this.store.onHistoryWrite((id, earliestT) => this.invalidate(id, earliestT));
       this.subscribed = true;
     }
-    const key = `${uuid}|${a}|${b}|${stepMs}|${source}`;
-    const hit = this.entries.get(key);
+  }
+
+  private get(key: string): Entry | undefined {
+    const e = this.entries.get(key);
+    if (e) {
+      // Map order is the eviction order: a use moves the entry to the back.
+      this.entries.delete(key);
+      this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  private put(key: string, e: Entry): void {
+    if (e.bytes > this.maxBytes / 4) return;
+    const old = this.entries.get(key);
+    if (old) {
+      this.entries.delete(key);
+      this.bytes -= old.bytes;
+    }
+    this.entries.set(key, e);
+    this.bytes += e.bytes;
+    this.evict();
+  }
+
+  /** Counts `delta` more bytes for a kept entry (a new text hung on it), then evicts. */
+  private grow(e: Entry, delta: number): void {
+    e.bytes += delta;
+    this.bytes += delta;
+    this.evict();
+  }
+
+  private evict(): void {
+    for (const [k, e] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(k);
+      this.bytes -= e.bytes;
+    }
+  }
+
+  /** The whole buckets of [a, b) (both multiples of the step). */
+  whole(uuid: string, a: number, b: number, stepMs: number, source: HistorySource): WholeEntry {
+    this.subscribe();
+    const key = `w|${uuid}|${a}|${b}|${stepMs}|${source}`;
+    const hit = this.get(key);
     if (hit) {
       this.hits++;
-      // Map order is the eviction order: a hit moves to the back.
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit.series;
+      return hit as WholeEntry;
     }
     this.misses++;
     const series = seriesText(this.store.history(uuid, a, b, stepMs, source));
-    const bytes = series.reduce((n, s) => n + s.buckets.length + 64, 64);
-    if (bytes <= this.maxBytes / 4) {
-      this.entries.set(key, { uuid, end: b, series, bytes });
-      this.bytes += bytes;
-      for (const [k, e] of this.entries) {
-        if (this.bytes <= this.maxBytes) break;
-        this.entries.delete(k);
-        this.bytes -= e.bytes;
-      }
+    const e: WholeEntry = { kind: 'whole', key, uuid, end: b, series, assembled: null, bytes: seriesBytes(series) };
+    this.put(key, e);
+    return e;
+  }
+
+  /** The head [from, a) (a the first boundary after `from`) and the key its text is kept under. */
+  head(uuid: string, from: number, a: number, stepMs: number, source: HistorySource): { key: string; series: SeriesText[] } {
+    this.subscribe();
+    const bucketKey = `h|${uuid}|${a}|${stepMs}|${source}`;
+    let e = this.get(bucketKey) as HeadEntry | undefined;
+    if (!e) {
+      const times = this.store.sampleTimes(uuid, a - stepMs, a);
+      e = { kind: 'head', uuid, times, texts: new Map(), bytes: 64 + times.length * 8 };
+      this.put(bucketKey, e);
     }
-    return series;
+    // The first row time at or after `from` (binary search; a.length when none).
+    let lo = 0;
+    let hi = e.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (e.times[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    const key = `${lo < e.times.length ? e.times[lo] : 'none'}|${Math.ceil(from / 60_000)}`;
+    let series = e.texts.get(key);
+    if (series) {
+      this.endHits++;
+      return { key, series };
+    }
+    this.endMisses++;
+    series = seriesText(this.store.history(uuid, from, a, stepMs, source));
+    if (this.entries.get(bucketKey) === e) {
+      let delta = seriesBytes(series);
+      if (e.texts.size >= HEAD_TEXTS_KEPT) {
+        const [oldest, old] = e.texts.entries().next().value!;
+        e.texts.delete(oldest);
+        delta -= seriesBytes(old);
+      }
+      e.texts.set(key, series);
+      this.grow(e, delta);
+    }
+    return { key, series };
+  }
+
+  /** The tail [b, to) (b the last boundary before `to`) and its key; kept only when `to` is past the VM's newest row. */
+  tail(uuid: string, b: number, to: number, stepMs: number, source: HistorySource): { key: string | null; series: SeriesText[] } {
+    this.subscribe();
+    const newestKey = `n|${uuid}`;
+    let newest = this.get(newestKey) as EndEntry | undefined;
+    if (!newest) {
+      newest = { kind: 'newest', uuid, series: [], newestT: this.store.newestSampleT(uuid) ?? -Infinity, bytes: 64 };
+      this.put(newestKey, newest);
+    }
+    if (to <= newest.newestT) {
+      this.endMisses++;
+      return { key: null, series: seriesText(this.store.history(uuid, b, to, stepMs, source)) };
+    }
+    const minute = Math.floor(to / 60_000);
+    const key = `t|${uuid}|${b}|${stepMs}|${source}|${minute}`;
+    const hit = this.get(key) as EndEntry | undefined;
+    if (hit) {
+      this.endHits++;
+      return { key: String(minute), series: hit.series };
+    }
+    this.endMisses++;
+    const series = seriesText(this.store.history(uuid, b, to, stepMs, source));
+    this.put(key, { kind: 'tail', uuid, series, newestT: newest.newestT, bytes: seriesBytes(series) });
+    return { key: String(minute), series };
+  }
+
+  /** Keeps `body` as the series text of `whole` for `key` (replacing the one kept before). */
+  keepAssembled(whole: WholeEntry, key: string, body: Buffer): void {
+    const before = whole.assembled?.body.length ?? 0;
+    whole.assembled = { key, body };
+    // Counted only while the entry itself is kept (an eviction may have dropped it meanwhile).
+    if (this.entries.get(whole.key) === whole) this.grow(whole, body.length - before);
   }
 
   private invalidate(uuid: string | null, earliestT: number): void {
@@ -134,9 +287,15 @@ export class HistoryTextCache {
       return;
     }
     for (const [k, e] of this.entries) {
-      if (e.uuid === uuid && earliestT < e.end) {
+      if (e.uuid !== uuid) continue;
+      if (e.kind !== 'whole' || earliestT < e.end) {
         this.entries.delete(k);
         this.bytes -= e.bytes;
+      } else if (e.assembled) {
+        // Built with the VM's old ends.
+        this.bytes -= e.assembled.body.length;
+        e.bytes -= e.assembled.body.length;
+        e.assembled = null;
       }
     }
   }
@@ -146,24 +305,10 @@ const COMMA = Buffer.from(',');
 const SERIES_END = Buffer.from(']}');
 
 /**
- * The history answer as JSON (UTF-8 bytes): what fastify would serialize from
- * { uuid, from, to, stepMs, series: store.history(uuid, from, to, stepMs, source) } with ISO bucket starts.
+ * The series text after `"series":[` through the closing `]}` of the answer: the parts' series
+ * merged in the store's order (guest node, host node, host tier), each part's buckets in time order.
  */
-export function historyJson(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): Buffer {
-  checkHistoryRange(from, to, stepMs);
-  const a = Math.ceil(from / stepMs) * stepMs;
-  const b = Math.floor(to / stepMs) * stepMs;
-  const parts: SeriesText[][] = [];
-  // source=raw is the check of the rollups: always read fresh, never from kept text.
-  if (a >= b || source === 'raw') {
-    // (Or the whole range lies within one or two buckets: nothing worth keeping.)
-    parts.push(seriesText(store.history(uuid, from, to, stepMs, source)));
-  } else {
-    if (from < a) parts.push(seriesText(store.history(uuid, from, a, stepMs, source)));
-    parts.push(cache.wholeBuckets(uuid, a, b, stepMs, source));
-    if (b < to) parts.push(seriesText(store.history(uuid, b, to, stepMs, source)));
-  }
-  // Series in the store's order (guest node, host node, host tier), each part's buckets in time order.
+function seriesBody(parts: SeriesText[][]): Buffer {
   const merged = new Map<string, { s: SeriesText; buckets: Buffer[] }>();
   for (const part of parts) {
     for (const s of part) {
@@ -177,7 +322,7 @@ export function historyJson(store: Store, cache: HistoryTextCache, uuid: string,
   const series = [...merged.values()].sort(
     (x, y) => x.s.guestNode - y.s.guestNode || x.s.hostNode - y.s.hostNode || (x.s.hostTier < y.s.hostTier ? -1 : x.s.hostTier > y.s.hostTier ? 1 : 0),
   );
-  const out: Buffer[] = [Buffer.from(`{"uuid":${JSON.stringify(uuid)},"from":"${iso(from)}","to":"${iso(to)}","stepMs":${stepMs},"series":[`)];
+  const out: Buffer[] = [];
   series.forEach(({ s, buckets }, i) => {
     out.push(Buffer.from(`${i > 0 ? ',' : ''}{"guestNode":${s.guestNode},"hostNode":${s.hostNode},"hostTier":${JSON.stringify(s.hostTier)},"buckets":[`));
     buckets.forEach((bytes, j) => {
@@ -188,4 +333,35 @@ export function historyJson(store: Store, cache: HistoryTextCache, uuid: string,
   });
   out.push(SERIES_END);
   return Buffer.concat(out);
+}
+
+/**
+ * The history answer as JSON in two pieces to be sent one after the other: what fastify would
+ * serialize from { uuid, from, to, stepMs, series: store.history(uuid, from, to, stepMs, source) }
+ * with ISO bucket starts. The second piece is usually kept text, shared between requests: never
+ * write into it.
+ */
+export function historyJsonParts(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): [Buffer, Buffer] {
+  checkHistoryRange(from, to, stepMs);
+  const start = Buffer.from(`{"uuid":${JSON.stringify(uuid)},"from":"${iso(from)}","to":"${iso(to)}","stepMs":${stepMs},"series":[`);
+  const a = Math.ceil(from / stepMs) * stepMs;
+  const b = Math.floor(to / stepMs) * stepMs;
+  // source=raw is the check of the rollups: always read fresh, never from kept text.
+  if (a >= b || source === 'raw') {
+    // (Or the whole range lies within one or two buckets: nothing worth keeping.)
+    return [start, seriesBody([seriesText(store.history(uuid, from, to, stepMs, source))])];
+  }
+  const whole = cache.whole(uuid, a, b, stepMs, source);
+  const head = from < a ? cache.head(uuid, from, a, stepMs, source) : { key: '', series: [] };
+  const tail = b < to ? cache.tail(uuid, b, to, stepMs, source) : { key: '', series: [] };
+  const key = tail.key === null ? null : `${head.key}/${tail.key}`;
+  if (key !== null && whole.assembled?.key === key) return [start, whole.assembled.body];
+  const body = seriesBody([head.series, whole.series, tail.series]);
+  if (key !== null) cache.keepAssembled(whole, key, body);
+  return [start, body];
+}
+
+/** historyJsonParts as one buffer. */
+export function historyJson(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): Buffer {
+  return Buffer.concat(historyJsonParts(store, cache, uuid, from, to, stepMs, source));
 }

@@ -754,6 +754,19 @@ export class Store {
     });
   }
 
+  /** The newest sample time of a VM over all its series (null without any): rows of the VM all lie at or before it. */
+  newestSampleT(uuid: string): number | null {
+    const r = this.read('cannot read history', () => this.stmt('SELECT MAX(last_t) AS t FROM series WHERE vm_uuid = ?').get(uuid)) as { t: number | null };
+    return r.t;
+  }
+
+  /** The distinct times of a VM's sample rows (raw or coarse) in [lo, hi), ascending. */
+  sampleTimes(uuid: string, lo: number, hi: number): number[] {
+    return this.read('cannot read history', () =>
+      (this.rawStmt('SELECT DISTINCT t FROM samples WHERE series_id IN (SELECT id FROM series WHERE vm_uuid = ?) AND t >= ? AND t < ? ORDER BY t').all(uuid, lo, hi) as number[][]).map((r) => r[0]!),
+    );
+  }
+
   /** The newest round of each VM (its series last written at the VM's newest time), for /metrics. */
   latestSamples(): HotnessSample[] {
     const rows = this.read('cannot read latest samples', () =>

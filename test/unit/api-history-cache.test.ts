@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HistoryTextCache, historyJson } from '../../src/api/history-text.js';
 import { buildApi } from '../../src/api/server.js';
 import { Store, type HistorySource, type HotnessSample } from '../../src/store/store.js';
 import { InMemoryInventory } from '../helpers/memory-inventory.js';
@@ -19,7 +20,8 @@ const NOW = Date.UTC(2026, 10, 26, 12, 0, 0);
 const HOUR = 3600_000;
 
 
-function rounds(uuid: string, from: number, to: number, rand: () => number): HotnessSample[] {
+/** `fractionalScanMs`: scan times as arbitrary doubles, whose sums depend on the order they are added in. */
+function rounds(uuid: string, from: number, to: number, rand: () => number, fractionalScanMs = false): HotnessSample[] {
   const out: HotnessSample[] = [];
   for (let t = from; t < to; t += 10_000) {
     if (rand() < 0.1) continue; // a missed round
@@ -28,7 +30,7 @@ function rounds(uuid: string, from: number, to: number, rand: () => number): Hot
       out.push({
         t: t + Math.floor(rand() * 3), vmUuid: uuid, guestNode: g, hostNode: h, hostTier: tier,
         hotBytes: Math.floor(rand() * 1e9), warmBytes: Math.floor(rand() * 1e8), coldBytes: Math.floor(rand() * 1e9), scannedBytes: 2 ** 31,
-        scanMs: Math.floor(rand() * 200) / 8, movedBytes: rand() < 0.3 ? 4096 * Math.floor(rand() * 500) : 0, failures: rand() < 0.05 ? 1 : 0,
+        scanMs: fractionalScanMs ? rand() * 200 : Math.floor(rand() * 200) / 8, movedBytes: rand() < 0.3 ? 4096 * Math.floor(rand() * 500) : 0, failures: rand() < 0.05 ? 1 : 0,
       });
     }
   }
@@ -126,4 +128,117 @@ test('history: a round ingested for the VM changes the next answer (cached whole
   const third = await get(app, A, from, to, 300_000, 'auto');
   assert.notEqual(third, second);
   assert.equal(third, expected(store, A, from, to, 300_000, 'auto'));
+});
+
+/** Counts the store's history reads (the real store's methods, wrapped). */
+function countReads(store: Store): { n: number } {
+  const count = { n: 0 };
+  for (const name of ['history', 'sampleTimes', 'newestSampleT'] as const) {
+    const real = store[name].bind(store) as (...args: unknown[]) => unknown;
+    (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      count.n++;
+      return real(...args);
+    };
+  }
+  return count;
+}
+
+test('history: a poller past the newest round reads nothing from SQLite between rounds, and every answer still equals the store\'s', async (t) => {
+  const { app, store } = await setup(t);
+  const rand = rng(23);
+  const newest = NOW - 60_000;
+  // Fractional scan times: the head's bucket mean then depends on which rows come from raw rows
+  // and which from 1-minute cells (floating-point sums in another order), so a head kept under
+  // a key that does not fix the store's split would show in the bytes.
+  // Rounds 3 s past each 10 s, so that `from` crosses a minute boundary between two rows.
+  store.insertSamples(rounds(A, NOW - 5 * HOUR + 3_000, newest, rand, true));
+  store.insertSamples(rounds(B, NOW - 5 * HOUR + 3_000, newest, rand, true));
+  const reads = countReads(store);
+  // The window slides by 1.7 s per poll over 3 minutes: `from` passes row times and minute
+  // boundaries, `to` passes minute boundaries and one 5-minute boundary, always past the newest row.
+  let cachedPolls = 0;
+  for (let now = NOW - 100_000; now < NOW + 80_000; now += 1_700) {
+    const before = reads.n;
+    const body = await get(app, A, now - 3 * HOUR, now, 300_000, 'auto');
+    const after = reads.n;
+    assert.equal(body, expected(store, A, now - 3 * HOUR, now, 300_000, 'auto'), `now=${now}`);
+    if (after === before) cachedPolls++;
+  }
+  // 106 polls; the ends change key only when `from` passes a row (every ~10 s) or a minute boundary.
+  assert.ok(cachedPolls >= 60, `only ${cachedPolls} polls answered without a store read`);
+  // The same poll twice: the second reads nothing.
+  await get(app, A, NOW - 3 * HOUR + 5, NOW + 5, 300_000, 'auto');
+  const before = reads.n;
+  await get(app, A, NOW - 3 * HOUR + 6, NOW + 6, 300_000, 'auto');
+  assert.equal(reads.n, before);
+});
+
+test('history: the next round of the VM, and a late row in the head\'s bucket, change the next poll\'s answer', async (t) => {
+  const { app, store } = await setup(t);
+  const rand = rng(29);
+  const newest = NOW - 45_000;
+  store.insertSamples(rounds(A, NOW - 4 * HOUR, newest, rand));
+  const poll = (now: number) => get(app, A, now - 3 * HOUR, now, 300_000, 'auto');
+  const want = (now: number) => expected(store, A, now - 3 * HOUR, now, 300_000, 'auto');
+  const first = await poll(NOW);
+  assert.equal(await poll(NOW + 1), first.replace(new Date(NOW).toISOString(), new Date(NOW + 1).toISOString()).replace(new Date(NOW - 3 * HOUR).toISOString(), new Date(NOW + 1 - 3 * HOUR).toISOString()));
+  // The engine's next round, after the newest row and before `to`: the tail changes.
+  store.insertSamples(rounds(A, newest + 5_000, newest + 15_000, () => 0.5));
+  const second = await poll(NOW + 2);
+  assert.equal(second, want(NOW + 2));
+  assert.notEqual(second.slice(second.indexOf('"series"')), first.slice(first.indexOf('"series"')));
+  // A late row inside the head's bucket (before A, after `from`): the head changes.
+  const lateT = NOW - 3 * HOUR + 20_000;
+  assert.ok(Math.ceil((NOW + 3 - 3 * HOUR) / 300_000) * 300_000 > lateT);
+  const headBefore = await poll(NOW + 3);
+  store.insertSamples([{ t: lateT, vmUuid: A, guestNode: 0, hostNode: 0, hostTier: 'top', hotBytes: 7, warmBytes: 7, coldBytes: 7, scannedBytes: 7, scanMs: 7, movedBytes: 7, failures: 7 }]);
+  const headAfter = await poll(NOW + 3);
+  assert.notEqual(headAfter, headBefore);
+  assert.equal(headAfter, want(NOW + 3));
+});
+
+test('history: `to` at or before the newest row is answered fresh, not from a kept tail', async (t) => {
+  const { app, store } = await setup(t);
+  store.insertSamples(rounds(A, NOW - 2 * HOUR, NOW, rng(31)));
+  // Rows come every 10 s up to NOW: each `to` below cuts a different set of rows out of the tail.
+  for (let to = NOW - 200_000; to < NOW; to += 3_333) {
+    assert.equal(await get(app, A, to - HOUR, to, 300_000, 'auto'), expected(store, A, to - HOUR, to, 300_000, 'auto'), `to=${to}`);
+  }
+});
+
+test('history: everything kept stays within the cache\'s bytes, evicting the least recently used', async (t) => {
+  const { store } = await setup(t);
+  const rand = rng(37);
+  store.insertSamples(rounds(A, NOW - 6 * HOUR, NOW - 30_000, rand));
+  store.insertSamples(rounds(B, NOW - 6 * HOUR, NOW - 30_000, rand));
+  const one = historyJson(store, new HistoryTextCache(store), A, NOW - 6 * HOUR + 1, NOW, 60_000, 'auto').length;
+  // Room for about three answers' worth of kept text (whole buckets and built series text count both).
+  const cache = new HistoryTextCache(store, 3 * one);
+  let maxSeen = 0;
+  for (let i = 0; i < 120; i++) {
+    const uuid = i % 2 ? A : B;
+    // A few windows, each asked for again now and then (a hit moves it to the back).
+    const now = NOW - 7_777 - Math.floor(rand() * 8) * 420_000 + Math.floor(rand() * 20);
+    const span = [HOUR, 2 * HOUR, 4 * HOUR][Math.floor(rand() * 3)]!;
+    const got = historyJson(store, cache, uuid, now - span, now, 60_000, 'auto').toString();
+    assert.equal(got, expected(store, uuid, now - span, now, 60_000, 'auto'));
+    maxSeen = Math.max(maxSeen, cache.stats().bytes);
+    assert.ok(cache.stats().bytes <= cache.maxBytes, `kept ${cache.stats().bytes} > ${cache.maxBytes} bytes`);
+  }
+  assert.ok(maxSeen > cache.maxBytes / 2, `the cache never filled (max ${maxSeen} of ${cache.maxBytes} bytes): the bound was not exercised`);
+  assert.ok(cache.stats().hits > 0 && cache.stats().misses > 0);
+});
+
+test('history: HEAD has the GET\'s length and no body; the request counter counts the route', async (t) => {
+  const { app, store } = await setup(t);
+  store.insertSamples(rounds(A, NOW - 2 * HOUR, NOW - 20_000, rng(41)));
+  const url = `/v1/vms/${A}/history?from=${NOW - HOUR}&to=${NOW}&step=5m`;
+  const got = await app.inject({ url, headers: AUTH });
+  const head = await app.inject({ method: 'HEAD', url, headers: AUTH });
+  assert.equal(head.statusCode, 200);
+  assert.equal(head.body, '');
+  assert.equal(Number(head.headers['content-length']), Buffer.byteLength(got.body));
+  assert.equal(Number(got.headers['content-length']), Buffer.byteLength(got.body));
+  const metrics = (await app.inject({ url: '/metrics' })).body;
+  assert.match(metrics, /vmtier_http_requests_total\{method="GET",route="\/v1\/vms\/:uuid\/history",status="200"\} 1\b/);
 });
