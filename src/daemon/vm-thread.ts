@@ -16,7 +16,8 @@ import { moveBatch, type BatchMove } from '../migrate/move.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
 import { queryWindow, type WindowPlacement } from '../migrate/query.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
-import { createTracker, type HvaRange, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
+import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
+import type { HvaRange } from '../units.js';
 import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 
 export type VmThreadRequest =

@@ -8,7 +8,8 @@ import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
 import type { Decision, RoundInput } from '../policy/index.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
-import type { HvaRange, ScanResult, TrackerOptions } from '../scan/index.js';
+import type { ScanResult, TrackerOptions } from '../scan/index.js';
+import type { HvaRange } from '../units.js';
 import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
