@@ -11,7 +11,8 @@ import { traceRanges } from '../scan/replay.js';
 import { MAX_SCANS } from '../scan/request.js';
 import { countRuns, hex, normalizeRanges, parseRange, totalPages } from '../scan/runs.js';
 import { loadTrace, TraceRecorder } from '../scan/trace.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanResult, type Tracker } from '../scan/tracker.js';
+import type { RangeCounts, ScanResult, Tracker } from '../scan/tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 export interface ScanCliOptions {
   pid?: string;

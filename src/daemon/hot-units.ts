@@ -12,7 +12,7 @@
  * same); turning a map into pages costs per page of a hot unit, i.e. it grows with the hot set.
  */
 import { HOT_UNIT_BYTES } from '../vm/vm-metadata.js';
-import { PAGE_SIZE } from '../scan/tracker.js';
+import { PAGE_SIZE } from '../units.js';
 import type { PageMap } from './page-map.js';
 
 const UNIT_PAGES = HOT_UNIT_BYTES / PAGE_SIZE;

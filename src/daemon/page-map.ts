@@ -6,7 +6,7 @@
  * touch it (devdax is scanned and reported, never moved).
  */
 import { VmtierError } from '../errors.js';
-import { PAGE_SIZE, type HvaRange } from '../scan/tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 import type { BackingKind, GuestNodeMap } from '../vm/types.js';
 
 export interface PageSegment {
@@ -22,6 +22,7 @@ export interface PageSegment {
   device?: string;
 }
 
+/** Also the mover's view of the VM's pages (src/migrate/mover.ts MovablePages). */
 export class PageMap {
   readonly segments: readonly PageSegment[];
   readonly totalPages: number;
@@ -100,6 +101,13 @@ export class PageMap {
       else return s.firstPage + Math.floor((addr - s.start) / PAGE_SIZE);
     }
     return -1;
+  }
+
+  /** Guest node of flat page p (the mover groups its batches by it). */
+  guestNodeOf(p: number): number {
+    const i = this.segmentIndexOfPage(p);
+    if (i < 0) throw new VmtierError('INVALID_INPUT', `page ${p} is outside the VM's ${this.totalPages} pages`);
+    return this.segments[i]!.guestNode;
   }
 
   /** true when the page may be moved (its backing is migratable). */

@@ -6,7 +6,8 @@
  * thread); only its scans run in the worker (`DamonTrackerOptions.scanRunner`).
  */
 import { DamonTracker } from '../scan/damon.js';
-import type { HvaRange, ScanRequest, ScanResult, Tracker, TrackerOptions } from '../scan/index.js';
+import type { ScanRequest, ScanResult, Tracker, TrackerOptions } from '../scan/index.js';
+import type { HvaRange } from '../units.js';
 import { checkScanRequest } from '../scan/request.js';
 import type { VmWorker } from './vm-worker.js';
 

@@ -1,7 +1,8 @@
 /**
- * One VM's tiering loop: read its policy, (re)map guest nodes to HVA ranges, scan with its tracker,
- * read where every page sits, let src/policy decide, move within the budgets, mark cold DRAM pages
- * MADV_COLD if asked, and record the round (store samples, migration log, metrics, one log line).
+ * One VM's tiering loop: its life cycle (start, stop, the policy in force, outgoing migrations,
+ * failures and their backoff) and what lives longer than a round — the guest layout, the
+ * tracker, the placement cache, the VM's worker thread and pidfd. Each round runs as named
+ * stages (round/round.ts: account, decide, move, advise, record).
  *
  * Every step is asynchronous or chunked (move_pages in batches with a turn of the event loop between
  * them), so a VM with a slow scan or a stuck move never holds up another VM or the API. The loop's
@@ -11,38 +12,24 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import type { HostTopology } from '../host/topology.js';
-import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, TieringPolicy, type ScanPlan, type TierPolicy } from '../policy/index.js';
+import { VmtierError, isVmtierError } from '../errors.js';
+import { DEFAULT_BATCH } from '../migrate/move.js';
+import { PlacementCache, windowRuns } from '../migrate/placement-cache.js';
+import { DEFAULT_POLICY, type TierPolicy } from '../policy/index.js';
 import type { TrackerOptions } from '../scan/index.js';
-import { PAGE_SIZE, type Tracker } from '../scan/tracker.js';
-import { recordHeat } from '../store/heat-history.js';
-import type { HotnessSample, Store } from '../store/store.js';
-import { MADV_COLD, closeFd, pidfdOpen, processMadvise } from '../sys/syscalls.js';
-import type { VmInventory } from '../vm/inventory.js';
-import { Backoff } from './backoff.js';
-import type { MigrationBudget } from '../migrate/budget.js';
-import type { EngineMetrics } from './metrics.js';
-import { PageMap } from './page-map.js';
-import { createVmTracker } from './thread-tracker.js';
-import { Mover } from '../migrate/mover.js';
-import { PlacementCache } from '../migrate/placement-cache.js';
-import { VmWorker } from './vm-worker.js';
+import type { Tracker } from '../scan/tracker.js';
+import { closeFd, pidfdOpen } from '../sys/syscalls.js';
 import { storedPolicy, syncPolicy, type EffectivePolicy } from '../vm/policy-source.js';
-import { HOTMAP_KEY, HOTMAP_NS, HOT_UNIT_BYTES, POLICY_NS, hotMapElement, parseHotMapElement } from '../vm/vm-metadata.js';
+import { POLICY_NS } from '../vm/vm-metadata.js';
+import { Backoff } from './backoff.js';
 import { HotUnits } from './hot-units.js';
-import { chooseTargets } from '../migrate/mover.js';
-import { addMoveCounts, emptyMoveCounts, type RoundSummary, type SeedStatus, type TrackerStatus, type VmEngineStatus } from './status.js';
-
-const ESRCH = 3;
-/** Pages per move_pages call (in the VM's worker thread). */
-const MOVE_BATCH = 1024;
-/** Pages of per-page bookkeeping done between event-loop turns. */
-const WORK_CHUNK = 1 << 14;
-/** process_madvise takes at most IOV_MAX (1024) ranges per call. */
-const MADVISE_IOVECS = 512;
-/** Host node ids are below the kernel's MAX_NUMNODES (1024 on x86_64). */
-const MAX_NODES = 1024;
+import { PageMap } from './page-map.js';
+import { RoundState, runRound, type RoundDeps, type RoundScan, type RoundVm } from './round/round.js';
+import { emptyMoveCounts, type TrackerStatus, type VmEngineStatus } from './status.js';
+import { createVmTracker } from './thread-tracker.js';
+import { MigrationStarted, errInfo, isGone } from './vm-errors.js';
+import { VmWorker } from './vm-worker.js';
 
 export interface TrackerChoice {
   /** Name reported in status and metrics ('auto' resolved). */
@@ -51,14 +38,10 @@ export interface TrackerChoice {
   options: TrackerOptions;
 }
 
-export interface VmLoopDeps {
+export interface VmLoopDeps extends RoundDeps {
   uuid: string;
   name: string;
-  inventory: VmInventory;
-  store: Store;
   logger: Logger;
-  metrics: EngineMetrics;
-  budget: MigrationBudget;
   /** Host topology, cached by the engine (nodes' free memory changes as pages move). */
   host: () => HostTopology;
   /** The tracker for this policy (engine override, else the policy's own). */
@@ -78,21 +61,6 @@ export interface VmLoopDeps {
   onEnd: (reason: string) => void;
 }
 
-function errInfo(e: unknown): { code: string; message: string } {
-  if (isVmtierError(e)) return { code: e.code, message: e.message };
-  return { code: 'INTERNAL', message: (e as Error)?.message ?? String(e) };
-}
-
-function isGone(e: unknown): boolean {
-  if (e instanceof KernelError && e.errno === ESRCH) return true;
-  return isVmtierError(e, 'VM_GONE') || isVmtierError(e, 'VM_NOT_FOUND');
-}
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A round that overlapped the start of an outgoing migration: its scan saw the migration's reads. */
-class MigrationStarted extends Error {}
-
 export class VmLoop {
   readonly uuid: string;
   readonly name: string;
@@ -108,26 +76,11 @@ export class VmLoop {
   private pidfd = -1;
   private tracker: Tracker | null = null;
   private trackerStatus: TrackerStatus | null = null;
-  /** Only for initialPlan (pure, cheap); decisions run in the decision worker. */
-  private readonly planner = new TieringPolicy();
-  /** The next decision must start from fresh policy state (new layout, new mode). */
-  private freshPolicy = true;
-  /** The last decision's DRAM demand (null until the first decision, and after a fresh start). */
-  private demandBytes: number | null = null;
-  private policyMode: 'observe' | 'tier' | null = null;
-  private plan: ScanPlan | null = null;
-  /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
-  private coldRounds = new Uint16Array(0);
   private layoutStale = true;
   /** Host node per page, refreshed by a rotating window; null until the first round of a layout. */
   private placement: PlacementCache | null = null;
-  /** Longest synchronous move_pages section of the current round (it holds the event loop). */
-  private longestSyscallMs = 0;
-  /**
-   * Per-page arrays reused from round to round: allocating megabytes of typed arrays every round
-   * makes V8 run full collections for the external memory, which stalls the event loop.
-   */
-  private bufs: { pages: number; counts: Uint8Array; tiers: Uint8Array } | null = null;
+  /** What rounds carry from one to the next (policy state flags, cold rounds, buffers, hot map). */
+  private readonly rounds = new RoundState();
   /** Decisions and move_pages run in this VM's own thread (vm-thread.ts). */
   private readonly worker = new VmWorker();
   /** The metadata's policy must be read again (start, METADATA_CHANGE event, reconnect). */
@@ -137,19 +90,9 @@ export class VmLoop {
   private migrating: { since: number; iteration: number | null } | null = null;
   /** Bumped when a migration starts, so a round that was mid-scan knows to throw its counts away. */
   private migrationEpoch = 0;
-  /** The hot map in the metadata has not been looked at yet (once per loop: after a migration or a restart). */
-  private seedPending = true;
-  private hotUnits: HotUnits | null = null;
-  private lastHotMap: string | null = null;
-
-  private buffers(pages: number): { counts: Uint8Array; tiers: Uint8Array } {
-    if (!this.bufs || this.bufs.pages !== pages) {
-      this.bufs = { pages, counts: new Uint8Array(pages), tiers: new Uint8Array(pages) };
-    }
-    return this.bufs;
-  }
-
   private status: VmEngineStatus;
+  /** The loop as its rounds see it. */
+  private readonly roundVm: RoundVm;
 
   constructor(deps: VmLoopDeps) {
     this.d = deps;
@@ -179,6 +122,33 @@ export class VmLoop {
       failures: 0,
       lastError: null,
       backoffUntil: null,
+    };
+    this.roundVm = {
+      uuid: this.uuid,
+      name: this.name,
+      log: this.log,
+      signal: this.ctl.signal,
+      deps,
+      state: this.rounds,
+      status: this.status,
+      layout: () => this.ensureLayout(),
+      scan: (policy, pm, counts, scans, intervalMs) => this.scan(policy, pm, counts, scans, intervalMs),
+      placement: (pm) => this.queryNodes(pm),
+      placementCache: () => this.placement,
+      migrationEpoch: () => this.migrationEpoch,
+      migrating: () => this.migrating !== null,
+      decider: (fresh, input, signal) => this.worker.decide(fresh, input, signal),
+      movePages: async (addrs, target) => {
+        const r = await this.worker.move(this.pid, addrs, target, DEFAULT_BATCH, this.signal);
+        this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);
+        return r;
+      },
+      pidfd: () => {
+        if (this.pidfd < 0) this.pidfd = pidfdOpen(this.pid);
+        return this.pidfd;
+      },
+      pause: (ms) => this.pause(ms),
+      trackerLabel: () => (this.trackerStatus?.available ? this.trackerStatus.name : `${this.trackerStatus?.name ?? 'none'} (unavailable)`),
     };
   }
 
@@ -320,7 +290,7 @@ export class VmLoop {
           if (this.status.state !== 'idle') this.log.info('policy mode off: loop idle');
           this.status.state = 'idle';
           await this.releaseTracker();
-          this.policyMode = null;
+          this.rounds.policyMode = null;
           await this.pause(this.d.idleMs);
           continue;
         }
@@ -332,7 +302,7 @@ export class VmLoop {
         }
         // The first round waits for the domain to run: an incoming migration's domain is paused
         // until the switch-over, its memory not copied yet (the hot map's seed would find nothing).
-        if (this.seedPending && !(await this.domainRunning())) {
+        if (this.rounds.seedPending && !(await this.domainRunning())) {
           this.status.state = 'starting';
           await this.pause(this.d.idleMs);
           continue;
@@ -344,7 +314,7 @@ export class VmLoop {
         }
         this.status.state = 'running';
         try {
-          await this.round(policy);
+          await runRound(this.roundVm, policy);
           this.roundBackoff.success();
           this.status.failures = 0;
           this.status.backoffUntil = null;
@@ -426,7 +396,7 @@ export class VmLoop {
     const pidChanged = map.domain.pid !== this.pid;
     const sizeChanged = !this.pageMap || pm.totalPages !== this.pageMap.totalPages;
     this.pageMap = pm;
-    this.hotUnits = new HotUnits(pm);
+    this.rounds.hotUnits = new HotUnits(pm);
     this.pid = map.domain.pid;
     this.layoutStale = false;
     // A remapped layout may number pages differently: query everything again.
@@ -438,9 +408,7 @@ export class VmLoop {
     if (pidChanged || sizeChanged) {
       // New process or layout: the tracker must track the new ranges, and old per-page state is meaningless.
       await this.releaseTracker();
-      this.freshPolicy = true;
-      this.demandBytes = null;
-      this.coldRounds = new Uint16Array(pm.totalPages);
+      this.rounds.relayout(pm.totalPages);
       this.log.info({ pid: this.pid, pages: pm.totalPages, guestNodes: pm.guestNodes(), unmovableSegments: pm.segments.filter((s) => !s.migratable).length }, 'guest layout mapped');
     } else {
       await this.tracker?.track(this.pid, pm.ranges());
@@ -492,452 +460,47 @@ export class VmLoop {
     if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
     let unqueryable = 0;
     await this.placement.refresh(async (w) => {
-      const end = w.first + w.count;
-      const segs: Array<{ start: number; pages: number; firstPage: number }> = [];
-      for (const s of pm.segments) {
-        const lo = Math.max(s.firstPage, w.first);
-        const hi = Math.min(s.firstPage + s.pages, end);
-        if (lo < hi) segs.push({ start: s.start + (lo - s.firstPage) * PAGE_SIZE, pages: hi - lo, firstPage: lo });
-      }
-      const r = await this.worker.query(this.pid, segs, w.first, w.count, MOVE_BATCH, this.signal);
-      this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
+      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal);
+      this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);
       unqueryable += r.unqueryable;
       return r.node;
     });
     return { node: this.placement.node, unqueryable };
   }
 
-  private async round(policy: TierPolicy): Promise<void> {
-    const t0 = performance.now();
-    this.longestSyscallMs = 0;
-    const phases: Record<string, number> = {};
-    let tp = t0;
-    const phase = (name: string) => {
-      const t = performance.now();
-      phases[name] = Math.round((t - tp) * 10) / 10;
-      tp = t;
-    };
-    const mode = policy.mode as 'observe' | 'tier';
-    const pm = await this.ensureLayout();
-    if (pm.totalPages === 0) throw new VmtierError('HVA_MISMATCH', 'the domain has no guest RAM ranges to manage');
-    if (this.policyMode !== mode) {
-      // Fresh policy state per mode: observe-mode "decisions" were never carried out.
-      this.freshPolicy = true;
-      this.demandBytes = null;
-      this.plan = null;
-      this.policyMode = mode;
-    }
-    const plan = this.plan ?? this.planner.initialPlan(policy);
-    const scans = plan.scansPerRound;
-    const intervalMs = Math.max(10, Math.round(policy.scan.intervalMs * plan.intervalMultiplier));
-    const roundMinMs = scans * intervalMs;
-    const epoch = this.migrationEpoch;
-
-    // 0. seed: a hot map left in the metadata (by the source of a live migration, or by this host
-    // before a restart) says which units to place in DRAM before anything is learned here.
-    if (this.seedPending) await this.seed(policy, pm, mode);
-
-    // 1. scan
+  /**
+   * This round's scan into `counts`, with the loop's tracker. A tracker that breaks mid-run is
+   * treated like one that cannot start: reported, retried with backoff, and the round goes on
+   * with placement only (counts null).
+   */
+  private async scan(policy: TierPolicy, pm: PageMap, buffer: Uint8Array, scans: number, intervalMs: number): Promise<RoundScan> {
     const tracker = await this.ensureTracker(policy, pm);
+    if (!tracker) return { counts: null, scanMs: 0 };
+    const ts = performance.now();
     let counts: Uint8Array | null = null;
-    let scanMs = 0;
-    if (tracker) {
-      const ts = performance.now();
-      try {
-        const res = await tracker.scan({ scans, intervalMs, signal: this.signal });
-        counts = this.buffers(pm.totalPages).counts.fill(0);
-        for (const r of res.ranges) {
-          const p0 = pm.pageOf(r.start);
-          if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
-          counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
-        }
-        this.trackerBackoff.success();
-        this.status.trackerBackoffMs = null;
-      } catch (e) {
-        if (this.signal.aborted || isGone(e)) throw e;
-        // A tracker that breaks mid-run is treated like one that cannot start: reported, retried.
-        await this.releaseTracker();
-        this.trackerStatus = { name: this.trackerStatus?.name ?? 'unknown', available: false, error: errInfo(e) };
-        this.status.tracker = { ...this.trackerStatus };
-        const retryMs = this.trackerBackoff.failure();
-        this.status.trackerFailures++;
-        this.status.trackerBackoffMs = retryMs;
-        this.d.metrics.tracker(this.uuid, this.name, this.trackerStatus.name, false);
-        this.d.metrics.trackerFailed(this.uuid, this.name, this.trackerStatus.name);
-        this.log.warn({ err: e, retryMs }, 'scan failed: observing placement only until the tracker is retried');
-        counts = null;
-      }
-      scanMs = performance.now() - ts;
-    }
-
-    // The migration's pre-copy read every page while this scan ran: its counts say nothing.
-    if (this.migrationEpoch !== epoch || this.migrating) throw new MigrationStarted();
-    phase('scan');
-    // 2. placement
-    const { node: hostNode, unqueryable } = await this.queryNodes(pm);
-    phase('placement');
-    const host = this.d.host();
-    const classOf = new Map<number, 'top' | 'slow'>(host.nodes.map((n) => [n.node, n.tier.class]));
-    // Tier per host node in a typed array: the per-page pass below does no map lookups or allocations.
-    const tierOfNode = new Uint8Array(MAX_NODES).fill(TIER_DRAM);
-    for (const n of host.nodes) if (n.tier.class === 'slow' && n.node < MAX_NODES) tierOfNode[n.node] = TIER_SLOW;
-    const tiers = this.buffers(pm.totalPages).tiers;
-
-    // 3. one pass: tier per page, and per guest node x host node this round's hot/warm/cold/resident pages
-    const hotT = Math.max(1, Math.ceil(policy.thresholds.hotMinFraction * scans));
-    const coldT = Math.floor(policy.thresholds.coldMaxFraction * scans);
-    type Cell = { hot: number; warm: number; cold: number; resident: number; moved: number; failures: number };
-    const cells = new Map<string, Cell>();
-    const cell = (g: number, h: number): Cell => {
-      const k = `${g}:${h}`;
-      let c = cells.get(k);
-      if (!c) cells.set(k, (c = { hot: 0, warm: 0, cold: 0, resident: 0, moved: 0, failures: 0 }));
-      return c;
-    };
-    // [host node * 4 + 0..3] = resident, hot, warm, cold pages of one guest node.
-    const acc = new Map<number, Float64Array>();
-    let dramPages = 0;
-    let hotPages = 0;
-    let warmPages = 0;
-    let coldPages = 0;
-    let residentPages = 0;
-    let unmovablePages = 0;
-    if (this.coldRounds.length !== pm.totalPages) this.coldRounds = new Uint16Array(pm.totalPages);
-    const cold = this.coldRounds;
-    for (const s of pm.segments) {
-      if (!s.migratable) unmovablePages += s.pages;
-      let a = acc.get(s.guestNode);
-      if (!a) acc.set(s.guestNode, (a = new Float64Array(MAX_NODES * 4)));
-      const end = s.firstPage + s.pages;
-      for (let from = s.firstPage; from < end; from += WORK_CHUNK) {
-        const to = Math.min(end, from + WORK_CHUNK);
-        for (let p = from; p < to; p++) {
-          const hn = hostNode[p]!;
-          if (hn < 0 || hn >= MAX_NODES) {
-            tiers[p] = TIER_NONE;
-            cold[p] = 0;
-            continue;
-          }
-          const t = tierOfNode[hn]!;
-          tiers[p] = t;
-          if (t === TIER_DRAM) dramPages++;
-          a[hn * 4]!++;
-          if (!counts) continue;
-          const n = counts[p]!;
-          if (n >= hotT) {
-            a[hn * 4 + 1]!++;
-            cold[p] = 0;
-          } else if (n <= coldT) {
-            a[hn * 4 + 3]!++;
-            if (cold[p]! < 0xffff) cold[p]!++;
-          } else {
-            a[hn * 4 + 2]!++;
-            cold[p] = 0;
-          }
-        }
-        await turn();
-      }
-    }
-    for (const [g, a] of acc) {
-      for (let h = 0; h < MAX_NODES; h++) {
-        if (a[h * 4] === 0) continue;
-        const c = cell(g, h);
-        c.resident = a[h * 4]!;
-        c.hot = a[h * 4 + 1]!;
-        c.warm = a[h * 4 + 2]!;
-        c.cold = a[h * 4 + 3]!;
-        residentPages += c.resident;
-        hotPages += c.hot;
-        warmPages += c.warm;
-        coldPages += c.cold;
-      }
-    }
-
-    phase('account');
-    // 4. decide
-    const summary: RoundSummary = {
-      round: this.status.rounds + 1,
-      t: 0,
-      mode,
-      scans: counts ? scans : 0,
-      intervalMs,
-      scanMs,
-      durationMs: 0,
-      trackedBytes: pm.totalPages * PAGE_SIZE,
-      residentBytes: residentPages * PAGE_SIZE,
-      hotBytes: hotPages * PAGE_SIZE,
-      warmBytes: warmPages * PAGE_SIZE,
-      coldBytes: coldPages * PAGE_SIZE,
-      decided: { promotePages: 0, demotePages: 0 },
-      moves: { promote: emptyMoveCounts(), demote: emptyMoveCounts() },
-      promotionPaused: false,
-      skipped: {},
-      madvisedColdBytes: 0,
-      unmovablePages,
-      longestSyscallMs: 0,
-    };
-    const skip = (why: string, n: number) => {
-      if (n > 0) summary.skipped[why] = (summary.skipped[why] ?? 0) + n;
-    };
-    if (counts) {
-      const dramBytes = dramPages * PAGE_SIZE;
-      // Demand as the policy measures it (decayed seen fractions), from the previous decision; the
-      // first round has only this round's hot and warm pages.
-      const share = this.d.dramShare(this.uuid, policy, dramBytes, this.demandBytes ?? (hotPages + warmPages) * PAGE_SIZE);
-      // The host's top tier below the watermark: give back confirmed-cold DRAM even with no limit set.
-      const topFree = host.nodes.reduce((sum, n) => sum + (n.tier.class === 'top' ? n.memFreeBytes : 0), 0);
-      const dramShort = topFree < this.d.budget.watermarkBytes;
-      const decision = await this.worker.decide(this.freshPolicy, { dramCapacityBytes: share, dramShort, vms: [{ vmId: this.uuid, policy, counts, tiers, plan }] }, this.signal);
-      this.freshPolicy = false;
-      this.signal.throwIfAborted();
-      const vd = decision.vms[0]!;
-      this.demandBytes = vd.stats.demandBytes;
-      phase('decide');
-      this.plan = vd.plan;
-      summary.decided = { promotePages: vd.promote.length, demotePages: vd.demote.length };
-      if (this.migrationEpoch !== epoch || this.migrating) throw new MigrationStarted();
-      if (mode === 'tier') {
-        // Pages whose demotion was attempted; the rest of the decided ones stay in DRAM this round.
-        const leaving = await this.move(policy, pm, vd.promote, vd.demote, host, summary, skip, (g, h, moved, failed) => {
-          const c = cell(g, h);
-          c.moved += moved;
-          c.failures += failed;
-        }, (pages, reached, target) => {
-          // The heatmap shows where heat lives after the round: a page that reached its target is in the target's tier now.
-          const t = target >= 0 && target < MAX_NODES ? tierOfNode[target]! : TIER_DRAM;
-          for (let i = 0; i < pages.length; i++) if (reached[i]) tiers[pages[i]!] = t;
-        });
-        phase('move');
-        if (policy.madviseCold) summary.madvisedColdBytes = await this.madviseCold(policy, pm, tiers, leaving);
-        phase('madvise');
-      }
-    }
-    if (unqueryable > 0) skip('unqueryable', unqueryable);
-
-    // 5. pace the round like a real tracker would (a replayed or failed scan returns at once)
-    const elapsed = performance.now() - t0;
-    if (elapsed < roundMinMs) await this.pause(roundMinMs - elapsed);
-    this.signal.throwIfAborted();
-    phase('pace');
-
-    // 6. record
-    const t = this.d.now();
-    summary.t = t;
-    summary.durationMs = performance.now() - t0;
-    summary.longestSyscallMs = Math.round(this.longestSyscallMs * 10) / 10;
-    const samples: HotnessSample[] = [];
-    for (const [k, c] of cells) {
-      const [g, h] = k.split(':').map(Number) as [number, number];
-      samples.push({
-        t,
-        vmUuid: this.uuid,
-        guestNode: g,
-        hostNode: h,
-        hostTier: classOf.get(h) ?? 'top',
-        hotBytes: c.hot * PAGE_SIZE,
-        warmBytes: c.warm * PAGE_SIZE,
-        coldBytes: c.cold * PAGE_SIZE,
-        scannedBytes: counts ? c.resident * PAGE_SIZE : 0,
-        scanMs,
-        movedBytes: c.moved * PAGE_SIZE,
-        failures: c.failures,
-      });
-    }
-    if (samples.length > 0) this.d.store.insertSamples(samples);
-    // The dashboard's heatmap: placement after this round's moves (read, then updated with what moved), heat if scanned.
-    recordHeat(this.d.store, this.uuid, t, { segments: pm.segments, totalPages: pm.totalPages, pageSize: PAGE_SIZE, counts, scans, tiers });
-    phase('record');
-    this.status.rounds++;
-    // 7. publish the hot map into the metadata, so that it is there when a migration starts
-    // (libvirt refuses metadata changes while the migration job holds the domain).
-    if (counts && (this.status.rounds === 1 || this.status.rounds % this.d.hotMapEveryRounds === 0)) await this.publishHotMap(pm, counts, hotT, t);
-    phase('publish');
-    this.status.lastRound = summary;
-    addMoveCounts(this.status.totals.promote, summary.moves.promote);
-    addMoveCounts(this.status.totals.demote, summary.moves.demote);
-    this.status.totals.madvisedColdBytes += summary.madvisedColdBytes;
-    this.d.metrics.round(this.uuid, this.name, summary);
-    this.log.info(
-      {
-        round: summary.round,
-        mode,
-        tracker: this.trackerStatus?.available ? this.trackerStatus.name : `${this.trackerStatus?.name ?? 'none'} (unavailable)`,
-        scanMs: Math.round(scanMs),
-        ms: Math.round(summary.durationMs),
-        residentMB: +(summary.residentBytes / 2 ** 20).toFixed(1),
-        hotMB: +(summary.hotBytes / 2 ** 20).toFixed(1),
-        coldMB: +(summary.coldBytes / 2 ** 20).toFixed(1),
-        promoted: summary.moves.promote.byClass.moved,
-        demoted: summary.moves.demote.byClass.moved,
-        skipped: summary.skipped,
-        phasesMs: phases,
-        longestSyscallMs: summary.longestSyscallMs,
-      },
-      'round',
-    );
-  }
-
-  /** Writes the units with hot pages this round into the domain's metadata (live XML only), when they changed. */
-  private async publishHotMap(pm: PageMap, counts: Uint8Array, hotMin: number, t: number): Promise<void> {
-    const units = this.hotUnits ?? (this.hotUnits = new HotUnits(pm));
-    const bits = units.hotBits(counts, hotMin);
-    const b64 = Buffer.from(bits).toString('base64');
-    if (b64 === this.lastHotMap) return;
-    const xml = hotMapElement({ pages: units.pages, unitBytes: HOT_UNIT_BYTES, bits, round: this.status.rounds, t });
-    let hot = 0;
-    for (const b of bits) for (let v = b; v; v &= v - 1) hot++;
     try {
-      // Live only: the map describes this run of the VM; rewriting the persistent definition
-      // every few rounds would churn the domain's XML file for nothing.
-      await this.d.inventory.setMetadata(this.uuid, HOTMAP_NS, HOTMAP_KEY, xml, { config: false });
-      this.lastHotMap = b64;
-      this.status.hotMap = { round: this.status.rounds, t, units: units.units, hotUnits: hot, map: b64, error: null };
-      this.log.debug({ units: units.units, hotUnits: hot }, 'hot map written to the domain metadata');
-    } catch (e) {
-      if (isGone(e)) throw e;
-      this.status.hotMap = { round: this.status.rounds, t, units: units.units, hotUnits: hot, map: b64, error: errInfo(e) };
-      this.log.warn({ err: e }, 'cannot write the hot map into the domain metadata');
-    }
-  }
-
-  /**
-   * Places the units of the metadata's hot map in DRAM (tier mode), once, in the loop's first round
-   * (which waits for the domain to run).
-   */
-  private async seed(policy: TierPolicy, pm: PageMap, mode: 'observe' | 'tier'): Promise<void> {
-    this.seedPending = false;
-    let xml: string | null;
-    try {
-      xml = await this.d.inventory.metadata(this.uuid, HOTMAP_NS);
-    } catch (e) {
-      if (isGone(e)) throw e;
-      this.log.warn({ err: e }, 'cannot read the hot map from the domain metadata: learning from scratch');
-      return;
-    }
-    if (xml === null) return;
-    const units = this.hotUnits ?? (this.hotUnits = new HotUnits(pm));
-    let map;
-    try {
-      map = parseHotMapElement(xml);
-    } catch (e) {
-      this.log.warn({ err: e }, 'ignoring the hot map in the domain metadata');
-      return;
-    }
-    if (map.pages !== units.pages) {
-      this.log.warn({ mapPages: map.pages, pages: units.pages }, 'ignoring the hot map in the domain metadata: it describes a different memory layout');
-      return;
-    }
-    const pages = units.pagesOf(map.bits);
-    let hot = 0;
-    for (const b of map.bits) for (let v = b; v; v &= v - 1) hot++;
-    const host = this.d.host();
-    const seed: SeedStatus = {
-      round: this.status.rounds + 1,
-      t: this.d.now(),
-      map: Buffer.from(map.bits).toString('base64'),
-      units: units.units,
-      hotUnits: hot,
-      pages: pages.length,
-      promote: null,
-      target: chooseTargets(host, this.d.targetNodes).top,
-      skipped: {},
-    };
-    if (mode === 'tier' && pages.length > 0) {
-      const summary = { moves: { promote: emptyMoveCounts(), demote: emptyMoveCounts() }, promotionPaused: false } as RoundSummary;
-      await this.move(policy, pm, pages, new Int32Array(0), host, summary, (why, n) => {
-        if (n > 0) seed.skipped[why] = (seed.skipped[why] ?? 0) + n;
-      }, () => undefined, () => undefined);
-      seed.promote = summary.moves.promote;
-      addMoveCounts(this.status.totals.promote, summary.moves.promote);
-    }
-    this.status.seed = seed;
-    this.log.info({ hotUnits: hot, pages: pages.length, moved: seed.promote?.byClass.moved ?? null, target: seed.target, mapRound: map.round }, 'placed the hot units of the metadata hot map');
-  }
-
-  /** Executes the decision with the mover (src/migrate/mover.ts): moves run in the VM's thread, each batch logged. */
-  private async move(
-    policy: TierPolicy,
-    pm: PageMap,
-    promote: Int32Array,
-    demote: Int32Array,
-    host: HostTopology,
-    summary: RoundSummary,
-    skip: (why: string, n: number) => void,
-    account: (guestNode: number, hostNode: number, moved: number, failed: number) => void,
-    arrived: (pages: readonly number[], reached: Uint8Array, target: number) => void,
-  ): Promise<number[]> {
-    const mover = new Mover({
-      budget: this.d.budget,
-      movePages: async (addrs, target) => {
-        const r = await this.worker.move(this.pid, addrs, target, MOVE_BATCH, this.signal);
-        this.longestSyscallMs = Math.max(this.longestSyscallMs, r.longestCallMs);
-        return r;
-      },
-      // vmtier knows what it moved: no query needed to learn where these pages are now.
-      onMoved: (pages, reached, target) => {
-        this.placement?.recordMoves(pages, reached, target);
-        arrived(pages, reached, target);
-      },
-      record: (r) => {
-        const c = r.counts;
-        account(r.guestNode, r.target, c.byClass.moved, c.requested - c.byClass.moved);
-        this.d.store.logMigration({
-          t: this.d.now(),
-          vmUuid: this.uuid,
-          guestNode: r.guestNode,
-          fromNode: null,
-          toNode: r.target,
-          direction: r.direction,
-          pages: c.requested,
-          moved: c.byClass.moved,
-          busy: c.byClass.busy,
-          notPresent: c.byClass.notPresent,
-          noMemory: c.byClass.noMemory,
-          fault: c.byClass.fault,
-          other: c.byClass.other,
-          durationMs: r.durationMs,
-        });
-      },
-    });
-    const pages = { movable: (p: number) => pm.movable(p), guestNodeOf: (p: number) => pm.segments[pm.segmentIndexOfPage(p)]!.guestNode, addrOf: (p: number) => pm.addrOf(p) };
-    const r = await mover.run(pages, { vmId: this.uuid, promote, demote, host, targetNodes: this.d.targetNodes, migration: policy.migration });
-    summary.moves = { promote: r.promote, demote: r.demote };
-    summary.promotionPaused = r.promotionPaused;
-    for (const [why, n] of Object.entries(r.skipped)) skip(why, n);
-    if (r.demote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'demote', r.demote, PAGE_SIZE);
-    if (r.promote.requested > 0) this.d.metrics.moves(this.uuid, this.name, 'promote', r.promote, PAGE_SIZE);
-    return r.leaving;
-  }
-
-  /**
-   * MADV_COLD on DRAM pages cold for coldConfirmRounds that stay in DRAM this round, so the
-   * kernel's reclaim agrees with vmtier about them. Returns bytes advised.
-   */
-  private async madviseCold(policy: TierPolicy, pm: PageMap, tiers: Uint8Array, demoted: readonly number[]): Promise<number> {
-    const leaving = new Set<number>(demoted);
-    const ranges: Array<{ start: number; end: number }> = [];
-    const need = policy.thresholds.coldConfirmRounds;
-    for (const s of pm.segments) {
-      if (!s.migratable) continue;
-      let runStart = -1;
-      for (let i = 0; i <= s.pages; i++) {
-        const p = s.firstPage + i;
-        const cold = i < s.pages && tiers[p] === TIER_DRAM && this.coldRounds[p]! >= need && !leaving.has(p);
-        if (cold && runStart < 0) runStart = i;
-        else if (!cold && runStart >= 0) {
-          ranges.push({ start: s.start + runStart * PAGE_SIZE, end: s.start + i * PAGE_SIZE });
-          runStart = -1;
-        }
+      const res = await tracker.scan({ scans, intervalMs, signal: this.signal });
+      counts = buffer.fill(0);
+      for (const r of res.ranges) {
+        const p0 = pm.pageOf(r.start);
+        if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
+        counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
       }
+      this.trackerBackoff.success();
+      this.status.trackerBackoffMs = null;
+    } catch (e) {
+      if (this.signal.aborted || isGone(e)) throw e;
+      await this.releaseTracker();
+      this.trackerStatus = { name: this.trackerStatus?.name ?? 'unknown', available: false, error: errInfo(e) };
+      this.status.tracker = { ...this.trackerStatus };
+      const retryMs = this.trackerBackoff.failure();
+      this.status.trackerFailures++;
+      this.status.trackerBackoffMs = retryMs;
+      this.d.metrics.tracker(this.uuid, this.name, this.trackerStatus.name, false);
+      this.d.metrics.trackerFailed(this.uuid, this.name, this.trackerStatus.name);
+      this.log.warn({ err: e, retryMs }, 'scan failed: observing placement only until the tracker is retried');
+      counts = null;
     }
-    if (ranges.length === 0) return 0;
-    if (this.pidfd < 0) this.pidfd = pidfdOpen(this.pid);
-    let bytes = 0;
-    for (let off = 0; off < ranges.length; off += MADVISE_IOVECS) {
-      this.signal.throwIfAborted();
-      bytes += processMadvise(this.pidfd, ranges.slice(off, off + MADVISE_IOVECS), MADV_COLD);
-      await turn();
-    }
-    return bytes;
+    return { counts, scanMs: performance.now() - ts };
   }
 }

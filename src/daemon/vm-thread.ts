@@ -12,19 +12,17 @@
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { KernelError, VmtierError } from '../errors.js';
-import { movePagesToNode } from '../migrate/move.js';
-import { queryPageRun } from '../migrate/query.js';
+import { moveBatch, type BatchMove } from '../migrate/move.js';
+import type { AddressRun } from '../migrate/placement-cache.js';
+import { queryWindow, type WindowPlacement } from '../migrate/query.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
-import { createTracker, type HvaRange, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
+import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
+import type { HvaRange } from '../units.js';
 import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
-import type { MoveCounts } from './status.js';
-
-const PAGE = 4096;
-const ENOENT = 2;
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: Array<{ start: number; pages: number; firstPage: number }>; base: number; totalPages: number; batch: number }
+  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
@@ -33,19 +31,8 @@ export type VmThreadRequest =
   | { op: 'damonScan'; id: number; job: DamonScanJob; scans: number; intervalMs: number }
   | { op: 'abort'; id: number; target: number };
 
-export interface QueryResult {
-  /** Host node per page, -1 when not present or not queryable. */
-  node: Int16Array;
-  unqueryable: number;
-  longestCallMs: number;
-}
-
-export interface MoveResult {
-  counts: MoveCounts;
-  /** 1 for every address that ended on the target node. */
-  reached: Uint8Array;
-  longestCallMs: number;
-}
+export type QueryResult = WindowPlacement;
+export type MoveResult = BatchMove;
 
 type Result = Decision | QueryResult | MoveResult | ScanResult | null;
 
@@ -123,38 +110,12 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
       return { result: d, transfer: d.vms.flatMap((v) => [v.promote.buffer, v.demote.buffer]) as ArrayBuffer[] };
     }
     case 'query': {
-      const node = new Int16Array(m.totalPages).fill(-1);
-      const st = new Int32Array(m.batch);
-      let unqueryable = 0;
-      let longest = 0;
-      for (const s of m.segments) {
-        for (let off = 0; off < s.pages; off += m.batch) {
-          const n = Math.min(m.batch, s.pages - off);
-          const t = performance.now();
-          queryPageRun(m.pid, s.start + off * PAGE, n, st, m.batch);
-          longest = Math.max(longest, performance.now() - t);
-          const base = s.firstPage - m.base + off;
-          for (let i = 0; i < n; i++) {
-            const v = st[i]!;
-            if (v >= 0) node[base + i] = v;
-            else if (v !== -ENOENT) unqueryable++;
-          }
-        }
-      }
-      return { result: { node, unqueryable, longestCallMs: longest }, transfer: [node.buffer as ArrayBuffer] };
+      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch);
+      return { result: r, transfer: [r.node.buffer as ArrayBuffer] };
     }
     case 'move': {
-      const counts: MoveCounts = { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
-      let longest = 0;
-      const reached = new Uint8Array(m.addrs.length);
-      for (let off = 0; off < m.addrs.length; off += m.batch) {
-        const t = performance.now();
-        const o = movePagesToNode(m.pid, m.addrs.subarray(off, off + m.batch), m.target, { maxFailures: 0, reached: reached.subarray(off, off + m.batch) });
-        longest = Math.max(longest, performance.now() - t);
-        counts.requested += o.requested;
-        for (const k of Object.keys(counts.byClass) as Array<keyof MoveCounts['byClass']>) counts.byClass[k] += o.byClass[k];
-      }
-      return { result: { counts, reached, longestCallMs: longest }, transfer: [reached.buffer as ArrayBuffer] };
+      const r = moveBatch(m.pid, m.addrs, m.target, m.batch);
+      return { result: r, transfer: [r.reached.buffer as ArrayBuffer] };
     }
   }
 }

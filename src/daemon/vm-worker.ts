@@ -6,8 +6,10 @@
 import { Worker } from 'node:worker_threads';
 import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
 import type { Decision, RoundInput } from '../policy/index.js';
+import type { AddressRun } from '../migrate/placement-cache.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
-import type { HvaRange, ScanResult, TrackerOptions } from '../scan/index.js';
+import type { ScanResult, TrackerOptions } from '../scan/index.js';
+import type { HvaRange } from '../units.js';
 import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
@@ -80,9 +82,9 @@ export class VmWorker {
     return this.call<Decision>({ op: 'decide', fresh: f, input }, signal);
   }
 
-  /** Host node of pages [base, base + totalPages) of the page numbering, given the segments that cover them. */
-  query(pid: number, segments: Array<{ start: number; pages: number; firstPage: number }>, base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
-    return this.call<QueryResult>({ op: 'query', pid, segments, base, totalPages, batch }, signal);
+  /** Host node of pages [base, base + totalPages) of the page numbering, given the address runs that cover them (src/migrate/query.ts queryWindow). */
+  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {

@@ -5,6 +5,7 @@
  */
 import { MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw } from '../sys/syscalls.js';
 import { errnoName, KernelError } from '../errors.js';
+import { addMoveCounts, emptyMoveCounts, type MoveCounts } from './mover.js';
 
 /** Pages per move_pages call: the seed used 1024 x 4 KiB; bigger batches gain little and hold mmap_lock longer. */
 export const DEFAULT_BATCH = 1024;
@@ -144,4 +145,29 @@ export function queryPageNodes(pid: number, addrs: ArrayLike<number>, batch = DE
     out.set(movePagesRaw(pid, slice, null, 0), off);
   }
   return out;
+}
+
+/** One mover batch carried out: its counts, which addresses arrived, the longest single call. */
+export interface BatchMove {
+  counts: MoveCounts;
+  /** 1 for every address that ended on the target node. */
+  reached: Uint8Array;
+  longestCallMs: number;
+}
+
+/**
+ * Moves `addrs` to `target`, `batch` pages per move_pages call (each call holds the process's
+ * mmap lock: the batch bounds how long), counting outcomes in the mover's MoveCounts.
+ */
+export function moveBatch(pid: number, addrs: Float64Array, target: number, batch = DEFAULT_BATCH): BatchMove {
+  const counts = emptyMoveCounts();
+  let longest = 0;
+  const reached = new Uint8Array(addrs.length);
+  for (let off = 0; off < addrs.length; off += batch) {
+    const t = performance.now();
+    const o = movePagesToNode(pid, addrs.subarray(off, off + batch), target, { maxFailures: 0, reached: reached.subarray(off, off + batch) });
+    longest = Math.max(longest, performance.now() - t);
+    addMoveCounts(counts, { requested: o.requested, byClass: o.byClass });
+  }
+  return { counts, reached, longestCallMs: longest };
 }

@@ -9,11 +9,34 @@
  * The first round after a (re)layout queries everything.
  */
 import { VmtierError } from '../errors.js';
+import { PAGE_SIZE } from '../units.js';
 
 /** A run of page numbers to query: [first, first + count). */
 export interface PageWindow {
   first: number;
   count: number;
+}
+
+/** A run of consecutive addresses to query: `pages` pages from `start`, page `firstPage` of the numbering. */
+export interface AddressRun {
+  start: number;
+  pages: number;
+  firstPage: number;
+}
+
+/**
+ * The address runs that cover a window of pages, given the VM's segments (its ranges laid end to
+ * end and numbered page by page): a window may span several ranges, a range several windows.
+ */
+export function windowRuns(segments: ReadonlyArray<{ start: number; firstPage: number; pages: number }>, w: PageWindow): AddressRun[] {
+  const end = w.first + w.count;
+  const runs: AddressRun[] = [];
+  for (const s of segments) {
+    const lo = Math.max(s.firstPage, w.first);
+    const hi = Math.min(s.firstPage + s.pages, end);
+    if (lo < hi) runs.push({ start: s.start + (lo - s.firstPage) * PAGE_SIZE, pages: hi - lo, firstPage: lo });
+  }
+  return runs;
 }
 
 /** Host node per page of `w` (-1: not present or not queryable). */

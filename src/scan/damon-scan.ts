@@ -14,7 +14,8 @@ import { DamonSysfs, nodeSysfsIo, type DamonRegion, type SysfsIo } from './damon
 import { processAlive, readPresence } from './procfs.js';
 import { abortError } from './request.js';
 import { pagesIn, totalPages } from './runs.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult } from './tracker.js';
+import type { RangeCounts, ScanRequest, ScanResult } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 export interface DamonScanJob {
   sysfsRoot: string;

@@ -21,7 +21,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile, readdir, access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KernelError, VmtierError } from '../errors.js';
-import type { HvaRange } from './tracker.js';
+import type { HvaRange } from '../units.js';
 
 export const DAMON_SYSFS_ROOT = '/sys/kernel/mm/damon/admin';
 

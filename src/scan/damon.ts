@@ -28,7 +28,8 @@ import { DamonSysfs, DAMON_SYSFS_ROOT, nodeSysfsIo, type DamonAttrs, type SysfsI
 import { processAlive } from './procfs.js';
 import { checkScanRequest } from './request.js';
 import { normalizeRanges, totalPages } from './runs.js';
-import { PAGE_SIZE, type HvaRange, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+import type { ScanRequest, ScanResult, Tracker } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 export interface DamonTrackerOptions {
   /** DAMON sysfs admin directory (default /sys/kernel/mm/damon/admin). */

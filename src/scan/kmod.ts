@@ -12,7 +12,8 @@ import { decodeKmodStream, PageState } from './kmod-stream.js';
 import { readMaps } from './procfs.js';
 import { abortError, checkScanRequest } from './request.js';
 import { emptyCounts, fmtRange, intersectRanges, MAX_USER_ADDRESS, normalizeRanges } from './runs.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+import type { RangeCounts, ScanRequest, ScanResult, Tracker } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 /** The character device the vmtier_idle module creates (kmod/vmtier_idle_uapi.h). */
 export const KMOD_DEVICE = '/dev/vmtier_idle';

@@ -5,7 +5,7 @@
  */
 import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { KernelError, VmtierError } from '../errors.js';
-import { PAGE_SIZE, type HvaRange } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 import { pagesIn } from './runs.js';
 
 export interface Mapping extends HvaRange {

@@ -7,7 +7,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmtierError } from '../errors.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts, type ScanRequest, type ScanResult, type Tracker } from './tracker.js';
+import type { RangeCounts, ScanRequest, ScanResult, Tracker } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 import { abortError, checkScanRequest } from './request.js';
 import { normalizeRanges, pagesIn, totalPages } from './runs.js';
 import { loadTrace, type Trace } from './trace.js';

@@ -4,7 +4,8 @@
  * output and the compact form the daemon stores).
  */
 import { VmtierError } from '../errors.js';
-import { PAGE_SIZE, type HvaRange, type RangeCounts } from './tracker.js';
+import type { RangeCounts } from './tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 /** User-space addresses stay below 2^47 on x86_64, so they are exact in a double. */
 export const MAX_USER_ADDRESS = 2 ** 47;

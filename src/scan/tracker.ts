@@ -4,9 +4,8 @@
  * counts 0..N. One byte of state per tracked 4 KiB page; a 2 MiB mapping seen as one
  * unit repeats its count over its 512 pages.
  */
-import { PAGE_SIZE, type HvaRange } from '../units.js';
-
-export { PAGE_SIZE, type HvaRange };
+// Ranges and page sizes are the ground floor's (src/units.ts): every layer takes them from there.
+import type { HvaRange } from '../units.js';
 
 export interface ScanRequest {
   scans: number;

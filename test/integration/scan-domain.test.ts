@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { destroyDomains, startDomain, type TestDomain } from '../helpers/domains.js';
 import { createLibvirtInventory } from '../../src/vm/libvirt-inventory.js';
-import type { HvaRange } from '../../src/scan/tracker.js';
+import type { HvaRange } from '../../src/units.js';
 
 const PREFIX = 'vmtier-test-g-';
 const root = fileURLToPath(new URL('../../../', import.meta.url));

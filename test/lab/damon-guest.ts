@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DamonTracker, damonStateFile } from '../../src/scan/damon.js';
 import { DAMON_SYSFS_ROOT } from '../../src/scan/damon-sysfs.js';
-import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
+import type { ScanResult } from '../../src/scan/tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../../src/units.js';
 import { describeError } from './guest-error.js';
 
 interface Target {

@@ -6,7 +6,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { KmodTracker } from '../../src/scan/kmod.js';
-import { PAGE_SIZE, type HvaRange, type ScanResult } from '../../src/scan/tracker.js';
+import type { ScanResult } from '../../src/scan/tracker.js';
+import { PAGE_SIZE, type HvaRange } from '../../src/units.js';
 import { describeError } from './guest-error.js';
 
 interface Target {

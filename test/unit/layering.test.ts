@@ -1,6 +1,7 @@
 // The layering issue 13 asks for, read from the source: range/unit types on the ground floor
-// (src/units.ts imports nothing; src/vm takes them from there, not from src/scan), no import
-// cycle inside src/scan, and the composition root outside src/api.
+// (src/units.ts imports nothing; every layer takes them from there, none through src/scan), no
+// import cycle inside src/scan nor anywhere in src, each layer importing only what is below it
+// (the rules of /work/shared/STYLE.md), and the composition root outside src/api.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -61,9 +62,55 @@ test('no import cycle inside src/scan', () => {
   assert.deepEqual(cycles('scan/'), []);
 });
 
-test('the composition root is outside src/api; src/api/service.ts only re-exports it', () => {
+test('no import cycle anywhere in src', () => {
+  assert.deepEqual(cycles(''), []);
+});
+
+/** Names a file imports from modules under `dir` (static imports only). */
+function namesFrom(file: string, dir: string): string[] {
+  const text = readFileSync(join(SRC, file), 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s+(?:type\s+)?\{([^}]*)\}\s*from\s+'(\.[^']+)'/g)) {
+    const target = relative(SRC, normalize(join(dirname(join(SRC, file)), m[2]!.replace(/\.js$/, '.ts'))));
+    if (target.startsWith(dir)) out.push(...m[1]!.split(',').map((n) => n.replace(/\btype\s+/, '').trim()).filter(Boolean));
+  }
+  return out;
+}
+
+test('the ground floor is taken from src/units.ts, never through src/scan', () => {
+  const ground = ['PAGE_SIZE', 'PAGE_SHIFT', 'HvaRange'];
+  const offenders = [...graph.keys()].filter((f) => namesFrom(f, 'scan/').some((n) => ground.includes(n)));
+  assert.deepEqual(offenders, []);
+});
+
+/** Files under `dir` that import from any of `forbidden` (directories or files, src-relative). */
+function importsInto(dir: string, forbidden: string[]): string[] {
+  return [...graph].filter(([f, deps]) => f.startsWith(dir) && deps.some((d) => forbidden.some((x) => d.startsWith(x)))).map(([f]) => f);
+}
+
+test('each layer imports only the layers below it', () => {
+  const interfaces = ['daemon/', 'api/', 'service/', 'cli/', 'cli.ts'];
+  // Mechanism and models never reach up into the loop, the interfaces or the composition root.
+  for (const dir of ['units.ts', 'errors.ts', 'sys/', 'libvirt/', 'host/hugepages.ts', 'host/topology.ts', 'scan/', 'migrate/', 'policy/', 'store/', 'vm/', 'sim/']) {
+    assert.deepEqual(importsInto(dir, interfaces), [], `${dir} imports the daemon or an interface`);
+  }
+  // The pure decision core: nothing from libvirt, scan, migrate, store, api or daemon.
+  assert.deepEqual(importsInto('policy/', ['libvirt/', 'scan/', 'migrate/', 'store/', 'vm/', 'sys/', 'host/']), []);
+  // The simulator touches no host: the policy and the ground floor only.
+  assert.deepEqual(importsInto('sim/', ['libvirt/', 'scan/', 'migrate/', 'store/', 'vm/', 'sys/', 'host/']), []);
+  // The trackers are mechanism: no policy, no mover, no store, no domain model.
+  assert.deepEqual(importsInto('scan/', ['policy/', 'migrate/', 'store/', 'vm/', 'libvirt/']), []);
+  // The mover knows no tracker, store or domain model.
+  assert.deepEqual(importsInto('migrate/', ['scan/', 'store/', 'vm/', 'libvirt/', 'policy/']), []);
+  // libvirt knows no domain model.
+  assert.deepEqual(importsInto('libvirt/', ['vm/', 'store/', 'policy/']), []);
+  // The interface never knows the internals: no tracker, mover or system call from src/api.
+  assert.deepEqual(importsInto('api/', ['scan/', 'migrate/', 'sys/', 'libvirt/']), []);
+  // The round's stages are the daemon's: nothing below the daemon reaches into them.
+  assert.deepEqual(importsInto('', ['daemon/round/']).filter((f) => !f.startsWith('daemon/')), []);
+});
+
+test('the composition root is outside src/api: src/api receives the engine, builds none, and never imports the root', () => {
   assert.ok(existsSync(join(SRC, 'service', 'service.ts')));
-  assert.deepEqual(graph.get('api/service.ts'), ['service/service.ts']);
-  const apiDeps = [...graph].filter(([f]) => f.startsWith('api/') && f !== 'api/service.ts').flatMap(([, d]) => d);
-  assert.ok(!apiDeps.includes('daemon/engine.ts'), 'src/api builds no engine');
+  assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'store/sightings.ts', 'vm/libvirt-inventory.ts']), []);
 });

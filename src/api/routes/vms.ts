@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from 'typebox';
 import { isVmtierError } from '../../errors.js';
 import { DEFAULT_POLICY } from '../../policy/schema.js';
-import type { HvaRange } from '../../scan/tracker.js';
+import type { HvaRange } from '../../units.js';
 import type { DomainSummary } from '../../vm/types.js';
 import { iso, type ApiContext } from '../context.js';
 import { NumaResponse, PlacementResponse, VmDetailResponse, VmListResponse, VmParams, VmSummary, errors } from '../schemas.js';
