@@ -12,11 +12,11 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { VmtierError } from '../errors.js';
 import {
-  koffi, loadLibvirt, takeHeapString, takeLastError, type LastError, type LibvirtNative, type Ptr,
+  callSync, koffi, loadLibvirt, takeHeapString, takeLastError, type LastError, type LibvirtNative, type Ptr,
   VIR_CONNECT_LIST_DOMAINS_ACTIVE, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
   VIR_UUID_STRING_BUFLEN, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
   VIR_DOMAIN_METADATA_ELEMENT, VIR_DOMAIN_AFFECT_CURRENT, VIR_DOMAIN_AFFECT_LIVE, VIR_DOMAIN_AFFECT_CONFIG,
-  VIR_ERR_NO_DOMAIN_METADATA, VIR_DOMAIN_JOB_NONE, VIR_DOMAIN_JOB_INFO_SIZE,
+  VIR_ERR_NO_DOMAIN, VIR_ERR_NO_DOMAIN_METADATA, VIR_DOMAIN_JOB_NONE, VIR_DOMAIN_JOB_INFO_SIZE,
 } from './native.js';
 import { acquireEventLoop, ensureEventImpl, releaseEventLoop } from './event-loop.js';
 
@@ -343,6 +343,11 @@ export class LibvirtConnection extends EventEmitter {
     }
   }
 
+  /** Whether the connection still answers; a synchronous retry on a dead one would only fail again. */
+  private alive(h: Handle): boolean {
+    return !h.dead && (this.n.virConnectIsAlive(h.conn) as number) === 1;
+  }
+
   /** The error of a failed call: LIBVIRT_UNAVAILABLE when the connection died, else LIBVIRT_ERROR. */
   private errorFrom(h: Handle, what: string, taken?: LastError | null): VmtierError {
     const e = taken === undefined ? takeLastError() : taken;
@@ -398,8 +403,18 @@ export class LibvirtConnection extends EventEmitter {
   /** Runs `fn` on a looked-up domain and frees it afterwards. */
   private withDomain<T>(uuid: string, fn: (h: Handle, dom: Ptr) => Promise<T>): Promise<T> {
     return this.withConn(async (h) => {
-      const dom = (await acall(this.n.virDomainLookupByUUIDString, h.conn, uuid)) as Ptr | null;
-      if (dom === null) throw this.errorFrom(h, `lookup of domain ${uuid}`);
+      let dom = (await acall(this.n.virDomainLookupByUUIDString, h.conn, uuid)) as Ptr | null;
+      if (dom === null) {
+        let e = takeLastError();
+        // An error other than "no such domain" may be another call's (see native.ts): ask again on
+        // this thread, where the error is the call's own.
+        if (e?.code !== VIR_ERR_NO_DOMAIN && this.alive(h)) {
+          const again = callSync(() => this.n.virDomainLookupByUUIDString(h.conn, uuid) as Ptr | null);
+          dom = again.value;
+          e = again.error;
+        }
+        if (dom === null) throw this.errorFrom(h, `lookup of domain ${uuid}`, e);
+      }
       try {
         return await fn(h, dom);
       } finally {
@@ -448,7 +463,12 @@ export class LibvirtConnection extends EventEmitter {
     return this.withDomain(uuid, async (h, dom) => {
       const xml = (await acall(this.n.virDomainGetMetadata, dom, VIR_DOMAIN_METADATA_ELEMENT, nsUri, VIR_DOMAIN_AFFECT_CURRENT)) as string | null;
       if (xml !== null) return xml;
-      const e = takeLastError();
+      let e = takeLastError();
+      if (e?.code !== VIR_ERR_NO_DOMAIN_METADATA && this.alive(h)) {
+        const again = callSync(() => this.n.virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, nsUri, VIR_DOMAIN_AFFECT_CURRENT) as string | null);
+        if (again.value !== null) return again.value;
+        e = again.error;
+      }
       if (e?.code === VIR_ERR_NO_DOMAIN_METADATA) return null;
       throw this.errorFrom(h, 'virDomainGetMetadata', e);
     });

@@ -88,19 +88,47 @@ export interface LastError {
 }
 
 /**
- * The most recent libvirt error, captured by a global error handler. libvirt's own
- * virGetLastError() is thread-local, useless for `.async` calls that fail on a pool thread;
- * the handler instead runs (relayed to the main thread) before the failing call returns,
- * so the completion callback of that call sees its error here. Installing the handler also
- * stops libvirt from printing every error to stderr.
+ * libvirt errors, captured by a global error handler. libvirt's own virGetLastError() is
+ * thread-local, useless for `.async` calls that fail on a pool thread; the handler instead runs
+ * (relayed to the main thread) before the failing call returns, so the completion callback of that
+ * call finds its error here. Errors are queued, oldest first: two calls failing at once (the
+ * engine and an API request both reading a domain without metadata) run both handlers before
+ * either completion, and a single slot gave the second one's error to the first and none to the
+ * second ("unknown libvirt error", a 502). The queue is still a guess when completions come back
+ * in another order than the handlers ran, so a caller that expects one benign error (no such
+ * domain, no metadata) and finds another asks again with callSync. Entries nobody took (an error of libvirt's event thread)
+ * expire instead of being handed to a later failure. Installing the handler also stops libvirt
+ * from printing every error to stderr.
  */
-let lastError: LastError | null = null;
+const pendingErrors: Array<LastError & { at: number }> = [];
+const ERROR_TTL_MS = 5_000;
+const MAX_PENDING_ERRORS = 64;
+/** Set while a synchronous call captures its own error (callSync): the handler runs inside it. */
+let syncCapture: { error: LastError | null } | null = null;
 let errorHandler: bigint | null = null;
 
 export function takeLastError(): LastError | null {
-  const e = lastError;
-  lastError = null;
-  return e;
+  const now = Date.now();
+  while (pendingErrors.length > 0) {
+    const e = pendingErrors.shift()!;
+    if (now - e.at <= ERROR_TTL_MS) return { code: e.code, domain: e.domain, message: e.message };
+  }
+  return null;
+}
+
+/**
+ * Runs a libvirt call synchronously on the main thread and returns its own error, if it failed:
+ * the handler runs inside the call there, so nothing else can interleave. For a read whose
+ * asynchronous run failed without a captured error; it blocks the event loop for one round trip.
+ */
+export function callSync<T>(fn: () => T): { value: T; error: LastError | null } {
+  const capture = { error: null as LastError | null };
+  syncCapture = capture;
+  try {
+    return { value: fn(), error: capture.error };
+  } finally {
+    syncCapture = null;
+  }
 }
 
 export function loadLibvirt(): LibvirtNative {
@@ -164,7 +192,12 @@ export function loadLibvirt(): LibvirtNative {
     const code = koffi.decode(err, 'int') as number;
     const domain = koffi.decode(err, 4, 'int') as number;
     const message = (koffi.decode(err, 8, 'const char *') as string | null) ?? 'unknown libvirt error';
-    lastError = { code, domain, message };
+    if (syncCapture) {
+      syncCapture.error = { code, domain, message };
+      return;
+    }
+    pendingErrors.push({ code, domain, message, at: Date.now() });
+    if (pendingErrors.length > MAX_PENDING_ERRORS) pendingErrors.shift();
   }, koffi.pointer(error));
   native.virSetErrorFunc(null, errorHandler);
   return native;

@@ -167,4 +167,24 @@ describe('libvirt connection', () => {
       }
     });
   });
+
+  test('failures at once: each failing call gets its own error (no metadata → null, unknown domain → VM_NOT_FOUND), never "unknown libvirt error"', async () => {
+    const inv = createLibvirtInventory({ events: false });
+    const d = await startDomain('two-cells-memfd.xml', PREFIX);
+    try {
+      // Both kinds fail inside libvirt, on the binding's pool threads, many at a time: the engine
+      // reading a domain without vmtier's metadata while API requests name unknown VMs.
+      const calls = Array.from({ length: 240 }, (_, i) => (i % 2 === 0
+        ? inv.metadata(d.uuid, 'urn:x-vmtier-test:absent').then((v) => ({ kind: 'metadata', v, err: null as unknown }), (err: unknown) => ({ kind: 'metadata', v: undefined, err }))
+        : inv.metadata(crypto.randomUUID(), 'urn:x-vmtier-test:absent').then((v) => ({ kind: 'lookup', v, err: null as unknown }), (err: unknown) => ({ kind: 'lookup', v: undefined, err }))));
+      const results = await Promise.all(calls);
+      const wrong = results.filter((r) => r.kind === 'metadata'
+        ? !(r.err === null && r.v === null)
+        : (r.err as { code?: string } | null)?.code !== 'VM_NOT_FOUND');
+      assert.deepEqual(wrong.slice(0, 3).map((r) => `${r.kind}: ${String((r.err as Error | null)?.message ?? r.v)}`), [], `${wrong.length} of ${results.length} calls got another error`);
+    } finally {
+      await d.destroy();
+      await inv.close();
+    }
+  });
 });
