@@ -16,6 +16,8 @@ const HOT_MB = 32;
 const COLD_MB = 96;
 /** The hog allocates node 0's free memory plus this. */
 const PRESSURE_MB = 32;
+/** Domain part, controlled: the least fraction of the cold guest memory demoted with the advice (64.6-95.8 % measured). */
+const COLD_DOMAIN_MIN = 0.6;
 
 describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout: 900_000 }, () => {
   let lab: LabSession;
@@ -102,14 +104,19 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
   });
 
   test('with madviseCold the kernel demotes the domain\'s cold guest pages before its hot set', async () => {
-    const on = await runDomainArm(lab, virt, serve, true, PRESSURE_MB, progress);
-    const off = await runDomainArm(lab, virt, serve, false, PRESSURE_MB, progress);
+    // The experiment controls what the demoted fraction depended on (issue 17; README, madviseCold):
+    // the demand (node 0's page cache dropped, the hog asks for the whole cold memory beyond free
+    // memory plus PRESSURE_MB) and the timing of vmtier's rounds against reclaim (the advice is
+    // given in the rounds before the hog and not renewed while the hog runs).
+    const controlled = { controlled: true, freezeAdvice: true };
+    const on = await runDomainArm(lab, virt, serve, true, PRESSURE_MB, progress, controlled);
+    const off = await runDomainArm(lab, virt, serve, false, PRESSURE_MB, progress, controlled);
     const where = virt.domainType === 'kvm' ? 'nested KVM guest' : 'TCG guest';
     for (const a of [on, off]) {
       process.stdout.write(`# madvise-cold domain lab (TCG, ${where}) madviseCold=${a.madviseCold}: hot set demoted ${a.after.hot.node1}/${a.after.hot.pages}, ` +
         `cold ${a.after.cold.node1}/${a.after.cold.pages}; advised ${a.lastRound.madvisedColdMB.toFixed(1)} MiB (last round), ${a.madvisedColdMBTotal.toFixed(1)} MiB in all; ` +
         `pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!} (kswapd ${a.vmstat.pgdemote_kswapd}, direct ${a.vmstat.pgdemote_direct}; ` +
-        `pgsteal ${a.vmstat.pgsteal_kswapd! + a.vmstat.pgsteal_direct!}); hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s; ` +
+        `pgsteal ${a.vmstat.pgsteal_kswapd! + a.vmstat.pgsteal_direct!}); hog ${a.hogMB} MiB in ${a.seconds.hog.toFixed(0)} s, ${a.roundsDuringHog} vmtier rounds meanwhile; ` +
         `node 0 before the hog: anon ${((a.node0.meminfoKB.Activeanon ?? 0) + (a.node0.meminfoKB.Inactiveanon ?? 0)) >> 10} MiB, ` +
         `file ${((a.node0.meminfoKB.Activefile ?? 0) + (a.node0.meminfoKB.Inactivefile ?? 0)) >> 10} MiB, MGLRU generations (oldest first, MiB) ` +
         `${a.node0.lruGenBefore.map((g) => ((g.anonPages + g.filePages) / 256).toFixed(0)).join('/')}, after the hog ` +
@@ -125,17 +132,21 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
     // left below 8 MiB), and nothing without the option.
     assert.equal(off.madvisedColdMBTotal, 0);
     assert.ok(on.lastRound.madvisedColdMB >= 96 * 0.9 && on.lastRound.madvisedColdMB <= 96 + 8, `advised ${on.lastRound.madvisedColdMB} MiB`);
-    // With the advice the kernel took the marked guest pages and left the hot set; without it,
-    // under the same pressure, it demoted less of the cold guest memory. HOW MUCH of the cold
-    // memory is demoted is not asserted (issue 17): it depends on how much kswapd reclaims past
-    // the demand and on what lies in older MGLRU generations than the advised pages; it ranged
-    // 31-96 % over the runs (README, madviseCold). What held in every run is asserted: the hot set
-    // stays, more cold pages than hot ones go, and more with the advice than without (the advised
-    // arm runs first, as above).
+    // With the advice the kernel took the marked guest pages and left the hot set. Controlled, an
+    // advised arm that ran first in its boot (as here) demoted 95.8 % of the cold guest memory in
+    // every run (the same 1,024 pages stayed); one that followed an arm without advice 64.6 %
+    // (less free memory than measured: the previous domain's memory was still being released).
+    // The arm without demoted 0-95.8 % (README, madviseCold, 2026-12-03: with the demand past the
+    // cold memory the kernel sometimes takes unadvised cold pages too), so no gap between the
+    // arms holds every time. Asserted: the floor with a margin (a vmtier that stopped advising
+    // missed it in 3 of the 4 controlled runs without advice measured) and that the arm without
+    // never demoted more cold memory than the advised one.
     const cold = (a: DomainArmResult) => a.after.cold.node1;
+    const coldFraction = (a: DomainArmResult) => cold(a) / a.after.cold.pages;
     assert.ok(on.after.hot.node1 <= on.after.hot.pages * 0.05, `hot set demoted with MADV_COLD: ${on.after.hot.node1}`);
     assert.ok(cold(on) > on.after.hot.node1, `cold ${cold(on)} vs hot ${on.after.hot.node1} demoted with MADV_COLD`);
-    assert.ok(cold(on) > cold(off), `cold demoted: ${cold(on)} with MADV_COLD, ${cold(off)} without`);
+    assert.ok(coldFraction(on) >= COLD_DOMAIN_MIN, `cold demoted with MADV_COLD: ${cold(on)}/${on.after.cold.pages}`);
+    assert.ok(cold(on) >= cold(off), `cold demoted: ${cold(on)} with MADV_COLD, ${cold(off)} without (of ${on.after.cold.pages})`);
     process.stdout.write(`# madvise-cold domain lab (TCG, ${where}) cold guest memory demoted: ${(100 * cold(on) / on.after.cold.pages).toFixed(1)} % with MADV_COLD vs ` +
       `${(100 * cold(off) / off.after.cold.pages).toFixed(1)} % without; hot set ${(100 * on.after.hot.node1 / on.after.hot.pages).toFixed(1)} % vs ` +
       `${(100 * off.after.hot.node1 / off.after.hot.pages).toFixed(1)} % (16 MiB hot, 96 MiB cold)\n`);
