@@ -25,6 +25,8 @@ const { values } = parseArgs({
     domain: { type: 'boolean', default: false },
     /** With --domain: the controlled variant (page cache dropped, demand = cold memory + pressure). */
     controlled: { type: 'boolean', default: false },
+    /** With --domain: no advice while the hog runs (policy PUT with madviseCold false first). */
+    'freeze-advice': { type: 'boolean', default: false },
   },
 });
 const reps = Number(values.reps);
@@ -56,7 +58,7 @@ async function domainBench(): Promise<void> {
     try {
       for (let i = 0; i < reps; i++) {
         for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
-          const a = await runDomainArm(lab, virt, serve, on, Number(values['pressure-mb']), progress, { controlled: values.controlled });
+          const a = await runDomainArm(lab, virt, serve, on, Number(values['pressure-mb']), progress, { controlled: values.controlled, freezeAdvice: values['freeze-advice'] });
           arms.push(a);
           // One JSON line per arm, so a long run can be read while it goes on.
           console.log(`arm ${JSON.stringify({ rep: i, ...a })}`);

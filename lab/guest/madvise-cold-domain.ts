@@ -76,21 +76,29 @@ export interface DomainArmResult extends PressureArmFigures {
   before: Placement;
   after: Placement;
   node0: Node0Context;
+  /** vmtier rounds that ended while the hog ran (each re-advises the cold pages unless frozen). */
+  roundsDuringHog: number;
 }
 
 export interface DomainArmOptions {
   /**
-   * Control what the fraction depends on (issue 17): drop node 0's clean page cache before the
-   * hog and ask for the domain's whole cold memory beyond free memory plus the pressure. Off by
-   * default: the lab test runs the experiment as measured so far; the bench offers this variant.
+   * Control the demand (issue 17): drop node 0's clean page cache before the hog and ask for the
+   * domain's whole cold memory beyond free memory plus the pressure. The bench offers this and
+   * `freezeAdvice`; the lab test still runs the experiment as first measured (README, madviseCold).
    */
   controlled?: boolean;
+  /**
+   * Control the timing of the advice against reclaim (issue 17): PUT the policy again with
+   * `madviseCold: false` before the hog (in both arms) and wait for the round in flight to end,
+   * so no MADV_COLD is given while reclaim runs. See the comment at the use.
+   */
+  freezeAdvice?: boolean;
 }
 
 /**
  * One arm: a fresh domain (RAM on node 0: unbound, first touch on the node of the lab's CPUs), the
  * policy PUT, rounds until the cold pages are confirmed cold (and, with the option, advised), then
- * node-0 pressure while serve keeps running its rounds, as it would for an operator.
+ * node-0 pressure while serve keeps running its rounds (advising no more with `freezeAdvice`).
  */
 export async function runDomainArm(
   lab: LabSession, virt: LabVirt, serve: LabServe, madviseCold: boolean, pressureMB: number, progress: Progress,
@@ -120,12 +128,29 @@ export async function runDomainArm(
       if (Date.now() - t0 > 480_000) throw new VmtierError('LAB_ERROR', `${d.name}: too few rounds after the PUT: ${serve.rounds(d.uuid).length - r0}`);
       await sleep(1000);
     }
+    // The last round's figures while the advice was on (a frozen advice's later rounds advise nothing).
+    const lr = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body.lastRound;
+    if (opts.freezeAdvice) {
+      // On 6.12's MGLRU, MADV_COLD puts an anonymous page not in swap cache in the second-YOUNGEST
+      // generation (max_seq - 1; /sys/kernel/debug/lru_gen showed the advised 104 MiB there, the
+      // second of four), and vmtier advises every cold page again in every round: a round that
+      // ends while the hog runs, after reclaim has aged the lists, makes the cold guest pages not
+      // yet demoted younger again than memory that came after them (the hog's first pages),
+      // which reclaim then takes instead.
+      const put2 = await serve.http('PUT', `/v1/vms/${d.uuid}/policy`, { ...policy, madviseCold: false });
+      if (put2.status !== 200) throw new VmtierError('LAB_ERROR', `PUT policy: ${put2.status} ${JSON.stringify(put2.body)}`);
+      const r2 = serve.rounds(d.uuid).length;
+      while (serve.rounds(d.uuid).length < r2 + 1) {
+        if (Date.now() - t0 > 600_000) throw new VmtierError('LAB_ERROR', `${d.name}: no round after the second PUT`);
+        await sleep(500);
+      }
+    }
     const st = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
     const engineS = (Date.now() - t0) / 1000;
-    const lr = st.lastRound;
     progress(`madvise-cold-domain: madviseCold=${madviseCold}: ${st.rounds} rounds in ${engineS.toFixed(0)} s, last round hot ${(lr.hotBytes / MiB).toFixed(1)} MiB, cold ${(lr.coldBytes / MiB).toFixed(1)} MiB, advised ${(lr.madvisedColdBytes / MiB).toFixed(1)} MiB`);
 
     const before = await d.sample();
+    const roundsBeforeHog = serve.rounds(d.uuid).length;
     const v0 = await vmstat(lab);
     // What the kernel demotes depends on what it has to reclaim and on what else is on node 0
     // (issue 17): with a demand of only 32 MiB beyond free memory, kswapd reclaimed anywhere from
@@ -166,6 +191,7 @@ export async function runDomainArm(
       await lab.run(`echo 0 >${HUGEPAGES}`, { timeoutMs: 60_000 });
     }
     const num = (k: string) => Number(new RegExp(`${k}=(\\d+)`).exec(hogOut)?.[1] ?? Number.NaN);
+    const roundsDuringHog = serve.rounds(d.uuid).length - roundsBeforeHog;
     const after = await d.sample();
     const v1 = await vmstat(lab);
     const st1 = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
@@ -177,6 +203,7 @@ export async function runDomainArm(
     };
     const res: DomainArmResult = {
       node0,
+      roundsDuringHog,
       madviseCold,
       domainType: virt.domainType,
       rounds: st.rounds,
