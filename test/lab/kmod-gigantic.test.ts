@@ -10,13 +10,9 @@
 // guest's dmesg checked.
 import { before, after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { LabSession, ensureLabBinary } from '../../lab/index.js';
-import { repoRoot } from '../../lab/paths.js';
+import { BAD_DMESG, buildKmod, namedJson } from '../helpers/kmod-lab.js';
 
-const BAD_DMESG = /WARNING:|BUG:|Oops|general protection|Call Trace|RIP:|refcount_t:|list_(add|del) corruption|sleeping function called|soft lockup|rcu_\w+ (self-)?detected stall|hung_task|UBSAN|KASAN/;
 const GIB = 2 ** 30;
 const PAGES_PER_GIB = GIB / 4096;
 /** kmod/vmtier_idle.h VTI_MIN_READ, the documented minimum read (kmod/README.md). */
@@ -29,24 +25,6 @@ const F_PROCESS = 8;
 const BOOT_MS = 400_000;
 const NEEDS_CLEAR = '6.1 has no CONFIG_PAGE_IDLE_FLAG: the module refuses to clear A bits there (test/lab/kmod.test.ts); runs on 6.12';
 const KERNELS = (process.env.VMTIER_KMOD_GIGANTIC_KERNELS ?? '6.12').split(',') as Array<'6.12' | '6.1'>;
-
-function build(which: '6.1' | '6.12'): string {
-  const r = spawnSync('bash', [join(repoRoot, 'scripts/build-kmod.sh'), '--debian', which], { encoding: 'utf8', cwd: repoRoot });
-  assert.equal(r.status, 0, `build against ${which} headers failed:\n${r.stderr.slice(-4000)}`);
-  const ko = r.stdout.trim().split('\n').pop()!;
-  assert.ok(existsSync(ko), `${ko} missing after the ${which} build`);
-  return ko;
-}
-
-/** Lines "name {json}" printed by a guest shell script, as an object. */
-function namedJson(stdout: string): Record<string, any> {
-  const out: Record<string, any> = {};
-  for (const l of stdout.trim().split('\n')) {
-    const m = /^(\w+) (\{.*\})$/.exec(l.trim());
-    if (m) out[m[1]!] = JSON.parse(m[2]!);
-  }
-  return out;
-}
 
 const hex = (expr: string): string => `$(printf '0x%x' $((${expr})))`;
 
@@ -80,7 +58,7 @@ for (const kernel of KERNELS) describe(`kmod on 1 GiB leaves in the lab (Debian 
   }
 
   before(async () => {
-    const ko = build(kernel);
+    const ko = buildKmod(kernel);
     target = ensureLabBinary('kmod-target', 'test/lab/kmod-target.c');
     vmm = ensureLabBinary('kmod-vmm', 'test/lab/kmod-vmm.c');
     abi = ensureLabBinary('kmod-abi', 'test/lab/kmod-abi.c');

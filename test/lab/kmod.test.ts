@@ -8,27 +8,16 @@
 // others run on 6.1 with read-only passes (KMOD_CLEAR=0).
 import { before, after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { LabSession, ensureLabBinary, ensureWorkload } from '../../lab/index.js';
-import { repoRoot } from '../../lab/paths.js';
+import { BAD_DMESG, buildKmod, namedJson } from '../helpers/kmod-lab.js';
 
 // A loaded host makes TCG's timer look broken to the kernel's boot-time IO-APIC timer check
 // ("IO-APIC + timer doesn't work!" panic seen here); the check proves nothing about this module.
 const APPEND = ['no_timer_check'];
-const BAD_DMESG = /WARNING:|BUG:|Oops|general protection|Call Trace|RIP:|refcount_t:|list_(add|del) corruption|sleeping function called|soft lockup|rcu_\w+ (self-)?detected stall|hung_task|UBSAN|KASAN/;
-
-function build(which: '6.1' | '6.12'): string {
-  const r = spawnSync('bash', [join(repoRoot, 'scripts/build-kmod.sh'), '--debian', which], { encoding: 'utf8', cwd: repoRoot });
-  assert.equal(r.status, 0, `build against ${which} headers failed:\n${r.stderr.slice(-4000)}`);
-  const ko = r.stdout.trim().split('\n').pop()!;
-  assert.ok(existsSync(ko), `${ko} missing after the ${which} build`);
-  return ko;
-}
 
 test('kmod builds with -Werror against Debian bookworm 6.1 headers', { timeout: 900_000 }, () => {
-  const ko = build('6.1');
+  const ko = buildKmod('6.1');
   // The .modinfo section holds "vermagic=<release> ..." (read directly: modinfo may be missing).
   const m = /vermagic=([^\0]*)/.exec(readFileSync(ko).toString('latin1'));
   assert.match(m?.[1] ?? '', /^6\.1\.0-\d+-amd64 /);
@@ -38,16 +27,6 @@ const KERNELS = ['6.12', '6.1'] as const;
 // Boots took over 120 s with the 2 cores shared by several lab guests (load average 24).
 const BOOT_MS = 300_000;
 const NEEDS_CLEAR = '6.1 has no CONFIG_PAGE_IDLE_FLAG: the module refuses to clear A bits there (proven by the "clearing" case); runs on 6.12';
-
-/** Lines "name {json}" printed by a guest shell script, as an object. */
-function namedJson(stdout: string): Record<string, any> {
-  const out: Record<string, any> = {};
-  for (const l of stdout.trim().split('\n')) {
-    const m = /^(\w+) (\{.*\})$/.exec(l.trim());
-    if (m) out[m[1]!] = JSON.parse(m[2]!);
-  }
-  return out;
-}
 
 for (const kernel of KERNELS) describe(`kmod in the lab (Debian ${kernel})`, { timeout: 1_800_000 }, () => {
   let lab: LabSession;
@@ -72,7 +51,7 @@ for (const kernel of KERNELS) describe(`kmod in the lab (Debian ${kernel})`, { t
   }
 
   before(async () => {
-    ko = build(kernel);
+    ko = buildKmod(kernel);
     workload = ensureWorkload();
     target = ensureLabBinary('kmod-target', 'test/lab/kmod-target.c');
     abi = ensureLabBinary('kmod-abi', 'test/lab/kmod-abi.c');
@@ -345,7 +324,7 @@ for (const kernel of KERNELS) describe(`kmod KVM mode in the lab (Debian ${kerne
   }
 
   before(async () => {
-    const ko = build(kernel);
+    const ko = buildKmod(kernel);
     vmm = ensureLabBinary('kmod-vmm', 'test/lab/kmod-vmm.c');
     abi = ensureLabBinary('kmod-abi', 'test/lab/kmod-abi.c');
     lab = await LabSession.start({ kernel, cpu: 'EPYC,+svm,+npt', append: [...APPEND, 'maxcpus=1'], bootTimeoutMs: BOOT_MS });
