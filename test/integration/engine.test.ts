@@ -24,6 +24,7 @@ import { readHostTopology } from '../../src/host/topology.js';
 import { queryPageNodes } from '../../src/migrate/move.js';
 import type { Trace } from '../../src/scan/trace.js';
 import { Store } from '../../src/store/store.js';
+import { POLICY_NS } from '../../src/vm/vm-metadata.js';
 import { createLibvirtInventory, type LibvirtInventory } from '../../src/vm/libvirt-inventory.js';
 import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../helpers/domains.js';
 import { apiClient, until } from '../helpers/api-client.js';
@@ -332,9 +333,13 @@ test('a domain that starts is picked up; one destroyed mid-scan ends its loop wi
   });
   await engine.start();
   const before = logLines.length;
-  const d = await startDomain('two-cells-memfd.xml', PREFIX, { xml: fixtureXml('two-cells-memfd.xml', name) });
+  // The policy comes in the domain's own metadata, so the very first round already runs the long
+  // plan (with a PUT after the start, the defaults' short auto-tuned first round could end first).
+  const policy = JSON.stringify({ mode: 'tier', scan: { intervalMs: 1000, scansPerRound: 4, autoTune: false } });
+  const xml = fixtureXml('two-cells-memfd.xml', name)
+    .replace(/<\/name>/, `</name>\n  <metadata><vmtier:policy xmlns:vmtier="${POLICY_NS}">${policy}</vmtier:policy></metadata>`);
+  const d = await startDomain('two-cells-memfd.xml', PREFIX, { xml });
   domains.push(d);
-  await http('PUT', `/v1/vms/${d.uuid}/policy`, { mode: 'tier', scan: { intervalMs: 1000, scansPerRound: 4, autoTune: false } });
   const picked = Date.now();
   await until(3000, 'the new domain is managed', () => engine.vm(d.uuid));
   const pickedMs = Date.now() - picked;
