@@ -420,18 +420,24 @@ export class TieringPolicy {
       const ceilingNow = s.input.policy.dram.maxBytes ?? Infinity;
       let excess = contended || s.dramBytes > ceilingNow ? s.dramBytes - share : 0;
       let ci = 0;
+      /** Demotes the next confirmed-cold units, in order, until `limit` bytes (or the budget) are taken. */
+      const demoteColdUpTo = (limit: number): number => {
+        let taken = 0;
+        while (limit - taken > 0 && ci < s.cold.length) {
+          const p = s.cold[ci]!;
+          const b = this.fit(s, plan, p, s.u.dramB[p]!, plan.bd, limit - taken);
+          if (b === 0) break;
+          ci++;
+          plan.demote.push(p);
+          plan.bd -= b;
+          taken += b;
+          globalFree += b;
+        }
+        return taken;
+      };
       // demote 'cold': every confirmed-cold unit goes (within the budget), needed or not, so that
       // DRAM is free before anyone asks for it.
-      while ((excess > 0 || demoteCold) && ci < s.cold.length) {
-        const p = s.cold[ci]!;
-        const b = this.fit(s, plan, p, s.u.dramB[p]!, plan.bd, demoteCold ? Infinity : excess);
-        if (b === 0) break;
-        ci++;
-        plan.demote.push(p);
-        plan.bd -= b;
-        excess -= b;
-        globalFree += b;
-      }
+      excess -= demoteColdUpTo(demoteCold ? Infinity : excess);
       // Headroom: a full share makes room for the VM's next new pages (first touch lands in DRAM)
       // and for eager promotions, from its confirmed-cold units, least hot first.
       // Not while moves show no skill: what was demoted is coming back (a cyclic pattern).
@@ -439,17 +445,7 @@ export class TieringPolicy {
       if (headroom > 0) {
         let demoted = 0;
         for (const p of plan.demote) demoted += s.u.dramB[p]!;
-        let short = headroom - (share - (s.dramBytes - demoted));
-        while (short > 0 && ci < s.cold.length) {
-          const p = s.cold[ci]!;
-          const b = this.fit(s, plan, p, s.u.dramB[p]!, plan.bd, short);
-          if (b === 0) break;
-          ci++;
-          plan.demote.push(p);
-          plan.bd -= b;
-          short -= b;
-          globalFree += b;
-        }
+        demoteColdUpTo(headroom - (share - (s.dramBytes - demoted)));
       }
       s.cold = s.cold.subarray(ci);
       const ceiling = s.input.policy.dram.maxBytes ?? Infinity;
