@@ -216,9 +216,14 @@ async function caseMany(workload: string, n: number): Promise<unknown> {
     const states = readdirSync(runDir).sort();
     const kdamonds = trackers.map((tr) => tr.kdamond);
     const targetPids = kdamonds.map((k) => Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${k}/contexts/0/targets/0/pid_target`, 'utf8')));
+    // DAMON never merges a region past (monitored bytes / min_nr_regions): the largest region, in pages.
+    const regionLimitPages = kdamonds.map((k, i) => {
+      const minRegions = Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/${k}/contexts/0/monitoring_attrs/nr_regions/min`, 'utf8'));
+      return Math.ceil(layout(targets[i]!).bytes / minRegions / PAGE_SIZE);
+    });
     await sleep(2500);
     const results = await Promise.all(trackers.map((tr) => tr.scan({ scans: 3, intervalMs: 500 })));
-    const acc = results.map((r, i) => ({ pid: r.pid, hotMiB: 2 + 2 * i, ...accuracy(r, layout(targets[i]!).hot) }));
+    const acc = results.map((r, i) => ({ pid: r.pid, hotMiB: 2 + 2 * i, regionLimitPages: regionLimitPages[i], ...accuracy(r, layout(targets[i]!).hot) }));
     for (const tr of trackers) await tr.close();
     await sleep(300);
     return { kdamonds, targetPids, pids: targets.map((t) => t.child.pid), during, states, trackMs, acc, after: sysfsState(), stateFiles: readdirSync(runDir) };

@@ -110,7 +110,7 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
   test('three VMs at once: one kdamond each, each sees its own hot set; all gone after close', async () => {
     const r = await guest('many', '3');
     process.stdout.write(`# damon lab (TCG) 3 targets at once: kdamonds ${JSON.stringify(r.kdamonds)} threads ${r.during.threads.length} ` +
-      `track ${Math.round(r.trackMs)} ms; recall(>=1) ${r.acc.map((a: any) => a.recallSeen.toFixed(3)).join(' ')} precision ${r.acc.map((a: any) => a.precision.toFixed(3)).join(' ')}\n`);
+      `track ${Math.round(r.trackMs)} ms; recall(>=1) ${r.acc.map((a: any) => a.recallSeen.toFixed(3)).join(' ')} precision ${r.acc.map((a: any) => a.precision.toFixed(3)).join(" ")} region limit ${r.acc.map((a: any) => a.regionLimitPages).join(" ")} pages\n`);
     assert.equal(new Set(r.kdamonds).size, 3, 'three distinct kdamonds');
     assert.deepEqual(r.targetPids, r.pids, 'each kdamond monitors its own VM');
     assert.equal(r.during.threads.length, 3, 'three kdamond threads run at once');
@@ -118,8 +118,13 @@ describe('DAMON tracker in the lab (Debian 6.12)', { timeout: 1_800_000 }, () =>
     for (const a of r.acc) {
       assert.equal(a.hotPages, a.hotMiB * 256);
       assert.ok(a.recallSeen >= 0.95, `pid ${a.pid}: recall(>=1) ${a.recallSeen}`);
-      // A hot set not aligned to the (default, ~1.6 MiB) regions: the region holding its end is partly cold.
-      assert.ok(a.precision >= 0.7, `pid ${a.pid}: precision ${a.precision}`);
+      // The hot set is not aligned to DAMON's regions (default sizes: at most 16 MiB / 10), so the region
+      // holding each of its two ends may be partly cold and read as accessed; nothing else may. One CI run
+      // saw 267 cold pages seen beside a 512-page hot set (precision 0.66): one boundary region, as DAMON works.
+      const coldSeen = Math.round(a.seenPages - a.hotPages * a.recallSeen);
+      assert.ok(a.regionLimitPages > 0 && a.regionLimitPages <= 512, `pid ${a.pid}: region limit ${a.regionLimitPages} pages`);
+      assert.ok(coldSeen <= 2 * a.regionLimitPages, `pid ${a.pid}: ${coldSeen} cold pages seen, more than the two boundary regions ` +
+        `(${2 * a.regionLimitPages} pages); precision ${a.precision}`);
     }
     assertNoKdamondLeft(r.after, 'after close');
     assert.deepEqual(r.stateFiles, []);
