@@ -43,7 +43,7 @@ describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout
     for (const a of run.arms) {
       const line = `madviseCold=${a.madviseCold}, LRU ${run.lru}: hot set demoted ${demoted(a, 'hot')}/${a.after.hot.pages}, ` +
         `old hot set ${demoted(a, 'oldHot')}/${a.after.oldHot.pages}, once-touched ${demoted(a, 'once')}/${a.after.once.pages}; ` +
-        `advised ${a.lastRound.madvisedColdMB.toFixed(1)} MiB; pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!} ` +
+        `advised ${a.madvisedColdMBTotal.toFixed(1)} MiB in ${a.rounds} rounds; pgdemote ${a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct!} ` +
         `(of them the hog's own ${a.hogDemotedPages}/${a.hogMB * 256}); hog ${a.seconds.hog.toFixed(0)} s`;
       process.stdout.write(`# madvise-cold lab (TCG) ${line}\n`);
       // The engine really ran: its DAMON tracker saw the phase-1 hot set, and it moved nothing.
@@ -56,10 +56,13 @@ describe('MADV_COLD from the engine vs kernel demotion (lab, tiered)', { timeout
       // The witness agrees with the kernel's own per-VMA account.
       assert.equal(a.numaMapsNode1, demoted(a, 'hot') + cold(a), 'numa_maps N1 vs move_pages query');
     }
-    // vmtier advised exactly what it found cold (the old hot set and the once-touched memory), and
+    // vmtier advised what it found cold (the old hot set and the once-touched memory), each page once
+    // in the round it turned cold (the new hot set too, while it was still cold, before phase 1; not
+    // again in every later round, which made the pages younger than what reclaim should take), and
     // nothing without the option.
     assert.equal(off.madvisedColdMBTotal, 0);
-    assert.ok(on.lastRound.madvisedColdMB >= COLD_MB * 0.9 && on.lastRound.madvisedColdMB <= COLD_MB + 4, `advised ${on.lastRound.madvisedColdMB} MiB`);
+    assert.ok(on.madvisedColdMBTotal >= COLD_MB * 0.9 && on.madvisedColdMBTotal <= 1.5 * (COLD_MB + HOT_MB),
+      `advised ${on.madvisedColdMBTotal} MiB over ${on.rounds} rounds (${COLD_MB} MiB cold, ${HOT_MB} MiB hot)`);
     // With MADV_COLD the kernel took the marked pages first: almost none of the hot set, strictly
     // more cold pages than hot ones, and most of the cold memory (the hog asks for 32 MiB beyond
     // node 0's free memory; the kernel demoted 70-130 MiB per arm, the cold memory is 96 MiB).
@@ -122,9 +125,11 @@ describe('MADV_COLD from vmtier serve on a libvirt domain vs kernel demotion (la
       assert.ok(a.vmstat.pgdemote_kswapd! + a.vmstat.pgdemote_direct! > 0, JSON.stringify(a.vmstat));
     }
     // vmtier advised the cold guest memory (96 MiB written once, plus what the payload's start-up
-    // left below 8 MiB), and nothing without the option.
+    // left below 8 MiB), each page once in the round it turned cold, and nothing without the option.
+    // Advising every round, as before, gave at least 3 × 96 MiB here (the arm runs coldConfirmRounds
+    // + 3 rounds after the PUT, then more during the hog).
     assert.equal(off.madvisedColdMBTotal, 0);
-    assert.ok(on.lastRound.madvisedColdMB >= 96 * 0.9 && on.lastRound.madvisedColdMB <= 96 + 8, `advised ${on.lastRound.madvisedColdMB} MiB`);
+    assert.ok(on.madvisedColdMBTotal >= 96 * 0.9 && on.madvisedColdMBTotal <= 1.5 * (96 + 16 + 8), `advised ${on.madvisedColdMBTotal} MiB in all`);
     // With the advice the kernel took the marked guest pages and left the hot set; without it,
     // under the same pressure, it demoted less of the cold guest memory. HOW MUCH of the cold
     // memory is demoted is not asserted (issue 17): it depends on how much kswapd reclaims past

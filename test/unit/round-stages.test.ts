@@ -152,14 +152,15 @@ test('move: arrivals update the accounted tiers, the placement cache and the cel
   store.close();
 });
 
-test('advise: exactly the runs of movable DRAM pages cold for the confirm rounds and not leaving', async () => {
+test('advise: exactly the runs of movable DRAM pages cold for the confirm rounds and not leaving; once per page unless sweeping', async () => {
   const pm = pageMap();
   const tiers = Uint8Array.from([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0].map((t) => (t ? TIER_SLOW : TIER_DRAM)));
-  const coldRounds = Uint16Array.from([3, 3, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 9, 9]);
-  const ranges = coldRanges({ pm, tiers, coldRounds, confirmRounds: 3, leaving: [7] });
-  const asPages = ranges.map((r) => [pm.pageOf(r.start), (r.end - r.start) / P]);
-  // 0-1 (2 not confirmed), 3-4 (5 slow), 6 (7 leaving), 8-11 (guest node 1); devdax 12-13 never.
-  assert.deepEqual(asPages, [[0, 2], [3, 2], [6, 1], [8, 4]]);
+  const coldRounds = Uint16Array.from([3, 3, 2, 3, 4, 3, 3, 3, 3, 3, 7, 3, 9, 9]);
+  const asPages = (sweep: boolean) => coldRanges({ pm, tiers, coldRounds, confirmRounds: 3, leaving: [7], sweep }).map((r) => [pm.pageOf(r.start), (r.end - r.start) / P]);
+  // Sweep: 0-1 (2 not confirmed), 3-4 (5 slow), 6 (7 leaving), 8-11 (guest node 1); devdax 12-13 never.
+  assert.deepEqual(asPages(true), [[0, 2], [3, 2], [6, 1], [8, 4]]);
+  // Otherwise only the pages that turned cold this round: 4 and 10 were advised in earlier rounds.
+  assert.deepEqual(asPages(false), [[0, 2], [3, 1], [6, 1], [8, 2], [11, 1]]);
 });
 
 test('record: the store holds, per guest node x host node, what account counted and move did', async () => {

@@ -2,6 +2,13 @@
  * Round stage 4, advise: MADV_COLD on DRAM pages cold for the policy's coldConfirmRounds that
  * stay in DRAM this round, so that the kernel's reclaim agrees with vmtier about them (they are
  * the first to go under pressure instead of the VM's hot pages).
+ *
+ * A page is advised once, in the round it turns cold (its cold count reaches coldConfirmRounds),
+ * not every round after: MADV_COLD puts a page in the second-youngest MGLRU generation, so
+ * advising it again while reclaim runs makes it younger than the pages reclaim should take first
+ * (lab finding of issue 17). A sweep round advises every DRAM page that is cold by then: the first
+ * advising round of a loop, after a round that did not advise (observe mode, advice off) and after
+ * a policy change (a new coldConfirmRounds).
  */
 import { MADV_COLD, processMadvise } from '../../sys/syscalls.js';
 import { TIER_DRAM } from '../../policy/index.js';
@@ -22,18 +29,22 @@ export interface AdviseInput {
   confirmRounds: number;
   /** Pages whose demotion was attempted this round: leaving DRAM, nothing to advise. */
   leaving: readonly number[];
+  /** Advise every page cold for at least confirmRounds, not only those that turned cold this round. */
+  sweep: boolean;
 }
 
 /** The runs of movable DRAM pages to advise, as address ranges [start, end). */
 export function coldRanges(input: AdviseInput): HvaRange[] {
   const leaving = new Set<number>(input.leaving);
+  const { tiers, coldRounds, confirmRounds, sweep } = input;
   const ranges: HvaRange[] = [];
   for (const s of input.pm.segments) {
     if (!s.migratable) continue;
     let runStart = -1;
     for (let i = 0; i <= s.pages; i++) {
       const p = s.firstPage + i;
-      const cold = i < s.pages && input.tiers[p] === TIER_DRAM && input.coldRounds[p]! >= input.confirmRounds && !leaving.has(p);
+      const c = i < s.pages ? coldRounds[p]! : 0;
+      const cold = i < s.pages && tiers[p] === TIER_DRAM && (sweep ? c >= confirmRounds : c === confirmRounds) && !leaving.has(p);
       if (cold && runStart < 0) runStart = i;
       else if (!cold && runStart >= 0) {
         ranges.push({ start: s.start + runStart * PAGE_SIZE, end: s.start + i * PAGE_SIZE });

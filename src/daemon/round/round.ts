@@ -46,6 +46,10 @@ export class RoundState {
   plan: ScanPlan | null = null;
   /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
   coldRounds = new Uint16Array(0);
+  /** The next advising round advises every cold DRAM page (see advise.ts), not only newly cold ones. */
+  adviseSweep = true;
+  /** The coldConfirmRounds of the last advising round: pages already past a new one would never reach it. */
+  adviseConfirmRounds = -1;
   /** The hot map in the metadata has not been looked at yet (once per loop: after a migration or a restart). */
   seedPending = true;
   hotUnits: HotUnits | null = null;
@@ -69,6 +73,7 @@ export class RoundState {
     this.freshPolicy = true;
     this.demandBytes = null;
     this.coldRounds = new Uint16Array(totalPages);
+    this.adviseSweep = true;
   }
 }
 
@@ -218,6 +223,11 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
   const ctx: RoundContext = { policy, mode, pm, plan, scans, intervalMs, ...roundThresholds(policy, scans), host, tierOfNode: tierOfNodes(host), scan, hostNode, unqueryable, tiers: bufs.tiers };
 
   if (state.coldRounds.length !== pm.totalPages) state.coldRounds = new Uint16Array(pm.totalPages);
+  // Only a round that advises clears the sweep: a round that fails, observes, has no counts or
+  // does not advise may let pages pass coldConfirmRounds unseen, and a new policy may bring a new
+  // coldConfirmRounds that pages already passed.
+  const adviseSweep = state.adviseSweep || state.freshPolicy || state.adviseConfirmRounds !== policy.thresholds.coldConfirmRounds;
+  state.adviseSweep = true;
   const accounting = await account({ pm, hostNode, counts: scan.counts, tierOfNode: ctx.tierOfNode, hotMin: ctx.hotMin, coldMax: ctx.coldMax, tiers: ctx.tiers, coldRounds: state.coldRounds });
   phase('account');
 
@@ -254,7 +264,9 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
       for (const [why, n] of Object.entries(moved.skipped)) skip(why, n);
       phase('move');
       if (policy.madviseCold) {
-        summary.madvisedColdBytes = await advise({ pm, tiers: ctx.tiers, coldRounds: state.coldRounds, confirmRounds: policy.thresholds.coldConfirmRounds, leaving: moved.leaving, pidfd: vm.pidfd, signal: vm.signal });
+        summary.madvisedColdBytes = await advise({ pm, tiers: ctx.tiers, coldRounds: state.coldRounds, confirmRounds: policy.thresholds.coldConfirmRounds, leaving: moved.leaving, sweep: adviseSweep, pidfd: vm.pidfd, signal: vm.signal });
+        state.adviseSweep = false;
+        state.adviseConfirmRounds = policy.thresholds.coldConfirmRounds;
       }
       phase('madvise');
     }
