@@ -3,4 +3,5 @@ export { TierPolicySchema, parsePolicy, normalizePolicy, DEFAULT_POLICY } from '
 export type { TierPolicy, TierPolicyInput } from './schema.js';
 export { TieringPolicy, type TieringOptions } from './tiering.js';
 export { splitDram, type ShareRequest } from './share.js';
+export { heatThresholds, type HeatThresholds } from './heat.js';
 export * from './types.js';

@@ -31,6 +31,7 @@
 import { VmtierError } from '../errors.js';
 import type { TierPolicy } from './schema.js';
 import { splitDram, type ShareRequest } from './share.js';
+import { heatThresholds } from './heat.js';
 import {
   TIER_DRAM,
   TIER_NONE,
@@ -710,8 +711,7 @@ export class TieringPolicy {
     st.layout(pages, regions, blockPages, `${pages}/${regions}/${blockPages}/${typeof pb === 'number' ? pb : 'v'}`, detailCapacity);
     const N = Math.max(1, vm.plan.scansPerRound);
     const th = vm.policy.thresholds;
-    const hotT = Math.max(1, Math.ceil(th.hotMinFraction * N - 1e-9));
-    const coldT = Math.min(hotT - 1, Math.floor(th.coldMaxFraction * N + 1e-9));
+    const { hotMin: hotT, coldMax: coldT } = heatThresholds(th, N);
     const alpha = this.opt.heatAlpha;
     // Consecutive hot rounds before a promotion (filters one-round bursts); waived in a shift.
     const hotConfirm = th.hotConfirmRounds;

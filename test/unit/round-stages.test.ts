@@ -21,7 +21,7 @@ import type { HostTopology } from '../../src/host/topology.js';
 import { MigrationBudget } from '../../src/migrate/budget.js';
 import { emptyMoveCounts } from '../../src/migrate/mover.js';
 import { PlacementCache, windowRuns } from '../../src/migrate/placement-cache.js';
-import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, type RoundInput, type TierPolicy } from '../../src/policy/index.js';
+import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, normalizePolicy, type RoundInput, type TierPolicy } from '../../src/policy/index.js';
 import { Store } from '../../src/store/store.js';
 import type { GuestNodeMap } from '../../src/vm/types.js';
 
@@ -193,4 +193,15 @@ test('placement windows: the address runs of a window that spans segments', () =
   const runs = windowRuns(pm.segments, { first: 6, count: 7 });
   assert.deepEqual(runs.map((r) => [r.start.toString(16), r.pages, r.firstPage]), [['10006000', 2, 6], ['20000000', 4, 8], ['30000000', 1, 12]]);
   assert.deepEqual(windowRuns(pm.segments, { first: 14, count: 3 }), []);
+});
+
+test('hot and cold: the daemon\'s accounting and the policy share one definition (exact decimal fractions, hysteresis)', async () => {
+  // 0.14 × 50 is 7.000000000000001 in binary: a separate Math.ceil made 8 scans "hot" in the daemon
+  // while the policy counted 7; 0.58 × 50 gave coldMax 28 against the policy's 29.
+  for (const [hot, cold, scans, want] of [[0.14, 0.1, 50, { hotMin: 7, coldMax: 5 }], [0.75, 0.58, 50, { hotMin: 38, coldMax: 29 }],
+    [0.75, 0.25, 4, { hotMin: 3, coldMax: 1 }], [0.5, 0.49, 1, { hotMin: 1, coldMax: 0 }]] as const) {
+    const policy = normalizePolicy({ thresholds: { hotMinFraction: hot, coldMaxFraction: cold } });
+    assert.deepEqual(roundThresholds(policy, scans), want, `${hot}/${cold} of ${scans}`);
+    assert.deepEqual(roundThresholds(policy, scans), heatThresholds(policy.thresholds, scans));
+  }
 });

@@ -8,7 +8,7 @@
  * decayed, hysteretic view privately in its thread; this pass is what the round observed.
  */
 import type { HostTopology } from '../../host/topology.js';
-import { TIER_DRAM, TIER_NONE, TIER_SLOW, type TierPolicy } from '../../policy/index.js';
+import { TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, type HeatThresholds, type TierPolicy } from '../../policy/index.js';
 import type { PageMap } from '../page-map.js';
 import { WORK_CHUNK, nextTurn } from './turn.js';
 
@@ -52,9 +52,9 @@ export function tierOfNodes(host: HostTopology): Uint8Array {
   return t;
 }
 
-/** A page is hot when seen in at least hotMin of the round's scans, cold when in at most coldMax. */
-export function roundThresholds(policy: TierPolicy, scans: number): { hotMin: number; coldMax: number } {
-  return { hotMin: Math.max(1, Math.ceil(policy.thresholds.hotMinFraction * scans)), coldMax: Math.floor(policy.thresholds.coldMaxFraction * scans) };
+/** A page is hot when seen in at least hotMin of the round's scans, cold when in at most coldMax (the policy's definition). */
+export function roundThresholds(policy: TierPolicy, scans: number): HeatThresholds {
+  return heatThresholds(policy.thresholds, scans);
 }
 
 export interface AccountInput {
