@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import * as koffi from 'koffi';
 import { createInterface } from 'node:readline';
-import { IOC_SET_LIMIT, IOC_SET_TARGET } from '../src/scan/kmod.js';
+import { IOC_GET_INFO, IOC_SET_LIMIT, IOC_SET_TARGET } from '../src/scan/kmod.js';
 import { decodeKmodStream, PageState } from '../src/scan/kmod-stream.js';
 import { ioctlBuffer } from '../src/sys/ioctl.js';
 
@@ -102,6 +102,13 @@ function decodePass(chunks: { buf: Buffer; at: number }[], counts: Uint8Array, p
   return cpuMs() - c0;
 }
 
+/** The module's own time in its walk, clear and flush (GET_INFO walk_ns, wall clock) so far, in ms. */
+const info = Buffer.alloc(64);
+function walkMs(fd: number): number {
+  ioctlBuffer(fd, IOC_GET_INFO, info, 'GET_INFO');
+  return Number(info.readBigUInt64LE(32)) / 1e6;
+}
+
 function openKmod(flags: number): number {
   const fd = openSync('/dev/vmtier_idle', 'r');
   const t = Buffer.alloc(24);
@@ -153,10 +160,13 @@ async function interleaved(accessed: boolean): Promise<Record<string, number>> {
     const noflush: number[] = [];
     const refs: number[] = [];
     const decodes: number[] = [];
+    const walks: number[] = [];
     const arms = [
       () => {
+        const w0 = walkMs(kmodFd);
         const p = readPass(kmodFd);
         kmod.push(p.cpu);
+        walks.push(walkMs(kmodFd) - w0);
         decodes.push(decodePass(p.chunks, counts, present, shift));
       },
       () => { refs.push(clearRefs()); },
@@ -174,6 +184,7 @@ async function interleaved(accessed: boolean): Promise<Record<string, number>> {
       kmodReadCpuMsPerGiB: median(kmod) / gib,
       kmodNoFlushReadCpuMsPerGiB: median(noflush) / gib,
       decodeCpuMsPerGiB: median(decodes) / gib,
+      kmodWalkMsPerGiB: median(walks) / gib,
       clearRefsCpuMsPerGiB: median(refs) / gib,
       ratioKmodToClearRefs: median(kmod) / median(refs),
       ratioPairedP25: quantile(ratios, 0.25),
