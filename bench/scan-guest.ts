@@ -102,11 +102,14 @@ function decodePass(chunks: { buf: Buffer; at: number }[], counts: Uint8Array, p
   return cpuMs() - c0;
 }
 
-/** The module's own time in its walk, clear and flush (GET_INFO walk_ns, wall clock) so far, in ms. */
+/**
+ * From GET_INFO so far: the module's own time in its walk, clear and flush (walk_ns, wall clock)
+ * in ms, and the A bits it cleared (proves the A-bit state each pass met).
+ */
 const info = Buffer.alloc(64);
-function walkMs(fd: number): number {
+function moduleInfo(fd: number): { walkMs: number; cleared: number } {
   ioctlBuffer(fd, IOC_GET_INFO, info, 'GET_INFO');
-  return Number(info.readBigUInt64LE(32)) / 1e6;
+  return { walkMs: Number(info.readBigUInt64LE(32)) / 1e6, cleared: Number(info.readBigUInt64LE(16)) };
 }
 
 function openKmod(flags: number): number {
@@ -161,12 +164,15 @@ async function interleaved(accessed: boolean): Promise<Record<string, number>> {
     const refs: number[] = [];
     const decodes: number[] = [];
     const walks: number[] = [];
+    const cleared: number[] = [];
     const arms = [
       () => {
-        const w0 = walkMs(kmodFd);
+        const i0 = moduleInfo(kmodFd);
         const p = readPass(kmodFd);
         kmod.push(p.cpu);
-        walks.push(walkMs(kmodFd) - w0);
+        const i1 = moduleInfo(kmodFd);
+        walks.push(i1.walkMs - i0.walkMs);
+        cleared.push(i1.cleared - i0.cleared);
         decodes.push(decodePass(p.chunks, counts, present, shift));
       },
       () => { refs.push(clearRefs()); },
@@ -185,6 +191,8 @@ async function interleaved(accessed: boolean): Promise<Record<string, number>> {
       kmodNoFlushReadCpuMsPerGiB: median(noflush) / gib,
       decodeCpuMsPerGiB: median(decodes) / gib,
       kmodWalkMsPerGiB: median(walks) / gib,
+      clearedPerPassMin: Math.min(...cleared),
+      clearedPerPassMax: Math.max(...cleared),
       clearRefsCpuMsPerGiB: median(refs) / gib,
       ratioKmodToClearRefs: median(kmod) / median(refs),
       ratioPairedP25: quantile(ratios, 0.25),

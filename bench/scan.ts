@@ -48,7 +48,7 @@ try {
     const res = JSON.parse(out.trim().split('\n').pop()!) as Record<string, Record<string, number>>;
     for (const state of ['accessed', 'idle']) {
       const r = res[state]!;
-      rows.push(`| ${thp === 'on' ? '2 MiB THP' : '4 KiB'}, ${m} MiB (${Math.round(r.hugeShare! * 100)} % mapped 2 MiB) | ${state === 'accessed' ? 'all set' : 'all clear'} | ` +
+      rows.push(`| ${thp === 'on' ? '2 MiB THP' : '4 KiB'}, ${m} MiB (${Math.round(r.hugeShare! * 100)} % mapped 2 MiB) | ${state === 'accessed' ? 'all set' : 'all clear'} (${r.clearedPerPassMin === r.clearedPerPassMax ? r.clearedPerPassMin : `${r.clearedPerPassMin}–${r.clearedPerPassMax}`} cleared per kmod pass) | ` +
         `${r.kmodReadCpuMsPerGiB!.toFixed(2)} | ${r.clearRefsCpuMsPerGiB!.toFixed(2)} | **${r.ratioKmodToClearRefs!.toFixed(2)}** | ` +
         `${r.ratioPairedP25!.toFixed(2)}–${r.ratioPairedP75!.toFixed(2)} | ${Math.round(r.kmodFasterShare! * 100)} % | ${r.kmodWalkMsPerGiB!.toFixed(2)} | ` +
         `${r.kmodNoFlushReadCpuMsPerGiB!.toFixed(2)} | ${r.decodeCpuMsPerGiB!.toFixed(2)} | ${(r.decodeShare! * 100).toFixed(0)} % |`);
