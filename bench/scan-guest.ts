@@ -4,15 +4,15 @@
  * (the read(2) calls on /dev/vmtier_idle, i.e. the module's walk) against the kernel's own
  * clear_refs walk (`echo 1 > /proc/PID/clear_refs`) over the same process, and the CPU time
  * of decoding that pass's stream in TypeScript (into per-page counts, as KmodTracker does).
- * Prints one JSON line.
+ * The passes are interleaved (see interleaved()). Prints one JSON line.
  *
- *   node dist/bench/scan-guest.js <workload binary> <MiB> <on|off> <repeats>
+ *   node dist/bench/scan-guest.js <workload binary> <MiB> <on|off> <rounds>
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import * as koffi from 'koffi';
 import { createInterface } from 'node:readline';
-import { IOC_SET_LIMIT, IOC_SET_TARGET } from '../src/scan/kmod.js';
+import { IOC_GET_INFO, IOC_SET_LIMIT, IOC_SET_TARGET } from '../src/scan/kmod.js';
 import { decodeKmodStream, PageState } from '../src/scan/kmod-stream.js';
 import { ioctlBuffer } from '../src/sys/ioctl.js';
 
@@ -66,19 +66,24 @@ function touchAll(): Promise<void> {
 /** Reused, as KmodTracker reuses its read buffer (a fresh zeroed 64 KiB per read is not the tracker's cost). */
 const readBuf = Buffer.alloc(64 * 1024);
 
-/** One pass: the stream chunks (kept, so decoding can be timed apart) and the read CPU time. */
+/**
+ * One kmod pass: the stream chunks (kept, so decoding can be timed apart) and the CPU time of
+ * the read(2) calls alone (copying each chunk out of the reused buffer is not the module's cost).
+ */
 function readPass(fd: number): { chunks: { buf: Buffer; at: number }[]; cpu: number } {
   const chunks: { buf: Buffer; at: number }[] = [];
   let off = start;
-  const c0 = cpuMs();
+  let cpu = 0;
   while (off < end) {
+    const c0 = cpuMs();
     const n = readSync(fd, readBuf, 0, readBuf.length, off);
+    cpu += cpuMs() - c0;
     const buf = Buffer.from(readBuf.subarray(0, n));
     chunks.push({ buf, at: off });
     // The end mark (the last 8 bytes) is where the next read starts.
     off = Number(buf.readBigUInt64BE(n - 8));
   }
-  return { chunks, cpu: cpuMs() - c0 };
+  return { chunks, cpu };
 }
 
 function decodePass(chunks: { buf: Buffer; at: number }[], counts: Uint8Array, present: Uint8Array, shift: Uint8Array): number {
@@ -97,62 +102,115 @@ function decodePass(chunks: { buf: Buffer; at: number }[], counts: Uint8Array, p
   return cpuMs() - c0;
 }
 
-async function kmodRun(flags: number, accessed: boolean): Promise<{ readMs: number; decodeMs: number; huge: number }> {
-  const fd = openSync('/dev/vmtier_idle', 'r');
-  try {
-    const t = Buffer.alloc(24);
-    t.writeInt32LE(pid, 0);
-    t.writeUInt32LE(flags | 8 /* F_PROCESS */, 4);
-    ioctlBuffer(fd, IOC_SET_TARGET, t, 'SET_TARGET');
-    const l = Buffer.alloc(8);
-    l.writeBigUInt64LE(BigInt(end));
-    ioctlBuffer(fd, IOC_SET_LIMIT, l, 'SET_LIMIT');
-    const counts = new Uint8Array(pages);
-    const present = new Uint8Array(pages);
-    const shift = new Uint8Array(pages);
-    decodePass(readPass(fd).chunks, counts, present, shift); // warm-up: JIT, and every A bit cleared
-    const reads: number[] = [];
-    const decodes: number[] = [];
-    for (let i = 0; i < repeats; i++) {
-      if (accessed) await touchAll();
-      const p = readPass(fd);
-      reads.push(p.cpu);
-      decodes.push(decodePass(p.chunks, counts, present, shift));
-    }
-    return { readMs: median(reads), decodeMs: median(decodes), huge: shift.filter((s) => s === 21).length / pages };
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * From GET_INFO so far: the module's own time in its walk, clear and flush (walk_ns, wall clock)
+ * in ms, and the A bits it cleared (proves the A-bit state each pass met).
+ */
+const info = Buffer.alloc(64);
+function moduleInfo(fd: number): { walkMs: number; cleared: number } {
+  ioctlBuffer(fd, IOC_GET_INFO, info, 'GET_INFO');
+  return { walkMs: Number(info.readBigUInt64LE(32)) / 1e6, cleared: Number(info.readBigUInt64LE(16)) };
 }
 
-async function clearRefsRun(accessed: boolean): Promise<number> {
-  const cpu: number[] = [];
-  writeFileSync(`/proc/${pid}/clear_refs`, '1'); // warm-up
-  for (let i = 0; i < repeats; i++) {
-    if (accessed) await touchAll();
-    const c0 = cpuMs();
-    writeFileSync(`/proc/${pid}/clear_refs`, '1');
-    cpu.push(cpuMs() - c0);
+function openKmod(flags: number): number {
+  const fd = openSync('/dev/vmtier_idle', 'r');
+  const t = Buffer.alloc(24);
+  t.writeInt32LE(pid, 0);
+  t.writeUInt32LE(flags | 8 /* F_PROCESS */, 4);
+  ioctlBuffer(fd, IOC_SET_TARGET, t, 'SET_TARGET');
+  const l = Buffer.alloc(8);
+  l.writeBigUInt64LE(BigInt(end));
+  ioctlBuffer(fd, IOC_SET_LIMIT, l, 'SET_LIMIT');
+  return fd;
+}
+
+/** p-quantile by linear interpolation between order statistics. */
+function quantile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const x = p * (s.length - 1);
+  const lo = Math.floor(x);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (x - lo);
+}
+
+/**
+ * Interleaved rounds: each round runs one kmod read+clear pass, one clear_refs pass and one kmod
+ * pass without the TLB flush, in an order that rotates every round, each pass preceded by the
+ * same A-bit state (all set: the target rewrites every page first; all clear: the previous pass
+ * of either kind cleared them). A drift in host load then hits all three alike, and the per-round
+ * ratio kmod / clear_refs compares passes run back to back. Both sides are timed on this thread's
+ * CPU clock around the system calls only: read(2) on a kept-open /dev/vmtier_idle fd, write(2) of
+ * "1" on a kept-open /proc/PID/clear_refs fd.
+ */
+async function interleaved(accessed: boolean): Promise<Record<string, number>> {
+  const kmodFd = openKmod(F_CLEAR);
+  const noflushFd = openKmod(F_CLEAR | F_NOFLUSH);
+  const refsFd = openSync(`/proc/${pid}/clear_refs`, 'w');
+  const one = Buffer.from('1');
+  const counts = new Uint8Array(pages);
+  const present = new Uint8Array(pages);
+  const shift = new Uint8Array(pages);
+  try {
+    const clearRefs = (): number => {
+      const c0 = cpuMs();
+      writeSync(refsFd, one, 0, 1, 0);
+      return cpuMs() - c0;
+    };
+    // Warm-up: JIT of both paths, and every A bit cleared.
+    decodePass(readPass(kmodFd).chunks, counts, present, shift);
+    readPass(noflushFd);
+    clearRefs();
+    const kmod: number[] = [];
+    const noflush: number[] = [];
+    const refs: number[] = [];
+    const decodes: number[] = [];
+    const walks: number[] = [];
+    const cleared: number[] = [];
+    const arms = [
+      () => {
+        const i0 = moduleInfo(kmodFd);
+        const p = readPass(kmodFd);
+        kmod.push(p.cpu);
+        const i1 = moduleInfo(kmodFd);
+        walks.push(i1.walkMs - i0.walkMs);
+        cleared.push(i1.cleared - i0.cleared);
+        decodes.push(decodePass(p.chunks, counts, present, shift));
+      },
+      () => { refs.push(clearRefs()); },
+      () => { noflush.push(readPass(noflushFd).cpu); },
+    ];
+    for (let i = 0; i < repeats; i++) {
+      for (let k = 0; k < arms.length; k++) {
+        if (accessed) await touchAll();
+        arms[(i + k) % arms.length]!();
+      }
+    }
+    const ratios = kmod.map((k, i) => k / refs[i]!);
+    return {
+      hugeShare: shift.filter((s) => s === 21).length / pages,
+      kmodReadCpuMsPerGiB: median(kmod) / gib,
+      kmodNoFlushReadCpuMsPerGiB: median(noflush) / gib,
+      decodeCpuMsPerGiB: median(decodes) / gib,
+      kmodWalkMsPerGiB: median(walks) / gib,
+      clearedPerPassMin: Math.min(...cleared),
+      clearedPerPassMax: Math.max(...cleared),
+      clearRefsCpuMsPerGiB: median(refs) / gib,
+      ratioKmodToClearRefs: median(kmod) / median(refs),
+      ratioPairedP25: quantile(ratios, 0.25),
+      ratioPairedMedian: quantile(ratios, 0.5),
+      ratioPairedP75: quantile(ratios, 0.75),
+      kmodFasterShare: ratios.filter((r) => r < 1).length / ratios.length,
+      decodeShare: median(decodes) / (median(decodes) + median(kmod)),
+    };
+  } finally {
+    closeSync(kmodFd);
+    closeSync(noflushFd);
+    closeSync(refsFd);
   }
-  return median(cpu);
 }
 
 try {
   const out: Record<string, unknown> = { mib, thp: thpArg === 'on', repeats };
-  for (const accessed of [true, false]) {
-    const kmod = await kmodRun(F_CLEAR, accessed);
-    const noflush = await kmodRun(F_CLEAR | F_NOFLUSH, accessed);
-    const clearRefs = await clearRefsRun(accessed);
-    out[accessed ? 'accessed' : 'idle'] = {
-      hugeShare: kmod.huge,
-      kmodReadCpuMsPerGiB: kmod.readMs / gib,
-      kmodNoFlushReadCpuMsPerGiB: noflush.readMs / gib,
-      decodeCpuMsPerGiB: kmod.decodeMs / gib,
-      clearRefsCpuMsPerGiB: clearRefs / gib,
-      ratioKmodToClearRefs: kmod.readMs / clearRefs,
-      decodeShare: kmod.decodeMs / (kmod.decodeMs + kmod.readMs),
-    };
-  }
+  for (const accessed of [true, false]) out[accessed ? 'accessed' : 'idle'] = await interleaved(accessed);
   process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   child.kill('SIGKILL');

@@ -51,8 +51,15 @@ void vti_mark_young(unsigned long pfn)
 	 */
 	if (!folio_test_anon(folio) && !folio_mapping(folio))
 		return;
-	folio_set_young(folio);
-	folio_clear_idle(folio);
+	/*
+	 * Test first: in a steady scan the folio is already young and not
+	 * idle, and a plain read spares two locked RMWs on its flags per
+	 * cleared entry. A racing clear of young is as if it came just after.
+	 */
+	if (!folio_test_young(folio))
+		folio_set_young(folio);
+	if (folio_test_idle(folio))
+		folio_clear_idle(folio);
 }
 
 /* Atomically test and clear the A bit of a page-table entry at @entry. */
@@ -121,25 +128,33 @@ static int vti_pmd_leaf(struct vm_area_struct *vma, pmd_t *pmd, pmd_t pmdval,
 			unsigned long addr, unsigned long end, bool may_clear,
 			struct vti_scan *s)
 {
-	enum vti_state state = VTI_IDLE;
 	spinlock_t *ptl;
 
+	/*
+	 * Only clearing needs the lock (the folio must stay while it is
+	 * marked young); an old leaf, or one only read, is reported from the
+	 * entry as read: the mmap read lock keeps the table itself, and a
+	 * racing split or zap changes nothing a moment's later read would not.
+	 */
+	if (!pmd_young(pmdval) || !may_clear ||
+	    !(s->flags & VMTIER_IDLE_F_CLEAR)) {
+		vti_enc_range(&s->enc, addr, end, PMD_SHIFT,
+			      pmd_young(pmdval) ? VTI_ACCESSED : VTI_IDLE);
+		return 0;
+	}
 	ptl = pmd_lock(vma->vm_mm, pmd);
 	if (!pmd_same(pmdval, READ_ONCE(*pmd))) {
 		spin_unlock(ptl);
 		return -EAGAIN;
 	}
-	if (pmd_young(pmdval)) {
-		state = VTI_ACCESSED;
-		if ((s->flags & VMTIER_IDLE_F_CLEAR) && may_clear &&
-		    vti_test_clear_young(pmd)) {
-			s->cleared++;
-			if (vti_vma_has_folios(vma) && !pmd_devmap(pmdval))
-				vti_mark_young(pmd_pfn(pmdval));
-		}
+	/* Young, and ours to clear. */
+	if (vti_test_clear_young(pmd)) {
+		s->cleared++;
+		if (vti_vma_has_folios(vma) && !pmd_devmap(pmdval))
+			vti_mark_young(pmd_pfn(pmdval));
 	}
 	spin_unlock(ptl);
-	vti_enc_range(&s->enc, addr, end, PMD_SHIFT, state);
+	vti_enc_range(&s->enc, addr, end, PMD_SHIFT, VTI_ACCESSED);
 	return 0;
 }
 
@@ -218,26 +233,29 @@ static int vti_pud_leaf(struct vm_area_struct *vma, pud_t *pud, pud_t pudval,
 			unsigned long addr, unsigned long end, bool may_clear,
 			struct vti_scan *s)
 {
-	enum vti_state state = VTI_IDLE;
 	spinlock_t *ptl;
 
+	/* As for PMD leaves: only clearing takes the lock. */
+	if (!pud_young(pudval) || !may_clear ||
+	    !(s->flags & VMTIER_IDLE_F_CLEAR)) {
+		vti_enc_range(&s->enc, addr, end, PUD_SHIFT,
+			      pud_young(pudval) ? VTI_ACCESSED : VTI_IDLE);
+		return 0;
+	}
 	/* 1 GiB hugetlb and DAX leaves are both locked by page_table_lock. */
 	ptl = pud_lock(vma->vm_mm, pud);
 	if (!pud_same(pudval, READ_ONCE(*pud))) {
 		spin_unlock(ptl);
 		return -EAGAIN;
 	}
-	if (pud_young(pudval)) {
-		state = VTI_ACCESSED;
-		if ((s->flags & VMTIER_IDLE_F_CLEAR) && may_clear &&
-		    vti_test_clear_young(pud)) {
-			s->cleared++;
-			if (vti_vma_has_folios(vma) && !pud_devmap(pudval))
-				vti_mark_young(pud_pfn(pudval));
-		}
+	/* Young, and ours to clear. */
+	if (vti_test_clear_young(pud)) {
+		s->cleared++;
+		if (vti_vma_has_folios(vma) && !pud_devmap(pudval))
+			vti_mark_young(pud_pfn(pudval));
 	}
 	spin_unlock(ptl);
-	vti_enc_range(&s->enc, addr, end, PUD_SHIFT, state);
+	vti_enc_range(&s->enc, addr, end, PUD_SHIFT, VTI_ACCESSED);
 	return 0;
 }
 
