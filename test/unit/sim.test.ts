@@ -460,20 +460,11 @@ test('units and references: 2 MiB units cost 512× a page to move; the paying cl
 });
 
 test('vmtier keeps DRAM free for a program that keeps touching new pages: they land in DRAM, not behind dead data', async () => {
-  // Pages 0..255 are touched in the first 10 epochs and never again; from then on every epoch the
-  // program takes 4 new pages and uses each for 5 epochs (an allocator handing out fresh memory).
+  // An allocator handing out fresh memory (allocTraceCsv).
   const dir = tmp();
   try {
-    const rows = ['epoch,page,accesses'];
-    for (let e = 0; e < 10; e++) for (let p = 0; p < 256; p++) rows.push(`${e},${p},2`);
-    let next = 256;
-    const live: [number, number][] = [];
-    for (let e = 10; e < 200; e++) {
-      for (let k = 0; k < 4; k++) live.push([next++, e]);
-      for (const [p, born] of live) if (e - born < 5) rows.push(`${e},${p},20`);
-    }
     const f = join(dir, 'alloc.csv');
-    writeFileSync(f, rows.join('\n') + '\n');
+    writeFileSync(f, allocTraceCsv());
     const t = await loadTrace(f);
     const sim = (p: SimPolicy) => simulateSync(t.meta, t.batches, p, cfg(0.25));
     const withHeadroom = sim(makePolicy('vmtier'));
