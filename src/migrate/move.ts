@@ -3,12 +3,12 @@
  * page's outcome. Failures are per page (the kernel reports them in status[]), never thrown
  * away: callers see how many pages moved, were busy, not present, out of memory, and which.
  */
-import { MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw } from '../sys/syscalls.js';
+import { MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw, queryPageNodes } from '../sys/syscalls.js';
 import { errnoName, KernelError } from '../errors.js';
 import { addMoveCounts, emptyMoveCounts, type MoveCounts } from './mover.js';
 
-/** Pages per move_pages call: the seed used 1024 x 4 KiB; bigger batches gain little and hold mmap_lock longer. */
-export const DEFAULT_BATCH = 1024;
+/** Pages per move_pages call (src/sys/syscalls.ts). */
+export const DEFAULT_BATCH = MOVE_PAGES_BATCH;
 
 export type MoveStatusClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
 
@@ -105,7 +105,8 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -16) recheck.push(i);
     const onTarget = new Uint8Array(n);
     if (recheck.length > 0) {
-      const where = movePagesRaw(pid, recheck.map(addrAt), null, 0);
+      // One query call for the batch's rechecks (recheck.length <= n <= batch).
+      const where = queryPageNodes(pid, recheck.map(addrAt), batch);
       out.calls++;
       recheck.forEach((i, k) => { onTarget[i] = where[k] === node ? 1 : 0; });
     }
@@ -132,18 +133,6 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     opts.onBatch?.(off + n, addrs.length);
   }
   out.moved = out.byClass.moved;
-  return out;
-}
-
-/** Queries where pages are: status per page (node id, or -errno), batched. */
-export function queryPageNodes(pid: number, addrs: ArrayLike<number>, batch = DEFAULT_BATCH): Int32Array {
-  const out = new Int32Array(addrs.length);
-  for (let off = 0; off < addrs.length; off += batch) {
-    const n = Math.min(batch, addrs.length - off);
-    const slice: number[] = new Array(n);
-    for (let i = 0; i < n; i++) slice[i] = addrs[off + i]!;
-    out.set(movePagesRaw(pid, slice, null, 0), off);
-  }
   return out;
 }
 

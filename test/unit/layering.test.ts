@@ -114,3 +114,24 @@ test('the composition root is outside src/api: src/api receives the engine, buil
   assert.ok(existsSync(join(SRC, 'service', 'service.ts')));
   assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'store/sightings.ts', 'vm/libvirt-inventory.ts']), []);
 });
+
+test('one placement query: only src/sys/syscalls.ts reaches move_pages(2), and only queryPageNodes asks it with nodes = NULL', () => {
+  // The domain model (src/vm) and the mover (src/migrate) sit side by side; both take the query from below.
+  assert.deepEqual(importsInto('vm/', ['migrate/']), [], 'src/vm imports src/migrate');
+  const sources = [...graph.keys()].map((f) => [f, readFileSync(join(SRC, f), 'utf8')] as const);
+  // Nowhere else names the system call: no second wrapper around move_pages' number or koffi's syscall.
+  assert.deepEqual(sources.filter(([f, t]) => f !== 'sys/syscalls.ts' && /SYS\.move_pages|\bmove_pages\s*:\s*\d|movePagesCall/.test(t)).map(([f]) => f), []);
+  const sys = readFileSync(join(SRC, 'sys', 'syscalls.ts'), 'utf8');
+  // The raw call is private; its only query (a null nodes argument) is inside queryPageNodes.
+  assert.match(sys, /\nfunction movePagesCall\(/);
+  const calls = [...sys.matchAll(/movePagesCall\(([^;]*)\)/g)].map((m) => m[1]!).filter((a) => !a.startsWith('pid: number'));
+  const queries = calls.filter((a) => /,\s*null\s*,/.test(a));
+  assert.equal(queries.length, 1, `move_pages with nodes = NULL called ${queries.length} times in src/sys/syscalls.ts`);
+  const queryFn = sys.slice(sys.indexOf('export function queryPageNodes('), sys.indexOf('\n}\n', sys.indexOf('export function queryPageNodes(')));
+  assert.ok(queryFn.includes('movePagesCall(') && /,\s*null\s*,/.test(queryFn), 'the query is queryPageNodes');
+  // The exported move takes nodes that cannot be null, so it cannot serve as a second query.
+  assert.match(sys, /export function movePagesRaw\([^)]*nodes: Int32Array,/);
+  // No other file defines a function that answers "which node is this page on" from the kernel itself.
+  const definers = sources.filter(([, t]) => /export function queryPageNodes\b/.test(t)).map(([f]) => f);
+  assert.deepEqual(definers, ['sys/syscalls.ts']);
+});
