@@ -5,18 +5,14 @@
  */
 import { MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw, queryPageNodes } from '../sys/syscalls.js';
 import { errnoName, KernelError } from '../errors.js';
-import { addMoveCounts, emptyMoveCounts, type MoveCounts } from './mover.js';
+import { addMoveCounts, emptyMoveCounts, type MoveClass, type MoveCounts } from './counts.js';
 
 /** Pages per move_pages call (src/sys/syscalls.ts). */
 export const DEFAULT_BATCH = MOVE_PAGES_BATCH;
 
-export type MoveStatusClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
-
-export interface MoveOutcome {
-  requested: number;
+export interface MoveOutcome extends MoveCounts {
   /** Pages that ended on the target node (already there counts as moved). */
   moved: number;
-  byClass: Record<MoveStatusClass, number>;
   /**
    * Count per raw result: "node:N", or the errno name, or "nostatus"/"ENOMEM" for pages the kernel
    * gave no status for. Raw: such a page found on the target node afterwards counts as moved.
@@ -38,7 +34,7 @@ export interface MoveOptions {
   reached?: Uint8Array;
 }
 
-export function classifyStatus(status: number, target: number): MoveStatusClass {
+export function classifyStatus(status: number, target: number): MoveClass {
   if (status === target) return 'moved';
   if (status >= 0) return 'other';
   switch (-status) {
@@ -58,9 +54,8 @@ export function classifyStatus(status: number, target: number): MoveStatusClass 
 
 export function emptyOutcome(): MoveOutcome {
   return {
-    requested: 0,
+    ...emptyMoveCounts(),
     moved: 0,
-    byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 },
     byStatus: {},
     failures: [],
     calls: 0,
@@ -90,7 +85,7 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
     // pages pinned: no status for the batch at all), or ENOMEM for the whole call once the
     // target node is full (while earlier pages of the batch did move).
-    let unreported: { cls: MoveStatusClass; key: string } = { cls: 'busy', key: 'nostatus' };
+    let unreported: { cls: MoveClass; key: string } = { cls: 'busy', key: 'nostatus' };
     try {
       status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
     } catch (e) {
