@@ -4,7 +4,8 @@
  * away: callers see how many pages moved, were busy, not present, out of memory, and which.
  */
 import { MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw, queryPageNodes } from '../sys/syscalls.js';
-import { errnoName, KernelError } from '../errors.js';
+import { EAGAIN, EBUSY, EFAULT, ENOENT, ENOMEM, errnoName } from '../errno.js';
+import { KernelError } from '../errors.js';
 import { addMoveCounts, emptyMoveCounts, type MoveClass, type MoveCounts } from './counts.js';
 
 /** Pages per move_pages call (src/sys/syscalls.ts). */
@@ -38,14 +39,14 @@ export function classifyStatus(status: number, target: number): MoveClass {
   if (status === target) return 'moved';
   if (status >= 0) return 'other';
   switch (-status) {
-    case 16: // EBUSY: page pinned or under I/O
-    case 11: // EAGAIN
+    case EBUSY: // page pinned or under I/O
+    case EAGAIN:
       return 'busy';
-    case 2: // ENOENT: not present (never touched, or swapped)
+    case ENOENT: // not present (never touched, or swapped)
       return 'notPresent';
-    case 12: // ENOMEM: target node full
+    case ENOMEM: // target node full
       return 'noMemory';
-    case 14: // EFAULT: not a movable mapping (devdax, VM_PFNMAP, ...)
+    case EFAULT: // not a movable mapping (devdax, VM_PFNMAP, ...)
       return 'fault';
     default:
       return 'other';
@@ -89,7 +90,7 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     try {
       status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
     } catch (e) {
-      if (!(e instanceof KernelError) || e.errno !== 12) throw e;
+      if (!(e instanceof KernelError) || e.errno !== ENOMEM) throw e;
       status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
       unreported = { cls: 'noMemory', key: 'ENOMEM' };
     }
@@ -97,7 +98,7 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // Those, and EBUSY (also given for the second 4 KiB address of a THP that the first address
     // already moved), are checked with a query: a page on the target node moved.
     const recheck: number[] = [];
-    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -16) recheck.push(i);
+    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -EBUSY) recheck.push(i);
     const onTarget = new Uint8Array(n);
     if (recheck.length > 0) {
       // One query call for the batch's rechecks (recheck.length <= n <= batch).

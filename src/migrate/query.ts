@@ -4,12 +4,10 @@
  * queryPageNodes, the one placement query, `batch` pages per call into reused buffers, so a
  * round leaves no garbage for the GC to chase.
  */
+import { ENOENT } from '../errno.js';
 import { MOVE_PAGES_BATCH, queryPageNodes } from '../sys/syscalls.js';
 import { PAGE_SIZE as PAGE_BYTES } from '../units.js';
 import type { AddressRun } from './placement-cache.js';
-
-/** move_pages' status for a page that is not present (never touched, or swapped out). */
-const ENOENT = 2;
 
 /** Where a window of the VM's pages sits, and how long the longest single query call held the thread. */
 export interface WindowPlacement {
