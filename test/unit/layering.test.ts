@@ -113,7 +113,7 @@ test('each layer imports only the layers below it', () => {
 
 test('the composition root is outside src/api: src/api receives the engine, builds none, and never imports the root', () => {
   assert.ok(existsSync(join(SRC, 'service', 'service.ts')));
-  assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'store/sightings.ts', 'vm/libvirt-inventory.ts']), []);
+  assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'vm/libvirt-inventory.ts']), []);
 });
 
 test('one placement query: only src/sys/syscalls.ts reaches move_pages(2), and only queryPageNodes asks it with nodes = NULL', () => {
@@ -135,4 +135,9 @@ test('one placement query: only src/sys/syscalls.ts reaches move_pages(2), and o
   // No other file defines a function that answers "which node is this page on" from the kernel itself.
   const definers = sources.filter(([, t]) => /export function queryPageNodes\b/.test(t)).map(([f]) => f);
   assert.deepEqual(definers, ['sys/syscalls.ts']);
+});
+
+test('src/store only stores: the sightings service (listening to the inventory, timing its listings) lives in src/service', () => {
+  assert.ok(existsSync(join(SRC, 'service', 'sightings.ts')));
+  assert.deepEqual(importsInto('store/', ['vm/inventory.ts', 'vm/libvirt-inventory.ts', 'libvirt/', 'service/', 'daemon/']), []);
 });
