@@ -9,7 +9,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_BATCH, movePagesToNode, queryPageNodes } from '../src/migrate/move.js';
+import { DEFAULT_BATCH, movePagesToNode } from '../src/migrate/move.js';
+import { queryPageNodes } from '../src/sys/syscalls.js';
 import { startWorkload } from '../lab/guest/workload-proc.js';
 
 const [loop, mibArg, thpArg, roundsArg] = process.argv.slice(2);

@@ -3,6 +3,8 @@
  * the API maps codes to HTTP statuses in one place (src/api/errors.ts) and the CLI
  * prints `code: message`.
  */
+import { errnoName } from './errno.js';
+
 export type ErrorCode =
   | 'VM_NOT_FOUND'
   | 'VM_GONE'
@@ -50,16 +52,6 @@ export class KernelError extends VmtierError {
     this.errno = errno;
     this.syscall = syscall;
   }
-}
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 7: 'E2BIG', 9: 'EBADF', 11: 'EAGAIN',
-  12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL',
-  25: 'ENOTTY', 28: 'ENOSPC', 38: 'ENOSYS', 95: 'EOPNOTSUPP',
-};
-
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES[Math.abs(errno)] ?? `errno ${Math.abs(errno)}`;
 }
 
 export function isVmtierError(e: unknown, code?: ErrorCode): e is VmtierError {

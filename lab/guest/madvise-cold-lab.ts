@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Engine } from '../../src/daemon/engine.js';
-import { queryPageNodes } from '../../src/migrate/move.js';
+import { queryPageNodes } from '../../src/sys/syscalls.js';
 import { parsePolicy } from '../../src/policy/index.js';
 import { Store } from '../../src/store/store.js';
 import { ProcessInventory } from './process-inventory.js';

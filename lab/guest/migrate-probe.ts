@@ -8,7 +8,8 @@
  *   node dist/lab/guest/migrate-probe.js pinned              pages referenced by a pipe
  */
 import { readFileSync } from 'node:fs';
-import { movePagesToNode, queryPageNodes } from '../../src/migrate/move.js';
+import { movePagesToNode } from '../../src/migrate/move.js';
+import { queryPageNodes } from '../../src/sys/syscalls.js';
 import { histogram, nodeMemFreeBytes, numaMapsCounts, startWorkload } from './workload-proc.js';
 
 const SLOW = 1;

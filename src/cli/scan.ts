@@ -4,6 +4,7 @@
  * appended to a trace file in the simulator's format, so real workloads become traces.
  */
 import { Command, Option } from 'commander';
+import { ESRCH } from '../errno.js';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import { createTracker, isTrackerName, resolveTrackerName, TRACKER_NAMES, type TrackerOptions } from '../scan/index.js';
 import { defaultRanges, readMaps } from '../scan/procfs.js';
@@ -166,7 +167,7 @@ export async function runScan(o: ScanCliOptions, io: { stdout: (s: string) => vo
     else io.stdout(humanReport(out, result));
     return out;
   } catch (e) {
-    if (target.domain && e instanceof KernelError && e.errno === 3) {
+    if (target.domain && e instanceof KernelError && e.errno === ESRCH) {
       throw new VmtierError('VM_GONE', `domain ${target.domain.name} (QEMU pid ${target.pid}) went away during the scan`,
         { uuid: target.domain.uuid, pid: target.pid }, { cause: e });
     }

@@ -4,7 +4,8 @@
  * registry (so /metrics serves them next to the store-backed hotness gauges) or on a private one.
  */
 import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
-import type { MoveClass, MoveCounts, RoundSummary } from './status.js';
+import type { MoveClass, MoveCounts } from '../migrate/counts.js';
+import type { RoundSummary } from './status.js';
 
 const STATUS_LABEL: Record<MoveClass, string> = {
   moved: 'moved',

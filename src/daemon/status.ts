@@ -5,12 +5,9 @@
 import type { KernelTiering } from '../host/topology.js';
 
 import type { HostBudgetStatus } from '../migrate/budget.js';
-import type { MoveCounts } from '../migrate/mover.js';
+import type { MoveCounts } from '../migrate/counts.js';
 
 export type { BudgetLimit, HostBudgetStatus } from '../migrate/budget.js';
-
-export type { MoveClass, MoveCounts } from '../migrate/mover.js';
-export { addMoveCounts, emptyMoveCounts } from '../migrate/mover.js';
 
 export interface TrackerStatus {
   /** The tracker asked for ('auto' resolved), e.g. "kmod", "damon", "replay". */

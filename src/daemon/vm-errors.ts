@@ -2,9 +2,8 @@
  * How a VM's loop reads errors: which mean the domain is gone (the loop ends), and the code and
  * message the status reports for the rest.
  */
+import { ESRCH } from '../errno.js';
 import { KernelError, isVmtierError } from '../errors.js';
-
-const ESRCH = 3;
 
 /** The domain (or its QEMU process) is gone: the loop ends instead of backing off. */
 export function isGone(e: unknown): boolean {

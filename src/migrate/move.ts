@@ -3,20 +3,17 @@
  * page's outcome. Failures are per page (the kernel reports them in status[]), never thrown
  * away: callers see how many pages moved, were busy, not present, out of memory, and which.
  */
-import { MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw } from '../sys/syscalls.js';
-import { errnoName, KernelError } from '../errors.js';
-import { addMoveCounts, emptyMoveCounts, type MoveCounts } from './mover.js';
+import { MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, MPOL_MF_MOVE, movePagesRaw, queryPageNodes } from '../sys/syscalls.js';
+import { EAGAIN, EBUSY, EFAULT, ENOENT, ENOMEM, errnoName } from '../errno.js';
+import { KernelError } from '../errors.js';
+import { addMoveCounts, emptyMoveCounts, type MoveClass, type MoveCounts } from './counts.js';
 
-/** Pages per move_pages call: the seed used 1024 x 4 KiB; bigger batches gain little and hold mmap_lock longer. */
-export const DEFAULT_BATCH = 1024;
+/** Pages per move_pages call (src/sys/syscalls.ts). */
+export const DEFAULT_BATCH = MOVE_PAGES_BATCH;
 
-export type MoveStatusClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
-
-export interface MoveOutcome {
-  requested: number;
+export interface MoveOutcome extends MoveCounts {
   /** Pages that ended on the target node (already there counts as moved). */
   moved: number;
-  byClass: Record<MoveStatusClass, number>;
   /**
    * Count per raw result: "node:N", or the errno name, or "nostatus"/"ENOMEM" for pages the kernel
    * gave no status for. Raw: such a page found on the target node afterwards counts as moved.
@@ -38,18 +35,18 @@ export interface MoveOptions {
   reached?: Uint8Array;
 }
 
-export function classifyStatus(status: number, target: number): MoveStatusClass {
+export function classifyStatus(status: number, target: number): MoveClass {
   if (status === target) return 'moved';
   if (status >= 0) return 'other';
   switch (-status) {
-    case 16: // EBUSY: page pinned or under I/O
-    case 11: // EAGAIN
+    case EBUSY: // page pinned or under I/O
+    case EAGAIN:
       return 'busy';
-    case 2: // ENOENT: not present (never touched, or swapped)
+    case ENOENT: // not present (never touched, or swapped)
       return 'notPresent';
-    case 12: // ENOMEM: target node full
+    case ENOMEM: // target node full
       return 'noMemory';
-    case 14: // EFAULT: not a movable mapping (devdax, VM_PFNMAP, ...)
+    case EFAULT: // not a movable mapping (devdax, VM_PFNMAP, ...)
       return 'fault';
     default:
       return 'other';
@@ -58,9 +55,8 @@ export function classifyStatus(status: number, target: number): MoveStatusClass 
 
 export function emptyOutcome(): MoveOutcome {
   return {
-    requested: 0,
+    ...emptyMoveCounts(),
     moved: 0,
-    byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 },
     byStatus: {},
     failures: [],
     calls: 0,
@@ -90,11 +86,11 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
     // pages pinned: no status for the batch at all), or ENOMEM for the whole call once the
     // target node is full (while earlier pages of the batch did move).
-    let unreported: { cls: MoveStatusClass; key: string } = { cls: 'busy', key: 'nostatus' };
+    let unreported: { cls: MoveClass; key: string } = { cls: 'busy', key: 'nostatus' };
     try {
       status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
     } catch (e) {
-      if (!(e instanceof KernelError) || e.errno !== 12) throw e;
+      if (!(e instanceof KernelError) || e.errno !== ENOMEM) throw e;
       status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
       unreported = { cls: 'noMemory', key: 'ENOMEM' };
     }
@@ -102,10 +98,11 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // Those, and EBUSY (also given for the second 4 KiB address of a THP that the first address
     // already moved), are checked with a query: a page on the target node moved.
     const recheck: number[] = [];
-    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -16) recheck.push(i);
+    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -EBUSY) recheck.push(i);
     const onTarget = new Uint8Array(n);
     if (recheck.length > 0) {
-      const where = movePagesRaw(pid, recheck.map(addrAt), null, 0);
+      // One query call for the batch's rechecks (recheck.length <= n <= batch).
+      const where = queryPageNodes(pid, recheck.map(addrAt), batch);
       out.calls++;
       recheck.forEach((i, k) => { onTarget[i] = where[k] === node ? 1 : 0; });
     }
@@ -132,18 +129,6 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     opts.onBatch?.(off + n, addrs.length);
   }
   out.moved = out.byClass.moved;
-  return out;
-}
-
-/** Queries where pages are: status per page (node id, or -errno), batched. */
-export function queryPageNodes(pid: number, addrs: ArrayLike<number>, batch = DEFAULT_BATCH): Int32Array {
-  const out = new Int32Array(addrs.length);
-  for (let off = 0; off < addrs.length; off += batch) {
-    const n = Math.min(batch, addrs.length - off);
-    const slice: number[] = new Array(n);
-    for (let i = 0; i < n; i++) slice[i] = addrs[off + i]!;
-    out.set(movePagesRaw(pid, slice, null, 0), off);
-  }
   return out;
 }
 

@@ -8,23 +8,7 @@
 import type { HostTopology } from '../host/topology.js';
 import { PAGE_SIZE } from '../units.js';
 import type { MigrationBudget } from './budget.js';
-
-export type MoveClass = 'moved' | 'busy' | 'notPresent' | 'noMemory' | 'fault' | 'other';
-
-/** Outcome of moves by class: the one count type of the mover, the engine status and the API. */
-export interface MoveCounts {
-  requested: number;
-  byClass: Record<MoveClass, number>;
-}
-
-export function emptyMoveCounts(): MoveCounts {
-  return { requested: 0, byClass: { moved: 0, busy: 0, notPresent: 0, noMemory: 0, fault: 0, other: 0 } };
-}
-
-export function addMoveCounts(into: MoveCounts, add: MoveCounts): void {
-  into.requested += add.requested;
-  for (const k of Object.keys(into.byClass) as MoveClass[]) into.byClass[k] += add.byClass[k];
-}
+import { addMoveCounts, emptyMoveCounts, type MoveCounts } from './counts.js';
 
 export type Direction = 'promote' | 'demote';
 

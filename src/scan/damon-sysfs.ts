@@ -20,6 +20,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile, readdir, access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { EBUSY, EIO } from '../errno.js';
 import { KernelError, VmtierError } from '../errors.js';
 import type { HvaRange } from '../units.js';
 
@@ -84,10 +85,9 @@ const ULONG_MAX = '18446744073709551615';
 
 function errnoOf(e: unknown): number {
   const n = (e as NodeJS.ErrnoException)?.errno;
-  return typeof n === 'number' ? Math.abs(n) : 5;
+  return typeof n === 'number' ? Math.abs(n) : EIO;
 }
 
-const EBUSY = 16;
 /** How long a write waits for DAMON's command slot or lock before EBUSY is final. */
 const BUSY_RETRY_MS = 30_000;
 

@@ -21,6 +21,7 @@
  * measured in test/lab/damon.test.ts and reported in README.
  */
 import { writeFileSync } from 'node:fs';
+import { ESRCH } from '../errno.js';
 import { KernelError, VmtierError, isVmtierError } from '../errors.js';
 import { DamonKdamondPool, DEFAULT_KDAMOND_SLOTS, type DamonOwnerRecord } from './damon-pool.js';
 import { damonStoppedError, isDamonGone, isDamonStopped, scanKdamond, type DamonScanJob, type DamonScanRunner } from './damon-scan.js';
@@ -62,7 +63,6 @@ export interface DamonTrackerOptions {
 export type { DamonOwnerRecord } from './damon-pool.js';
 export { DAMON_POOL_FILE, damonStateFile } from './damon-pool.js';
 
-const ESRCH = 3;
 const REGION_BYTES = 2 * 1024 * 1024;
 
 export class DamonTracker implements Tracker {

@@ -6,6 +6,7 @@
  * the three bytes of RangeCounts and nothing else.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
+import { EFAULT, ENOENT, EOPNOTSUPP, EPERM, ESRCH } from '../errno.js';
 import { KernelError, VmtierError } from '../errors.js';
 import { ioc, ioctlBuffer } from '../sys/ioctl.js';
 import { decodeKmodStream, PageState } from './kmod-stream.js';
@@ -29,10 +30,6 @@ const INFO_SIZE = 64;
 export const IOC_SET_TARGET = ioc(1, MAGIC, 1, TARGET_SIZE);
 export const IOC_SET_LIMIT = ioc(1, MAGIC, 2, 8);
 export const IOC_GET_INFO = ioc(2, MAGIC, 3, INFO_SIZE);
-const ESRCH = 3;
-const EFAULT = 14;
-const EPERM = 1;
-const EOPNOTSUPP = 95;
 const MODES = ['none', 'process', 'npt', 'ept'] as const;
 export type KmodMode = (typeof MODES)[number];
 
@@ -142,7 +139,7 @@ export class KmodTracker implements Tracker {
       ioctlBuffer(this.fd, IOC_SET_TARGET, t, 'VMTIER_IDLE_IOC_SET_TARGET');
     } catch (e) {
       if (e instanceof KernelError && e.errno === ESRCH) throw new KernelError('vmtier_idle', ESRCH, `process ${pid} does not exist or is exiting (ESRCH)`, { pid });
-      if (e instanceof KernelError && e.errno === 2) throw new VmtierError('VM_NOT_FOUND', `process ${pid} holds no KVM VM`, { pid });
+      if (e instanceof KernelError && e.errno === ENOENT) throw new VmtierError('VM_NOT_FOUND', `process ${pid} holds no KVM VM`, { pid });
       if (e instanceof KernelError && e.errno === EOPNOTSUPP && this.opts.clear !== false) {
         throw new VmtierError('TRACKER_UNAVAILABLE', 'vmtier_idle refuses to clear accessed bits on this kernel (no CONFIG_PAGE_IDLE_FLAG: ' +
           'clearing would hide accesses from reclaim); see kmod/README.md', { pid, errno: EOPNOTSUPP }, { cause: e });

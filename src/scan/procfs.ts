@@ -4,6 +4,7 @@
  * The proc root is a parameter so tests can point it at a fixture.
  */
 import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { EACCES, ESRCH } from '../errno.js';
 import { KernelError, VmtierError } from '../errors.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
 import { pagesIn } from './runs.js';
@@ -15,8 +16,6 @@ export interface Mapping extends HvaRange {
   path: string;
 }
 
-const ESRCH = 3;
-
 function errnoOf(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException)?.code;
 }
@@ -25,7 +24,7 @@ function errnoOf(e: unknown): string | undefined {
 function procError(e: unknown, pid: number, what: string): Error {
   const code = errnoOf(e);
   if (code === 'ENOENT' || code === 'ESRCH') return new KernelError(what, ESRCH, `process ${pid} is gone (ESRCH)`, { pid });
-  if (code === 'EACCES' || code === 'EPERM') return new KernelError(what, 13, `no permission to read ${what} of ${pid}`, { pid });
+  if (code === 'EACCES' || code === 'EPERM') return new KernelError(what, EACCES, `no permission to read ${what} of ${pid}`, { pid });
   return new VmtierError('KERNEL_ERROR', `${what} of ${pid}: ${(e as Error).message}`, { pid }, { cause: e });
 }
 

@@ -9,7 +9,7 @@ import { engineSettings, type EngineSettings } from '../daemon/options.js';
 import { VmtierError } from '../errors.js';
 import { readHostTopology } from '../host/topology.js';
 import { heatHistoryOf } from '../store/heat-history.js';
-import { recordSightings } from '../store/sightings.js';
+import { recordSightings } from './sightings.js';
 import { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import { createLibvirtInventory } from '../vm/libvirt-inventory.js';

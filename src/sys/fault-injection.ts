@@ -15,11 +15,13 @@
  * The injected move does not reach the kernel, so no page moves. Unset = no effect, no cost
  * beyond one environment lookup per move call.
  */
+import { ERRNO, type ErrnoName } from '../errno.js';
 import { VmtierError } from '../errors.js';
 
-const ERRNO: Record<string, number> = { EPERM: 1, ENOENT: 2, ESRCH: 3, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EINVAL: 22 };
-/** How the kernel reports each: per page in status[], or as the call's return. */
-const DEFAULT_SCOPE: Record<string, 'page' | 'call'> = { EBUSY: 'page', EFAULT: 'page', ENOENT: 'page', EAGAIN: 'page', ENOMEM: 'call', EPERM: 'call', ESRCH: 'call', EINVAL: 'call' };
+/** The errnos that can be injected, and how the kernel reports each: per page in status[], or as the call's return. */
+const DEFAULT_SCOPE: Partial<Record<ErrnoName, 'page' | 'call'>> = {
+  EPERM: 'call', ENOENT: 'page', ESRCH: 'call', EAGAIN: 'page', ENOMEM: 'call', EFAULT: 'page', EBUSY: 'page', EINVAL: 'call',
+};
 
 export const MOVE_PAGES_INJECT_ENV = 'VMTIER_INJECT_MOVE_PAGES';
 
@@ -45,11 +47,11 @@ export function injectedMovePagesFault(): InjectedFault | null {
     return cachedFault;
   }
   const [name, scope] = spec.split(':');
-  const errno = ERRNO[name ?? ''];
-  if (errno === undefined || (scope !== undefined && scope !== 'page' && scope !== 'call')) {
-    throw new VmtierError('CONFIG_ERROR', `${MOVE_PAGES_INJECT_ENV}=${spec}: expected ARRIVED or one of ${Object.keys(ERRNO).join(', ')}, optionally :page or :call`);
+  const defaultScope = name !== undefined && Object.hasOwn(DEFAULT_SCOPE, name) ? DEFAULT_SCOPE[name as ErrnoName] : undefined;
+  if (defaultScope === undefined || (scope !== undefined && scope !== 'page' && scope !== 'call')) {
+    throw new VmtierError('CONFIG_ERROR', `${MOVE_PAGES_INJECT_ENV}=${spec}: expected ARRIVED or one of ${Object.keys(DEFAULT_SCOPE).join(', ')}, optionally :page or :call`);
   }
   cachedSpec = spec;
-  cachedFault = { errno, scope: (scope as 'page' | 'call' | undefined) ?? DEFAULT_SCOPE[name!]! };
+  cachedFault = { errno: ERRNO[name as ErrnoName], scope: (scope as 'page' | 'call' | undefined) ?? defaultScope };
   return cachedFault;
 }

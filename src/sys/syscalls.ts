@@ -28,12 +28,48 @@ function sys(): SyscallFn {
   return rawSyscall;
 }
 
+/** Pages per move_pages(2) call: the seed used 1024 x 4 KiB; bigger batches gain little and hold mmap_lock longer. */
+export const MOVE_PAGES_BATCH = 1024;
+const TWO_32 = 0x1_0000_0000;
+
 /**
- * move_pages(2) over `addrs` (page-aligned virtual addresses of `pid`; 0 = self).
- * With `nodes` null it only queries: status[i] = node of the page or -errno.
- * Returns the per-page status array; a whole-call failure throws KernelError.
+ * move_pages(2) over `addrs` (page-aligned virtual addresses of `pid`; 0 = self) to `nodes[i]`.
+ * Returns the per-page status array (node reached, or -errno); a whole-call failure throws
+ * KernelError. Asking where pages are is queryPageNodes, the one placement query.
  */
-export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array | null, flags: number): Int32Array {
+export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array, flags: number): Int32Array {
+  return movePagesCall(pid, addrs, nodes, flags);
+}
+
+/**
+ * The placement query, the only one in vmtier: which node each page of `pid` is on, move_pages(2)
+ * with nodes = NULL (it moves nothing). out[i] = the node of addrs[i], or -errno (-ENOENT: not
+ * present, never touched or swapped out; -EFAULT: not mapped). `batch` pages per call; addresses
+ * are written as two 32-bit halves into one reused buffer, so a query over millions of pages
+ * makes no BigInt per page. A whole-call failure (ESRCH: the process is gone) throws KernelError.
+ */
+export function queryPageNodes(pid: number, addrs: ArrayLike<number>, batch = MOVE_PAGES_BATCH, out = new Int32Array(addrs.length)): Int32Array {
+  if (out.length < addrs.length) throw new VmtierError('INVALID_INPUT', `queryPageNodes: output holds ${out.length} of ${addrs.length} pages`);
+  const total = addrs.length;
+  if (total === 0) return out;
+  const size = Math.max(1, Math.min(batch, total));
+  const buf = new BigUint64Array(size);
+  const halves = new Uint32Array(buf.buffer);
+  for (let off = 0; off < total; off += size) {
+    const n = Math.min(size, total - off);
+    for (let i = 0; i < n; i++) {
+      const a = addrs[off + i]!;
+      // x86_64 is little-endian: low word first.
+      halves[2 * i] = a % TWO_32;
+      halves[2 * i + 1] = Math.floor(a / TWO_32);
+    }
+    out.set(movePagesCall(pid, n === size ? buf : buf.subarray(0, n), null, 0), off);
+  }
+  return out;
+}
+
+/** move_pages(2) itself: a move with `nodes`, a query with null (only through queryPageNodes). */
+function movePagesCall(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array | null, flags: number): Int32Array {
   const n = addrs.length;
   // The kernel leaves status[] untouched for a batch it could not finish (it returns a count of
   // unmoved pages, or ENOMEM): the sentinel lets callers see which entries it never wrote.

@@ -1,11 +1,11 @@
 /**
  * Where each guest node's resident pages sit on the host: move_pages(2) in query mode
- * (nodes = NULL) over every page of the node's HVA ranges. A large node has millions of
- * pages, so addresses are generated a chunk at a time into a reused typed array, and the
- * event loop gets a turn between chunks.
+ * (nodes = NULL: src/sys's queryPageNodes, the one placement query) over every page of the
+ * node's HVA ranges. A large node has millions of pages, so addresses are generated a chunk at
+ * a time into a reused typed array, and the event loop gets a turn between chunks.
  */
-import { errnoName } from '../errors.js';
-import { queryPageNodes } from '../migrate/move.js';
+import { ENOENT, errnoName } from '../errno.js';
+import { queryPageNodes } from '../sys/syscalls.js';
 import { PAGE_SIZE } from '../units.js';
 import type { GuestNodeMap, GuestNodePlacement, Placement } from './types.js';
 
@@ -16,8 +16,6 @@ export interface PlacementOptions {
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
 }
-
-const ENOENT = 2;
 
 export async function measurePlacement(map: GuestNodeMap, opts: PlacementOptions = {}): Promise<Placement> {
   const chunk = Math.max(1, opts.chunkPages ?? 65536);

@@ -21,7 +21,7 @@ import type { AnyFastify } from '../../src/api/context.js';
 import { Engine } from '../../src/daemon/engine.js';
 import { PageMap } from '../../src/daemon/page-map.js';
 import { readHostTopology } from '../../src/host/topology.js';
-import { queryPageNodes } from '../../src/migrate/move.js';
+import { queryPageNodes } from '../../src/sys/syscalls.js';
 import type { Trace } from '../../src/scan/trace.js';
 import { Store } from '../../src/store/store.js';
 import { POLICY_NS } from '../../src/vm/vm-metadata.js';

@@ -29,7 +29,7 @@ import { HotUnits } from '../../src/daemon/hot-units.js';
 import { PageMap } from '../../src/daemon/page-map.js';
 import type { VmEngineStatus } from '../../src/daemon/status.js';
 import { readHostTopology } from '../../src/host/topology.js';
-import { queryPageNodes } from '../../src/migrate/move.js';
+import { queryPageNodes } from '../../src/sys/syscalls.js';
 import { normalizePolicy } from '../../src/policy/schema.js';
 import type { Trace } from '../../src/scan/trace.js';
 import type { LibvirtInventory } from '../../src/vm/libvirt-inventory.js';

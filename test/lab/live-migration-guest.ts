@@ -14,7 +14,7 @@ import { Engine } from '../../src/daemon/engine.js';
 import { HotUnits } from '../../src/daemon/hot-units.js';
 import { PageMap } from '../../src/daemon/page-map.js';
 import { readHostTopology } from '../../src/host/topology.js';
-import { queryPageNodes } from '../../src/migrate/move.js';
+import { queryPageNodes } from '../../src/sys/syscalls.js';
 import { normalizePolicy } from '../../src/policy/schema.js';
 import type { Trace } from '../../src/scan/trace.js';
 import { writePolicy } from '../../src/vm/policy-source.js';

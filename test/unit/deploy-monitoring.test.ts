@@ -13,7 +13,8 @@ import { LoopStallSampler, exportLoopStallMetrics } from '../../src/daemon/loop-
 import { createMetrics } from '../../src/api/metrics.js';
 import { Store } from '../../src/store/store.js';
 import type { VmInventory } from '../../src/vm/inventory.js';
-import type { MoveCounts, RoundSummary } from '../../src/daemon/status.js';
+import type { MoveCounts } from '../../src/migrate/counts.js';
+import type { RoundSummary } from '../../src/daemon/status.js';
 
 const repoRoot = join(import.meta.dirname, '..', '..', '..');
 const RULES = join(repoRoot, 'deploy/prometheus/vmtier.rules.yml');

@@ -6,7 +6,7 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MOVE_PAGES_INJECT_ENV, injectedMovePagesFault } from '../../src/sys/fault-injection.js';
-import { movePagesRaw } from '../../src/sys/syscalls.js';
+import { movePagesRaw, queryPageNodes } from '../../src/sys/syscalls.js';
 
 afterEach(() => {
   delete process.env[MOVE_PAGES_INJECT_ENV];
@@ -31,14 +31,14 @@ test('specs: errno names with their kernel form, forced scopes, bad specs refuse
 test('an injected move does not reach the kernel; a query still does', () => {
   // An address nothing is mapped at: the kernel answers -EFAULT for it.
   const addrs = [0x1000];
-  assert.deepEqual([...movePagesRaw(0, addrs, null, 0)], [-14], 'the kernel: not mapped');
+  assert.deepEqual([...queryPageNodes(0, addrs)], [-14], 'the kernel: not mapped');
   process.env[MOVE_PAGES_INJECT_ENV] = 'EBUSY';
   assert.deepEqual([...movePagesRaw(0, addrs, Int32Array.of(0), 2)], [-16], 'injected per-page EBUSY');
-  assert.deepEqual([...movePagesRaw(0, addrs, null, 0)], [-14], 'a query is never injected');
+  assert.deepEqual([...queryPageNodes(0, addrs)], [-14], 'a query is never injected');
   process.env[MOVE_PAGES_INJECT_ENV] = 'ARRIVED';
   assert.deepEqual(injectedMovePagesFault(), { errno: 0, scope: 'page', arrived: true });
   assert.deepEqual([...movePagesRaw(0, addrs, Int32Array.of(1), 2)], [1], 'injected arrival: the target node as status');
-  assert.deepEqual([...movePagesRaw(0, addrs, null, 0)], [-14], 'a query is never injected');
+  assert.deepEqual([...queryPageNodes(0, addrs)], [-14], 'a query is never injected');
   process.env[MOVE_PAGES_INJECT_ENV] = 'EPERM';
   assert.throws(() => movePagesRaw(0, addrs, Int32Array.of(0), 2), (e: { code: string; errno: number; details: { injected: boolean } }) =>
     e.code === 'KERNEL_ERROR' && e.errno === 1 && e.details.injected === true);

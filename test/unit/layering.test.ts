@@ -49,8 +49,9 @@ function cycles(within: string): string[][] {
   return found;
 }
 
-test('src/units.ts is the ground floor: it imports nothing', () => {
+test('src/units.ts and src/errno.ts are the ground floor: they import nothing', () => {
   assert.deepEqual(graph.get('units.ts'), []);
+  assert.deepEqual(graph.get('errno.ts'), []);
 });
 
 test('src/vm takes ranges and page sizes from the ground floor, not from src/scan', () => {
@@ -91,7 +92,7 @@ function importsInto(dir: string, forbidden: string[]): string[] {
 test('each layer imports only the layers below it', () => {
   const interfaces = ['daemon/', 'api/', 'service/', 'cli/', 'cli.ts'];
   // Mechanism and models never reach up into the loop, the interfaces or the composition root.
-  for (const dir of ['units.ts', 'errors.ts', 'sys/', 'libvirt/', 'host/hugepages.ts', 'host/topology.ts', 'scan/', 'migrate/', 'policy/', 'store/', 'vm/', 'sim/']) {
+  for (const dir of ['units.ts', 'errno.ts', 'errors.ts', 'sys/', 'libvirt/', 'host/hugepages.ts', 'host/topology.ts', 'scan/', 'migrate/', 'policy/', 'store/', 'vm/', 'sim/']) {
     assert.deepEqual(importsInto(dir, interfaces), [], `${dir} imports the daemon or an interface`);
   }
   // The pure decision core: nothing from libvirt, scan, migrate, store, api or daemon.
@@ -112,5 +113,31 @@ test('each layer imports only the layers below it', () => {
 
 test('the composition root is outside src/api: src/api receives the engine, builds none, and never imports the root', () => {
   assert.ok(existsSync(join(SRC, 'service', 'service.ts')));
-  assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'store/sightings.ts', 'vm/libvirt-inventory.ts']), []);
+  assert.deepEqual(importsInto('api/', ['service/', 'daemon/engine.ts', 'daemon/vm-loop.ts', 'vm/libvirt-inventory.ts']), []);
+});
+
+test('one placement query: only src/sys/syscalls.ts reaches move_pages(2), and only queryPageNodes asks it with nodes = NULL', () => {
+  // The domain model (src/vm) and the mover (src/migrate) sit side by side; both take the query from below.
+  assert.deepEqual(importsInto('vm/', ['migrate/']), [], 'src/vm imports src/migrate');
+  const sources = [...graph.keys()].map((f) => [f, readFileSync(join(SRC, f), 'utf8')] as const);
+  // Nowhere else names the system call: no second wrapper around move_pages' number or koffi's syscall.
+  assert.deepEqual(sources.filter(([f, t]) => f !== 'sys/syscalls.ts' && /SYS\.move_pages|\bmove_pages\s*:\s*\d|movePagesCall/.test(t)).map(([f]) => f), []);
+  const sys = readFileSync(join(SRC, 'sys', 'syscalls.ts'), 'utf8');
+  // The raw call is private; its only query (a null nodes argument) is inside queryPageNodes.
+  assert.match(sys, /\nfunction movePagesCall\(/);
+  const calls = [...sys.matchAll(/movePagesCall\(([^;]*)\)/g)].map((m) => m[1]!).filter((a) => !a.startsWith('pid: number'));
+  const queries = calls.filter((a) => /,\s*null\s*,/.test(a));
+  assert.equal(queries.length, 1, `move_pages with nodes = NULL called ${queries.length} times in src/sys/syscalls.ts`);
+  const queryFn = sys.slice(sys.indexOf('export function queryPageNodes('), sys.indexOf('\n}\n', sys.indexOf('export function queryPageNodes(')));
+  assert.ok(queryFn.includes('movePagesCall(') && /,\s*null\s*,/.test(queryFn), 'the query is queryPageNodes');
+  // The exported move takes nodes that cannot be null, so it cannot serve as a second query.
+  assert.match(sys, /export function movePagesRaw\([^)]*nodes: Int32Array,/);
+  // No other file defines a function that answers "which node is this page on" from the kernel itself.
+  const definers = sources.filter(([, t]) => /export function queryPageNodes\b/.test(t)).map(([f]) => f);
+  assert.deepEqual(definers, ['sys/syscalls.ts']);
+});
+
+test('src/store only stores: the sightings service (listening to the inventory, timing its listings) lives in src/service', () => {
+  assert.ok(existsSync(join(SRC, 'service', 'sightings.ts')));
+  assert.deepEqual(importsInto('store/', ['vm/inventory.ts', 'vm/libvirt-inventory.ts', 'libvirt/', 'service/', 'daemon/']), []);
 });

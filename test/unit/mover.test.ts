@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HostTopology } from '../../src/host/topology.js';
 import { MigrationBudget } from '../../src/migrate/budget.js';
-import { Mover, chooseTargets, emptyMoveCounts, type MoveRecord } from '../../src/migrate/mover.js';
+import { emptyMoveCounts } from '../../src/migrate/counts.js';
+import { Mover, chooseTargets, type MoveRecord } from '../../src/migrate/mover.js';
 
 const MB = 1 << 20;
 const PAGE = 4096;

@@ -19,7 +19,7 @@ import { record } from '../../src/daemon/round/record.js';
 import { EngineMetrics } from '../../src/daemon/metrics.js';
 import type { HostTopology } from '../../src/host/topology.js';
 import { MigrationBudget } from '../../src/migrate/budget.js';
-import { emptyMoveCounts } from '../../src/migrate/mover.js';
+import { emptyMoveCounts } from '../../src/migrate/counts.js';
 import { PlacementCache, windowRuns } from '../../src/migrate/placement-cache.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, normalizePolicy, type RoundInput, type TierPolicy } from '../../src/policy/index.js';
 import { Store } from '../../src/store/store.js';

@@ -12,7 +12,8 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(s: T) => T
 const Mode = Type.Union([Type.Literal('off'), Type.Literal('observe'), Type.Literal('tier')]);
 const ErrorInfo = Type.Object({ code: Type.String(), message: Type.String() });
 
-const MoveCounts = Type.Object({
+/** The API's form of src/migrate/counts.ts MoveCounts (test/unit/move-counts.test.ts holds them equal). */
+export const MoveCounts = Type.Object({
   requested: Type.Integer(),
   byClass: Type.Object({
     moved: Type.Integer({ description: 'ended on the target node (already there counts)' }),

@@ -7,7 +7,8 @@
  */
 import type { HostTopology } from '../../host/topology.js';
 import type { MigrationBudget } from '../../migrate/budget.js';
-import { Mover, type MoveCounts, type MoveRound } from '../../migrate/mover.js';
+import type { MoveCounts } from '../../migrate/counts.js';
+import { Mover, type MoveRound } from '../../migrate/mover.js';
 import type { PlacementCache } from '../../migrate/placement-cache.js';
 import { TIER_DRAM, type TierPolicy } from '../../policy/index.js';
 import type { Store } from '../../store/store.js';

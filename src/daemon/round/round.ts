@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { VmtierError } from '../../errors.js';
 import type { HostTopology } from '../../host/topology.js';
 import type { MigrationBudget } from '../../migrate/budget.js';
-import { addMoveCounts, emptyMoveCounts } from '../../migrate/mover.js';
+import { addMoveCounts, emptyMoveCounts } from '../../migrate/counts.js';
 import type { PlacementCache } from '../../migrate/placement-cache.js';
 import { TieringPolicy, type ScanPlan, type TierPolicy } from '../../policy/index.js';
 import type { Store } from '../../store/store.js';

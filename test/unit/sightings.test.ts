@@ -1,4 +1,4 @@
-// How the store follows an inventory: start listing, lifecycle events, reconnects. The VM
+// How the store follows an inventory (src/service/sightings.ts): start listing, lifecycle events, reconnects. The VM
 // side is the InMemoryInventory (events on demand); the store is a real SQLite file. The
 // same path on real libvirtd events is covered by test/integration/serve.test.ts.
 import { test } from 'node:test';
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { recordSightings } from '../../src/store/sightings.js';
+import { recordSightings } from '../../src/service/sightings.js';
 import { Store } from '../../src/store/store.js';
 import { InMemoryInventory } from '../helpers/memory-inventory.js';
 

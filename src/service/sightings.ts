@@ -1,12 +1,13 @@
 /**
  * Keeps the store's record of VMs (first/last seen, guest layout) in step with an inventory:
  * lifecycle events as they come, a full listing at start and after libvirtd reconnects, and a
- * periodic refresh of last_seen for VMs that keep running.
+ * periodic refresh of last_seen for VMs that keep running. A service of the composition root:
+ * it listens and decides when to write; src/store only stores (recordVmSeen, replaceGuestNodes).
  */
 import type { Logger } from 'pino';
 import { isVmtierError } from '../errors.js';
 import type { VmInventory } from '../vm/inventory.js';
-import type { Store } from './store.js';
+import type { Store } from '../store/store.js';
 
 export interface SightingsOptions {
   logger?: Logger;
