@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
+import { SRC, sourceFiles } from '../helpers/source-files.js';
 import { ERRNO, errnoName, errnoNumber } from '../../src/errno.js';
 
 // asm-generic/errno-base.h and errno.h, as Linux uses them on x86-64.
@@ -34,13 +34,6 @@ test('names and numbers both ways; move_pages reports errnos negated', () => {
   assert.equal(errnoNumber('EWHAT'), undefined);
 });
 
-const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src');
-function files(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => {
-    const p = join(dir, f);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
-  });
-}
 
 /** Where a source text defines or hard-codes an errno number, as "pattern: excerpt". */
 function errnoDefinitions(text: string): string[] {
@@ -56,7 +49,7 @@ function errnoDefinitions(text: string): string[] {
 }
 
 test('no file in src but src/errno.ts defines an errno number', () => {
-  const found = files(SRC)
+  const found = sourceFiles()
     .filter((f) => relative(SRC, f) !== 'errno.ts')
     .flatMap((f) => errnoDefinitions(readFileSync(f, 'utf8')).map((d) => `${relative(SRC, f)}: ${d}`));
   assert.deepEqual(found, []);

@@ -4,18 +4,10 @@
 // (the rules of /work/shared/STYLE.md), and the composition root outside src/api.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, normalize, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize, relative } from 'node:path';
+import { SRC, sourceFiles } from '../helpers/source-files.js';
 
-const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src');
-
-function files(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => {
-    const p = join(dir, f);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
-  });
-}
 
 /** Relative imports of a source file (static and dynamic), as src-relative .ts paths. */
 function imports(file: string): string[] {
@@ -28,7 +20,7 @@ function imports(file: string): string[] {
   return out;
 }
 
-const graph = new Map(files(SRC).map((f) => [relative(SRC, f), imports(f)]));
+const graph = new Map(sourceFiles().map((f) => [relative(SRC, f), imports(f)]));
 
 function cycles(within: string): string[][] {
   const found: string[][] = [];

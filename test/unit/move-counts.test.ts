@@ -4,9 +4,9 @@
 // no other file defines the count shape again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
+import { SRC, sourceFiles } from '../helpers/source-files.js';
 import type { Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { MoveCounts as MoveCountsSchema } from '../../src/api/routes/engine.js';
@@ -28,17 +28,10 @@ test('the API schema of MoveCounts is the type: same classes, and the helpers bu
   assert.ok(!Value.Check(MoveCountsSchema, { requested: 1, byClass: { moved: 1 } }), 'a count missing classes is refused');
 });
 
-const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src');
-function files(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => {
-    const p = join(dir, f);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
-  });
-}
 
 test('the count shape is defined once: no second class union, counts literal or MoveCounts type', () => {
   const again: string[] = [];
-  for (const f of files(SRC)) {
+  for (const f of sourceFiles()) {
     const name = relative(SRC, f);
     if (name === 'migrate/counts.ts') continue;
     const text = readFileSync(f, 'utf8');
