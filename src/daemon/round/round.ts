@@ -73,7 +73,6 @@ export class RoundState {
     this.freshPolicy = true;
     this.demandBytes = null;
     this.coldRounds = new Uint16Array(totalPages);
-    this.adviseSweep = true;
   }
 }
 
@@ -225,8 +224,8 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
   if (state.coldRounds.length !== pm.totalPages) state.coldRounds = new Uint16Array(pm.totalPages);
   // Only a round that advises clears the sweep: a round that fails, observes, has no counts or
   // does not advise may let pages pass coldConfirmRounds unseen, and a new policy may bring a new
-  // coldConfirmRounds that pages already passed.
-  const adviseSweep = state.adviseSweep || state.freshPolicy || state.adviseConfirmRounds !== policy.thresholds.coldConfirmRounds;
+  // coldConfirmRounds that pages already passed. (A new layout restarts every cold count at 0.)
+  const adviseSweep = state.adviseSweep || state.adviseConfirmRounds !== policy.thresholds.coldConfirmRounds;
   state.adviseSweep = true;
   const accounting = await account({ pm, hostNode, counts: scan.counts, tierOfNode: ctx.tierOfNode, hotMin: ctx.hotMin, coldMax: ctx.coldMax, tiers: ctx.tiers, coldRounds: state.coldRounds });
   phase('account');
