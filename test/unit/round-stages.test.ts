@@ -58,7 +58,7 @@ const HOST_NODE = Int16Array.from([0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, -1, -1]);
 // Four scans: hot >= 2 (half), cold <= 0 with the default thresholds checked below.
 const COUNTS = Uint8Array.from([4, 4, 1, 0, 0, 0, 3, 0, 2, 0, 0, 4, 4, 4]);
 
-async function accounted(counts: Uint8Array | null = COUNTS, coldRounds = new Uint16Array(14)) {
+async function accounted(counts: Uint8Array | null = COUNTS, coldRounds: Uint16Array | null = new Uint16Array(14)) {
   const pm = pageMap();
   const h = host();
   const policy: TierPolicy = { ...DEFAULT_POLICY, thresholds: { ...DEFAULT_POLICY.thresholds, hotMinFraction: 0.5, coldMaxFraction: 0 } };
@@ -87,6 +87,14 @@ test('account: tier per page, cold rounds per page, and pages per guest node x h
     [1, 1, 2, 1, 0, 1],
   ]);
   assert.deepEqual([a.residentPages, a.hotPages, a.warmPages, a.coldPages], [12, 5, 1, 6]);
+});
+
+test('account without cold-round counts (a VM that does not advise): the same tiers and cells', async () => {
+  const kept = await accounted(COUNTS, new Uint16Array(14));
+  const none = await accounted(COUNTS, null);
+  assert.deepEqual([...none.tiers], [...kept.tiers]);
+  assert.deepEqual([...none.a.cells.entries()], [...kept.a.cells.entries()]);
+  assert.deepEqual([none.a.residentPages, none.a.hotPages, none.a.warmPages, none.a.coldPages], [12, 5, 1, 6]);
 });
 
 test('account without a scan: placement only, no heat, cold rounds kept', async () => {

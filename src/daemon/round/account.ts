@@ -69,8 +69,8 @@ export interface AccountInput {
   coldMax: number;
   /** Written: the tier of every page (TIER_NONE where it is not present). */
   tiers: Uint8Array;
-  /** Read and written: consecutive cold rounds per page (kept from round to round by the loop). */
-  coldRounds: Uint16Array;
+  /** Read and written: consecutive cold rounds per page (kept from round to round by the loop); null: not kept (no advising). */
+  coldRounds: Uint16Array | null;
 }
 
 export interface Accounting {
@@ -100,7 +100,7 @@ export async function account(input: AccountInput): Promise<Accounting> {
         const hn = hostNode[p]!;
         if (hn < 0 || hn >= MAX_NODES) {
           tiers[p] = TIER_NONE;
-          cold[p] = 0;
+          if (cold) cold[p] = 0;
           continue;
         }
         const t = tierOfNode[hn]!;
@@ -111,13 +111,13 @@ export async function account(input: AccountInput): Promise<Accounting> {
         const n = counts[p]!;
         if (n >= hotMin) {
           a[hn * 4 + 1]!++;
-          cold[p] = 0;
+          if (cold) cold[p] = 0;
         } else if (n <= coldMax) {
           a[hn * 4 + 3]!++;
-          if (cold[p]! < 0xffff) cold[p]!++;
+          if (cold && cold[p]! < 0xffff) cold[p]!++;
         } else {
           a[hn * 4 + 2]!++;
-          cold[p] = 0;
+          if (cold) cold[p] = 0;
         }
       }
       await nextTurn();

@@ -44,7 +44,11 @@ export class RoundState {
   policyMode: 'observe' | 'tier' | null = null;
   /** The plan the last decision returned (scans per round, interval multiplier). */
   plan: ScanPlan | null = null;
-  /** Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). */
+  /**
+   * Consecutive cold rounds per page, for MADV_COLD (the policy keeps its own, privately). Kept
+   * only while the VM's policy advises (tier mode with madviseCold): otherwise it is empty, not
+   * 2 bytes per 4 KiB page of guest RAM; when advising starts, every page's count starts at 0.
+   */
   coldRounds = new Uint16Array(0);
   /** The next advising round advises every cold DRAM page (see advise.ts), not only newly cold ones. */
   adviseSweep = true;
@@ -72,7 +76,18 @@ export class RoundState {
   relayout(totalPages: number): void {
     this.freshPolicy = true;
     this.demandBytes = null;
-    this.coldRounds = new Uint16Array(totalPages);
+    this.coldRounds = new Uint16Array(0);
+    void totalPages;
+  }
+
+  /** The cold-round counts this round keeps: per page while advising, else none (and none retained). */
+  coldCounts(totalPages: number, advising: boolean): Uint16Array | null {
+    if (!advising) {
+      if (this.coldRounds.length !== 0) this.coldRounds = new Uint16Array(0);
+      return null;
+    }
+    if (this.coldRounds.length !== totalPages) this.coldRounds = new Uint16Array(totalPages);
+    return this.coldRounds;
   }
 }
 
@@ -221,13 +236,13 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
   const host = d.host();
   const ctx: RoundContext = { policy, mode, pm, plan, scans, intervalMs, ...roundThresholds(policy, scans), host, tierOfNode: tierOfNodes(host), scan, hostNode, unqueryable, tiers: bufs.tiers };
 
-  if (state.coldRounds.length !== pm.totalPages) state.coldRounds = new Uint16Array(pm.totalPages);
+  const coldRounds = state.coldCounts(pm.totalPages, mode === 'tier' && policy.madviseCold);
   // Only a round that advises clears the sweep: a round that fails, observes, has no counts or
   // does not advise may let pages pass coldConfirmRounds unseen, and a new policy may bring a new
   // coldConfirmRounds that pages already passed. (A new layout restarts every cold count at 0.)
   const adviseSweep = state.adviseSweep || state.adviseConfirmRounds !== policy.thresholds.coldConfirmRounds;
   state.adviseSweep = true;
-  const accounting = await account({ pm, hostNode, counts: scan.counts, tierOfNode: ctx.tierOfNode, hotMin: ctx.hotMin, coldMax: ctx.coldMax, tiers: ctx.tiers, coldRounds: state.coldRounds });
+  const accounting = await account({ pm, hostNode, counts: scan.counts, tierOfNode: ctx.tierOfNode, hotMin: ctx.hotMin, coldMax: ctx.coldMax, tiers: ctx.tiers, coldRounds });
   phase('account');
 
   const summary = summaryOf(ctx, accounting, status.rounds + 1);
@@ -262,8 +277,8 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
       summary.promotionPaused = moved.promotionPaused;
       for (const [why, n] of Object.entries(moved.skipped)) skip(why, n);
       phase('move');
-      if (policy.madviseCold) {
-        summary.madvisedColdBytes = await advise({ pm, tiers: ctx.tiers, coldRounds: state.coldRounds, confirmRounds: policy.thresholds.coldConfirmRounds, leaving: moved.leaving, sweep: adviseSweep, pidfd: vm.pidfd, signal: vm.signal });
+      if (coldRounds) {
+        summary.madvisedColdBytes = await advise({ pm, tiers: ctx.tiers, coldRounds, confirmRounds: policy.thresholds.coldConfirmRounds, leaving: moved.leaving, sweep: adviseSweep, pidfd: vm.pidfd, signal: vm.signal });
         state.adviseSweep = false;
         state.adviseConfirmRounds = policy.thresholds.coldConfirmRounds;
       }

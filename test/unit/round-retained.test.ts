@@ -1,0 +1,25 @@
+// Issue 13: the bytes a VM's round state retains per GiB of guest RAM. The cold-round counts
+// (2 bytes per 4 KiB page) are kept only while the policy advises MADV_COLD (tier mode with
+// madviseCold); a VM that does not advise retains none of them, across a relayout too.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RoundState } from '../../src/daemon/round/round.js';
+
+const PAGES_PER_GIB = 2 ** 30 / 4096;
+
+test('round state: no cold-round counts retained for a VM that does not advise (was 2 bytes per 4 KiB page)', () => {
+  const s = new RoundState();
+  s.relayout(PAGES_PER_GIB);
+  assert.equal(s.coldRounds.byteLength, 0, 'a relayout allocates no per-page cold counts');
+  assert.equal(s.coldCounts(PAGES_PER_GIB, false), null);
+  assert.equal(s.coldRounds.byteLength, 0);
+  const c = s.coldCounts(PAGES_PER_GIB, true);
+  assert.ok(c && c.length === PAGES_PER_GIB, 'advising keeps a count per page');
+  c[7] = 3;
+  assert.equal(s.coldCounts(PAGES_PER_GIB, true)![7], 3, 'kept from round to round while advising');
+  assert.equal(s.coldCounts(PAGES_PER_GIB, false), null);
+  assert.equal(s.coldRounds.byteLength, 0, 'released when advising stops');
+  assert.equal(s.coldCounts(PAGES_PER_GIB, true)![7], 0, 'advising again starts every count at 0');
+  s.relayout(PAGES_PER_GIB);
+  assert.equal(s.coldRounds.byteLength, 0, 'a relayout drops the old layout\'s counts');
+});
