@@ -343,7 +343,7 @@ export class TieringPolicy {
       heatAlpha: options.heatAlpha ?? 0.5,
       swapMargin: options.swapMargin ?? 0.25,
       rateDecay: options.rateDecay ?? 0.98,
-      rateMargin: options.rateMargin ?? 0.1,
+      rateMargin: options.rateMargin ?? 0.05,
       fastRateDecay: options.fastRateDecay ?? 0.8,
       fastRateMargin: options.fastRateMargin ?? 0.25,
       detailFloorRegions: options.detailFloorRegions ?? DETAIL_FLOOR_REGIONS,
