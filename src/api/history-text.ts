@@ -30,6 +30,7 @@
  */
 import { checkHistoryRange, type HistorySeries, type HistorySource, type Store } from '../store/store.js';
 import { iso } from './context.js';
+import { deflatePart, gzipParts, type DeflatedPart } from './gzip.js';
 
 /**
  * One series' buckets as JSON objects joined by commas (no brackets), UTF-8 encoded, with its
@@ -93,8 +94,11 @@ interface WholeEntry {
   /** End of the cached range: a write of this VM earlier than this invalidates the entry. */
   end: number;
   series: SeriesText[];
-  /** The series text after `"series":[` for one (head key, tail key), until the VM's next write. */
-  assembled: { key: string; body: Buffer } | null;
+  /**
+   * The series text after `"series":[` for one (head key, tail key), until the VM's next write;
+   * deflated on the first request that accepts gzip.
+   */
+  assembled: { key: string; body: Buffer; gz: DeflatedPart | null } | null;
   bytes: number;
 }
 
@@ -122,6 +126,7 @@ type Entry = WholeEntry | HeadEntry | EndEntry;
 const HEAD_TEXTS_KEPT = 8;
 
 const seriesBytes = (series: SeriesText[]) => series.reduce((n, s) => n + s.buckets.length + 64, 64);
+const assembledBytes = (e: WholeEntry) => (e.assembled ? e.assembled.body.length + (e.assembled.gz?.deflated.length ?? 0) : 0);
 
 /**
  * Whole-bucket texts per (VM, A, B, step, source), ragged ends and built series texts, least
@@ -274,10 +279,20 @@ export class HistoryTextCache {
 
   /** Keeps `body` as the series text of `whole` for `key` (replacing the one kept before). */
   keepAssembled(whole: WholeEntry, key: string, body: Buffer): void {
-    const before = whole.assembled?.body.length ?? 0;
-    whole.assembled = { key, body };
+    const before = assembledBytes(whole);
+    whole.assembled = { key, body, gz: null };
     // Counted only while the entry itself is kept (an eviction may have dropped it meanwhile).
     if (this.entries.get(whole.key) === whole) this.grow(whole, body.length - before);
+  }
+
+  /** The kept deflate of `whole`'s assembled body, made on first use. */
+  deflatedAssembled(whole: WholeEntry): DeflatedPart {
+    const a = whole.assembled!;
+    if (!a.gz) {
+      a.gz = deflatePart(a.body);
+      if (this.entries.get(whole.key) === whole) this.grow(whole, a.gz.deflated.length);
+    }
+    return a.gz;
   }
 
   private invalidate(uuid: string | null, earliestT: number): void {
@@ -293,8 +308,9 @@ export class HistoryTextCache {
         this.bytes -= e.bytes;
       } else if (e.assembled) {
         // Built with the VM's old ends.
-        this.bytes -= e.assembled.body.length;
-        e.bytes -= e.assembled.body.length;
+        const n = assembledBytes(e);
+        this.bytes -= n;
+        e.bytes -= n;
         e.assembled = null;
       }
     }
@@ -335,13 +351,14 @@ function seriesBody(parts: SeriesText[][]): Buffer {
   return Buffer.concat(out);
 }
 
-/**
- * The history answer as JSON in two pieces to be sent one after the other: what fastify would
- * serialize from { uuid, from, to, stepMs, series: store.history(uuid, from, to, stepMs, source) }
- * with ISO bucket starts. The second piece is usually kept text, shared between requests: never
- * write into it.
- */
-export function historyJsonParts(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): [Buffer, Buffer] {
+/** The answer's request-specific start, its series body, and the cache entry keeping that body (null when not kept). */
+interface HistoryAnswer {
+  start: Buffer;
+  body: Buffer;
+  kept: WholeEntry | null;
+}
+
+function historyAnswer(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): HistoryAnswer {
   checkHistoryRange(from, to, stepMs);
   const start = Buffer.from(`{"uuid":${JSON.stringify(uuid)},"from":"${iso(from)}","to":"${iso(to)}","stepMs":${stepMs},"series":[`);
   const a = Math.ceil(from / stepMs) * stepMs;
@@ -349,16 +366,38 @@ export function historyJsonParts(store: Store, cache: HistoryTextCache, uuid: st
   // source=raw is the check of the rollups: always read fresh, never from kept text.
   if (a >= b || source === 'raw') {
     // (Or the whole range lies within one or two buckets: nothing worth keeping.)
-    return [start, seriesBody([seriesText(store.history(uuid, from, to, stepMs, source))])];
+    return { start, body: seriesBody([seriesText(store.history(uuid, from, to, stepMs, source))]), kept: null };
   }
   const whole = cache.whole(uuid, a, b, stepMs, source);
   const head = from < a ? cache.head(uuid, from, a, stepMs, source) : { key: '', series: [] };
   const tail = b < to ? cache.tail(uuid, b, to, stepMs, source) : { key: '', series: [] };
   const key = tail.key === null ? null : `${head.key}/${tail.key}`;
-  if (key !== null && whole.assembled?.key === key) return [start, whole.assembled.body];
+  if (key !== null && whole.assembled?.key === key) return { start, body: whole.assembled.body, kept: whole };
   const body = seriesBody([head.series, whole.series, tail.series]);
-  if (key !== null) cache.keepAssembled(whole, key, body);
-  return [start, body];
+  if (key === null) return { start, body, kept: null };
+  cache.keepAssembled(whole, key, body);
+  return { start, body, kept: whole };
+}
+
+/**
+ * The history answer as JSON in two pieces to be sent one after the other: what fastify would
+ * serialize from { uuid, from, to, stepMs, series: store.history(uuid, from, to, stepMs, source) }
+ * with ISO bucket starts. The second piece is usually kept text, shared between requests: never
+ * write into it.
+ */
+export function historyJsonParts(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): [Buffer, Buffer] {
+  const r = historyAnswer(store, cache, uuid, from, to, stepMs, source);
+  return [r.start, r.body];
+}
+
+/**
+ * The same answer as one gzip member, in pieces to be written one after the other: the kept body is
+ * deflated once and shared (src/api/gzip.ts); a body that is not kept is deflated for this answer.
+ */
+export function historyGzipParts(store: Store, cache: HistoryTextCache, uuid: string, from: number, to: number, stepMs: number, source: HistorySource): Buffer[] {
+  const r = historyAnswer(store, cache, uuid, from, to, stepMs, source);
+  const kept = r.kept?.assembled?.body === r.body ? cache.deflatedAssembled(r.kept) : deflatePart(r.body);
+  return gzipParts(r.start, kept);
 }
 
 /** historyJsonParts as one buffer. */

@@ -70,6 +70,8 @@ export interface TieringOptions {
   startIntervalMultiplier?: number;
   /** Most free DRAM a growing VM keeps by demoting confirmed-cold units, as a share of its DRAM share (0 disables). */
   headroomShare?: number;
+  /** While swaps are cut, the longest gap between probe rounds (1 = probe every round). */
+  probeMaxGap?: number;
 }
 
 const HEAT_KEYS = 256;
@@ -169,6 +171,8 @@ class VmState {
   promotedUnits = 0;
   demotedSeen = 0;
   demotedUnits = 0;
+  /** Rounds in a row with swaps cut (the move skill low): probes back off with it. */
+  gatedRounds = 0;
 
   /** Bytes of state kept between rounds (typed arrays). */
   bytes(): number {
@@ -317,6 +321,8 @@ interface VmScan {
   budgetBytes: number;
   /** Swaps (promotion paid by a demotion) may move at most this share of the VM's DRAM per round: 1 = only the budget limits them (move skill). */
   swapShare: number;
+  /** Recent moves show no skill (what was demoted comes back as much as what was promoted). */
+  skillLow: boolean;
 }
 
 /** A round's moves per VM, in units; `partial` caps the bytes moved of a coarse region (its pages agree, so any of them will do). */
@@ -337,14 +343,15 @@ export class TieringPolicy {
       heatAlpha: options.heatAlpha ?? 0.5,
       swapMargin: options.swapMargin ?? 0.25,
       rateDecay: options.rateDecay ?? 0.98,
-      rateMargin: options.rateMargin ?? 0.5,
+      rateMargin: options.rateMargin ?? 0.05,
       fastRateDecay: options.fastRateDecay ?? 0.8,
-      fastRateMargin: options.fastRateMargin ?? 0.5,
+      fastRateMargin: options.fastRateMargin ?? 0.25,
       detailFloorRegions: options.detailFloorRegions ?? DETAIL_FLOOR_REGIONS,
       detailShare: options.detailShare ?? DETAIL_SHARE,
       skillMin: options.skillMin ?? SKILL_MIN,
       startIntervalMultiplier: options.startIntervalMultiplier ?? START_INTERVAL_MULTIPLIER,
       headroomShare: options.headroomShare ?? HEADROOM_SHARE,
+      probeMaxGap: options.probeMaxGap ?? 8,
     };
   }
 
@@ -442,7 +449,7 @@ export class TieringPolicy {
       // Headroom: a full share makes room for the VM's next new pages (first touch lands in DRAM)
       // and for eager promotions, from its confirmed-cold units, least hot first.
       // Not while moves show no skill: what was demoted is coming back (a cyclic pattern).
-      const headroom = s.swapShare < 1 ? 0 : this.headroomBytes(s, share);
+      const headroom = s.skillLow ? 0 : this.headroomBytes(s, share);
       if (headroom > 0) {
         let demoted = 0;
         for (const p of plan.demote) demoted += s.u.dramB[p]!;
@@ -882,8 +889,17 @@ export class TieringPolicy {
     }
     const roundSeconds = (vm.policy.scan.intervalMs / 1000) * vm.plan.intervalMultiplier * N;
     const budgetBytes = vm.policy.migration.maxBytesPerRound ?? vm.policy.migration.maxMBps * 1048576 * roundSeconds;
-    const skilled =
-      st.promotedUnits < SKILL_EVIDENCE || st.demotedUnits < SKILL_EVIDENCE || st.promotedSeen / st.promotedUnits - st.demotedSeen / st.demotedUnits >= this.opt.skillMin;
+    const proven = st.promotedUnits >= SKILL_EVIDENCE && st.demotedUnits >= SKILL_EVIDENCE;
+    const skillLow = proven && st.promotedSeen / st.promotedUnits - st.demotedSeen / st.demotedUnits < this.opt.skillMin;
+    const skilled = !skillLow;
+    // While gated, probes back off: the k-th gated round probes when k is a power of two or a
+    // multiple of probeMaxGap (a cyclic pattern's probes are churn too).
+    let probe = SKILL_PROBE;
+    if (skillLow) {
+      st.gatedRounds = Math.min(U16_MAX, st.gatedRounds + 1);
+      const k = st.gatedRounds;
+      if ((k & (k - 1)) !== 0 && k % this.opt.probeMaxGap !== 0) probe = 0;
+    } else st.gatedRounds = 0;
     return {
       input: vm,
       st,
@@ -901,7 +917,8 @@ export class TieringPolicy {
       dramBytes,
       demandBytes,
       budgetBytes,
-      swapShare: skilled ? 1 : SKILL_PROBE,
+      swapShare: skilled ? 1 : probe,
+      skillLow,
     };
   }
 

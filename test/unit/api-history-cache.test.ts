@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { HistoryTextCache, historyJson } from '../../src/api/history-text.js';
 import { buildApi } from '../../src/api/server.js';
 import { Store, type HistorySource, type HotnessSample } from '../../src/store/store.js';
@@ -73,9 +74,21 @@ function expected(store: Store, uuid: string, from: number, to: number, stepMs: 
 }
 
 async function get(app: Awaited<ReturnType<typeof setup>>['app'], uuid: string, from: number, to: number, step: number, source: HistorySource) {
-  const r = await app.inject({ url: `/v1/vms/${uuid}/history?from=${from}&to=${to}&step=${step}${source === 'raw' ? '&source=raw' : ''}`, headers: AUTH });
+  const url = `/v1/vms/${uuid}/history?from=${from}&to=${to}&step=${step}${source === 'raw' ? '&source=raw' : ''}`;
+  const r = await app.inject({ url, headers: AUTH });
   assert.equal(r.statusCode, 200, r.body);
   assert.match(String(r.headers['content-type']), /^application\/json/);
+  assert.equal(r.headers['content-encoding'], undefined);
+  assert.equal(r.headers.vary, 'Accept-Encoding');
+  // The same request from a client that takes gzip (a control plane's default): one gzip member
+  // built from a stored block and the kept deflated body must decode to the same bytes, however
+  // the cache got there (fresh, kept, invalidated by a round).
+  const z = await app.inject({ url, headers: { ...AUTH, 'accept-encoding': 'br;q=1.0, gzip;q=0.8, *;q=0.1' } });
+  assert.equal(z.statusCode, 200);
+  assert.equal(z.headers['content-encoding'], 'gzip');
+  assert.equal(Number(z.headers['content-length']), z.rawPayload.length);
+  assert.ok(z.rawPayload.length < Math.max(600, r.rawPayload.length / 2), `gzip ${z.rawPayload.length} bytes for ${r.rawPayload.length} plain`);
+  assert.equal(gunzipSync(z.rawPayload).toString(), r.body);
   return r.body;
 }
 

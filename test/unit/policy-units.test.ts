@@ -98,3 +98,30 @@ test('move skill: when what was promoted is no more used than what was demoted, 
   assert.ok(ungated > 0, 'the pattern makes an ungated policy move');
   assert.ok(gated * 2 < ungated, `gated ${gated} moves vs ungated ${ungated}`);
 });
+
+test('move skill: once swaps are cut, probes back off', () => {
+  // The cyclic sweep above, 16 times larger: after the gate engages, count the rounds that still move anything.
+  const movingRounds = (probeMaxGap: number): number => {
+    const pol = new TieringPolicy({ probeMaxGap });
+    const pages = 1024; // 256 of DRAM, so a probe (1/64 of DRAM) is 4 pages
+    const tiers = new Uint8Array(pages).fill(TIER_SLOW);
+    tiers.fill(TIER_DRAM, 0, 256);
+    let moving = 0;
+    for (let r = 0; r < 120; r++) {
+      const counts = new Uint8Array(pages);
+      for (let k = 0; k < 256; k++) counts[(r * 128 + k) % pages] = 4;
+      const pl = parsePolicy({ mode: 'tier', scan: { autoTune: false }, thresholds: { hotConfirmRounds: 2, coldConfirmRounds: 1 } });
+      const d = pol.decide({ dramCapacityBytes: 256 * PAGE, vms: [{ vmId: 'c', policy: pl, counts, tiers, pageBytes: PAGE, plan: N4 }] });
+      const v = d.vms[0]!;
+      for (const p of v.demote) tiers[p] = TIER_SLOW;
+      for (const p of v.promote) tiers[p] = TIER_DRAM;
+      if (r >= 40 && v.promote.length + v.demote.length > 0) moving++;
+    }
+    return moving;
+  };
+  const everyRound = movingRounds(1);
+  const backedOff = movingRounds(8);
+  // 80 gated rounds: probing every 8th round is ≤ 10 rounds plus the first powers of two.
+  assert.ok(everyRound >= 60, `probing every round moves in ${everyRound} of 80 rounds`);
+  assert.ok(backedOff <= 16, `backed-off probes move in ${backedOff} of 80 rounds`);
+});
