@@ -460,11 +460,13 @@ export class VmLoop {
   private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
     if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
     let unqueryable = 0;
-    await this.placement.refresh(async (w) => {
-      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal);
+    await this.placement.refresh(async (w, into) => {
+      // The cache's pages sit on a SharedArrayBuffer: the thread writes them in place.
+      const shared = into.buffer instanceof SharedArrayBuffer;
+      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal, shared ? into : undefined);
       this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);
       unqueryable += r.unqueryable;
-      return r.node;
+      return shared ? null : r.node;
     });
     return { node: this.placement.node, unqueryable };
   }

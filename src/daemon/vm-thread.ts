@@ -22,7 +22,7 @@ import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number }
+  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; into?: Int16Array }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
@@ -110,8 +110,9 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
       return { result: d, transfer: d.vms.flatMap((v) => [v.promote.buffer, v.demote.buffer]) as ArrayBuffer[] };
     }
     case 'query': {
-      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch);
-      return { result: r, transfer: [r.node.buffer as ArrayBuffer] };
+      // `into` is the placement cache's window on its SharedArrayBuffer: written in place, sent back shared.
+      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, m.into);
+      return { result: r, transfer: m.into ? [] : [r.node.buffer as ArrayBuffer] };
     }
     case 'move': {
       const r = moveBatch(m.pid, m.addrs, m.target, m.batch);

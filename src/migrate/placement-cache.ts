@@ -39,11 +39,17 @@ export function windowRuns(segments: ReadonlyArray<{ start: number; firstPage: n
   return runs;
 }
 
-/** Host node per page of `w` (-1: not present or not queryable). */
-export type WindowQuery = (w: PageWindow) => Promise<Int16Array>;
+/**
+ * Host node per page of `w` (-1: not present or not queryable): either written into `into` (the
+ * cache's own pages of `w`, shared with the VM's thread) and answered null, or returned.
+ */
+export type WindowQuery = (w: PageWindow, into: Int16Array) => Promise<Int16Array | null>;
 
 export class PlacementCache {
-  /** Host node per page, -1 when not present or unknown. */
+  /**
+   * Host node per page, -1 when not present or unknown. On a SharedArrayBuffer: the VM's thread
+   * writes its answers here directly instead of sending a copy of every window (issue 13).
+   */
   readonly node: Int16Array;
   readonly refreshRounds: number;
   private cursor = 0;
@@ -54,7 +60,7 @@ export class PlacementCache {
   constructor(readonly totalPages: number, refreshRounds = 8) {
     if (!Number.isInteger(refreshRounds) || refreshRounds < 1) throw new VmtierError('INVALID_INPUT', `refreshRounds must be >= 1, not ${refreshRounds}`);
     this.refreshRounds = refreshRounds;
-    this.node = new Int16Array(totalPages).fill(-1);
+    this.node = new Int16Array(new SharedArrayBuffer(totalPages * Int16Array.BYTES_PER_ELEMENT)).fill(-1);
   }
 
   /** Pages one rotating refresh queries. */
@@ -77,9 +83,11 @@ export class PlacementCache {
     const ws = this.windows();
     let queried = 0;
     for (const w of ws) {
-      const nodes = await query(w);
-      if (nodes.length !== w.count) throw new VmtierError('INVALID_INPUT', `placement query answered ${nodes.length} pages for ${w.count}`);
-      this.node.set(nodes, w.first);
+      const nodes = await query(w, this.node.subarray(w.first, w.first + w.count));
+      if (nodes) {
+        if (nodes.length !== w.count) throw new VmtierError('INVALID_INPUT', `placement query answered ${nodes.length} pages for ${w.count}`);
+        this.node.set(nodes, w.first);
+      }
       queried += w.count;
     }
     this.lastQueried = queried;

@@ -5,6 +5,7 @@
  * round leaves no garbage for the GC to chase.
  */
 import { ENOENT } from '../errno.js';
+import { VmtierError } from '../errors.js';
 import { MOVE_PAGES_BATCH, queryPageNodes } from '../sys/syscalls.js';
 import { PAGE_SIZE as PAGE_BYTES } from '../units.js';
 import type { AddressRun } from './placement-cache.js';
@@ -20,10 +21,14 @@ export interface WindowPlacement {
 
 /**
  * Host node of pages [base, base + totalPages) of the VM's page numbering, given the address
- * runs that cover them (placement-cache.ts windowRuns), queried `batch` pages per call.
+ * runs that cover them (placement-cache.ts windowRuns), queried `batch` pages per call. With
+ * `into` (totalPages long) the answers are written there, each page as its call returns, and
+ * `node` is `into`: no array per window.
  */
-export function queryWindow(pid: number, runs: readonly AddressRun[], base: number, totalPages: number, batch = MOVE_PAGES_BATCH): WindowPlacement {
-  const node = new Int16Array(totalPages).fill(-1);
+export function queryWindow(pid: number, runs: readonly AddressRun[], base: number, totalPages: number, batch = MOVE_PAGES_BATCH, into?: Int16Array): WindowPlacement {
+  if (into && into.length !== totalPages) throw new VmtierError('INVALID_INPUT', `placement window of ${totalPages} pages given ${into.length} to write`);
+  const covered = runs.reduce((a, r) => a + r.pages, 0);
+  const node = into ? (covered < totalPages ? into.fill(-1) : into) : new Int16Array(totalPages).fill(-1);
   const size = Math.max(1, batch);
   const addrs = new Float64Array(size);
   const st = new Int32Array(size);
@@ -40,8 +45,8 @@ export function queryWindow(pid: number, runs: readonly AddressRun[], base: numb
       const first = r.firstPage - base + off;
       for (let i = 0; i < n; i++) {
         const v = st[i]!;
-        if (v >= 0) node[first + i] = v;
-        else if (v !== -ENOENT) unqueryable++;
+        node[first + i] = v >= 0 ? v : -1;
+        if (v < 0 && v !== -ENOENT) unqueryable++;
       }
     }
   }

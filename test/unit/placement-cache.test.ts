@@ -78,3 +78,47 @@ test('a query answering the wrong length is refused', async () => {
   const pc = new PlacementCache(10, 2);
   await assert.rejects(pc.refresh(async () => new Int16Array(3)), /answered 3 pages for 10/);
 });
+
+test('the cache sits on a SharedArrayBuffer and a query may write its window in place (answering null): no array per window', async () => {
+  const pc = new PlacementCache(100, 4);
+  assert.ok(pc.node.buffer instanceof SharedArrayBuffer, 'the VM thread writes it directly (issue 13)');
+  const into: Array<[number, number, boolean]> = [];
+  await pc.refresh(async (w, view) => {
+    into.push([w.first, view.length, view.buffer === pc.node.buffer]);
+    for (let i = 0; i < view.length; i++) view[i] = (w.first + i) % 3;
+    return null;
+  });
+  assert.deepEqual(into, [[0, 100, true]], 'the window is the cache\'s own pages');
+  assert.equal(pc.node[0], 0);
+  assert.equal(pc.node[98], 2);
+  assert.equal(pc.lastQueried, 100);
+  await pc.refresh(async (w, view) => {
+    assert.equal(view.byteOffset, w.first * 2, 'the view starts at the window\'s first page');
+    view.fill(7);
+    return null;
+  });
+  assert.deepEqual([pc.node[0], pc.node[24], pc.node[25], pc.node[99]], [7, 7, 1, 0], 'only the window was written');
+  // A query that answers an array is still copied in (and its length checked).
+  await pc.refresh(async (w) => new Int16Array(w.count).fill(5));
+  assert.equal(pc.node[25], 5);
+  await assert.rejects(pc.refresh(async () => new Int16Array(3)), /answered 3 pages/);
+});
+
+test('queryWindow into the cache\'s window answers what a new array answers, writing -1 where no run covers', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { queryWindow } = await import('../../src/migrate/query.js');
+  // A writable mapping of this process (its pages are mostly present: the heap, the stack).
+  const m = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => /^([0-9a-f]+)-([0-9a-f]+) rw-p/.exec(l)).find((x) => x && parseInt(x[2]!, 16) - parseInt(x[1]!, 16) >= 64 * 4096)!;
+  assert.ok(m, 'a writable mapping of 64 pages');
+  const start = parseInt(m[1]!, 16);
+  const runs = [{ start, pages: 40, firstPage: 0 }, { start: start + 48 * 4096, pages: 16, firstPage: 48 }];
+  const fresh = queryWindow(process.pid, runs, 0, 64, 7);
+  const cache = new Int16Array(new SharedArrayBuffer(128)).fill(9);
+  const written = queryWindow(process.pid, runs, 0, 64, 7, cache);
+  assert.equal(written.node, cache, 'the answer is the given array');
+  assert.deepEqual(Array.from(cache), Array.from(fresh.node), 'same answers page by page');
+  assert.equal(written.unqueryable, fresh.unqueryable);
+  assert.ok(Array.from(cache.subarray(40, 48)).every((v) => v === -1), 'pages no run covers are -1, not left as they were');
+  assert.ok(Array.from(cache.subarray(0, 40)).some((v) => v >= 0), 'present pages have their node');
+  assert.throws(() => queryWindow(process.pid, runs, 0, 64, 7, new Int16Array(10)), /64 pages given 10/);
+});

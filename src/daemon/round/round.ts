@@ -63,12 +63,17 @@ export class RoundState {
   longestSyscallMs = 0;
   /**
    * Per-page arrays reused from round to round: allocating megabytes of typed arrays every round
-   * makes V8 run full collections for the external memory, which stalls the event loop.
+   * makes V8 run full collections for the external memory, which stalls the event loop. They sit
+   * on SharedArrayBuffers: the policy's input (counts, tiers) reaches the VM's worker thread shared,
+   * not copied (a structured clone copied both, 2 bytes per 4 KiB page, every round; issue 13).
+   * The round awaits the decision, so nothing writes them while the thread reads.
    */
   private bufs: { pages: number; counts: Uint8Array; tiers: Uint8Array } | null = null;
 
   buffers(pages: number): { counts: Uint8Array; tiers: Uint8Array } {
-    if (!this.bufs || this.bufs.pages !== pages) this.bufs = { pages, counts: new Uint8Array(pages), tiers: new Uint8Array(pages) };
+    if (!this.bufs || this.bufs.pages !== pages) {
+      this.bufs = { pages, counts: new Uint8Array(new SharedArrayBuffer(pages)), tiers: new Uint8Array(new SharedArrayBuffer(pages)) };
+    }
     return this.bufs;
   }
 
