@@ -11,6 +11,7 @@
  * takes for the same page count, measured by running src/policy's decide() in this process.
  *
  *   npm run bench:scale [-- --quick]      (--quick: 1/4 GiB and 1/8 VMs only)
+ *   npm run bench:scale -- --quick --only-4k   (the memfd points only: ≈ 3 min, for before/after)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ const MiB = 2 ** 20;
 const PAGE = 4096;
 const BIN = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'bin', 'vmtier.js');
 const quick = process.argv.includes('--quick');
+const only4k = process.argv.includes('--only-4k');
 const SCAN = { intervalMs: 250, scansPerRound: 2, autoTune: false };
 /** Rounds measured after the warm-up rounds (the first round queries every page's placement). */
 const WARMUP_ROUNDS = 2;
@@ -212,10 +214,10 @@ try {
   log(`baseline: serve managing nothing, RSS ${base.toFixed(0)} MiB`);
   const sizes = quick ? [1, 4] : [1, 4, 16, 64];
   const byMem: Record<'4k' | 'thp', Point[]> = { '4k': [], thp: [] };
-  for (const backing of ['4k', 'thp'] as const) {
+  for (const backing of only4k ? (['4k'] as const) : (['4k', 'thp'] as const)) {
     for (const g of sizes) byMem[backing].push(await measure(`mem-${backing}-${g}g`, 1, g * 1024, backing));
   }
-  const counts = quick ? [1, 8] : [1, 8, 32];
+  const counts = only4k ? [] : quick ? [1, 8] : [1, 8, 32];
   const byVms: Point[] = [];
   for (const n of counts) byVms.push(await measure(`vms-${n}`, n, 1024, '4k'));
 

@@ -94,3 +94,25 @@ test('an aborted scan in the thread rejects at once and leaves the thread and it
     await worker.close();
   }
 });
+
+test('a placement query in the VM thread writes the caller\'s shared window in place, and answers what a copied query answers', async () => {
+  const { PlacementCache, windowRuns } = await import('../../src/migrate/placement-cache.js');
+  const m = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => /^([0-9a-f]+)-([0-9a-f]+) rw-p/.exec(l)).find((x) => x && parseInt(x[2]!, 16) - parseInt(x[1]!, 16) >= 32 * 4096)!;
+  const segments = [{ start: parseInt(m[1]!, 16), firstPage: 0, pages: 32 }];
+  const w = new VmWorker();
+  try {
+    const copied = await w.query(process.pid, windowRuns(segments, { first: 0, count: 32 }), 0, 32, 5);
+    const pc = new PlacementCache(32, 4);
+    let answered: unknown = 'unset';
+    await pc.refresh(async (win, into) => {
+      const r = await w.query(process.pid, windowRuns(segments, win), win.first, win.count, 5, undefined, into);
+      answered = r.node.buffer instanceof SharedArrayBuffer;
+      return null;
+    });
+    assert.equal(answered, true, 'the answer came back shared, not as a copy');
+    assert.deepEqual(Array.from(pc.node), Array.from(copied.node), 'the thread wrote the cache\'s memory');
+    assert.ok(Array.from(pc.node).some((v) => v >= 0));
+  } finally {
+    await w.close();
+  }
+});
