@@ -10,7 +10,7 @@
  *   npm run bench:soak [-- --minutes 30 --domains 8]
  */
 import { fork, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,15 +121,33 @@ async function main(): Promise<void> {
     const client = fork(fileURLToPath(import.meta.url), ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     client.send({ url, uuids: domains.map((d) => d.uuid) } satisfies ClientJob);
     const pid = served.pid!;
-    const samples: Array<{ t: number; rss: number; fds: number; db: number }> = [];
+    const samples: Array<{ t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number; fds: number; db: number }> = [];
+    // The main thread's V8 heap and external memory, from prom-client's default metrics on
+    // /metrics (vmtier_ prefix); the VM loops' worker threads have their own isolates, which
+    // these do not cover (RssAnon below does).
+    const gauge = (text: string, name: string) => Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN);
+    const heap = async () => {
+      try {
+        const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        const text = await r.text();
+        return { heapUsed: gauge(text, 'vmtier_nodejs_heap_size_used_bytes'), heapTotal: gauge(text, 'vmtier_nodejs_heap_size_total_bytes'), external: gauge(text, 'vmtier_nodejs_external_memory_bytes') };
+      } catch {
+        return { heapUsed: NaN, heapTotal: NaN, external: NaN };
+      }
+    };
     const t0 = Date.now();
     const end = t0 + minutes * 60_000;
     while (Date.now() < end) {
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN) * 1024;
+      const rss = kib('VmRSS');
+      const anon = kib('RssAnon');
+      const file = kib('RssFile') + kib('RssShmem');
+      const h = await heap();
       const fds = readdirSync(`/proc/${pid}/fd`).length;
       const size = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
-      samples.push({ t: Date.now() - t0, rss, fds, db: size });
-      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
+      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size });
+      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(0, end - Date.now()))));
     }
     process.stderr.write('\n');
@@ -142,14 +160,23 @@ async function main(): Promise<void> {
       const first = pick(steady[0] ?? samples[0]!) / scale;
       const last = pick(samples[samples.length - 1]!) / scale;
       const slope = slopePerHour(steady.map((s) => [s.t, pick(s)])) / scale;
-      console.log(`${name.padEnd(14)} ${first.toFixed(2).padStart(10)} ${last.toFixed(2).padStart(10)} ${slope.toFixed(3).padStart(12)} ${unit}/h`);
+      // The second half of the run on its own: settling shows as a slope that falls toward 0.
+      const half = slopePerHour(samples.filter((s) => s.t >= (minutes * 60_000) / 2).map((s) => [s.t, pick(s)])) / scale;
+      console.log(`${name.padEnd(14)} ${first.toFixed(2).padStart(10)} ${last.toFixed(2).padStart(10)} ${slope.toFixed(3).padStart(12)} ${half.toFixed(3).padStart(12)} ${unit}/h`);
     };
     console.log(`bench:soak on this host: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients; ` +
       `${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; slopes over the ${steady.length} samples after ${(warm / 60_000).toFixed(0)} min of warm-up`);
-    console.log('               first (warm)      last        slope');
+    console.log('               first (warm)      last        slope  2nd-half slope');
     fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
+    fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
+    fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
+    fmt('heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
+    fmt('heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
+    fmt('external', 'MiB', 2 ** 20, (s) => s.external);
     fmt('open fds', 'fds', 1, (s) => s.fds);
     fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+    const csv = process.env.VMTIER_SOAK_CSV;
+    if (csv) writeFileSync(csv, ['t_ms,rss,rss_anon,rss_file,heap_used,heap_total,external,fds,db', ...samples.map((s) => [s.t, s.rss, s.anon, s.file, s.heapUsed, s.heapTotal, s.external, s.fds, s.db].join(','))].join('\n') + '\n');
   } finally {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
