@@ -409,7 +409,7 @@ export class VmLoop {
     if (pidChanged || sizeChanged) {
       // New process or layout: the tracker must track the new ranges, and old per-page state is meaningless.
       await this.releaseTracker();
-      this.rounds.relayout(pm.totalPages);
+      this.rounds.relayout();
       this.log.info({ pid: this.pid, pages: pm.totalPages, guestNodes: pm.guestNodes(), unmovableSegments: pm.segments.filter((s) => !s.migratable).length }, 'guest layout mapped');
     } else {
       await this.tracker?.track(this.pid, pm.ranges());

@@ -9,7 +9,7 @@ const PAGES_PER_GIB = 2 ** 30 / 4096;
 
 test('round state: no cold-round counts retained for a VM that does not advise (was 2 bytes per 4 KiB page)', () => {
   const s = new RoundState();
-  s.relayout(PAGES_PER_GIB);
+  s.relayout();
   assert.equal(s.coldRounds.byteLength, 0, 'a relayout allocates no per-page cold counts');
   assert.equal(s.coldCounts(PAGES_PER_GIB, false), null);
   assert.equal(s.coldRounds.byteLength, 0);
@@ -20,7 +20,7 @@ test('round state: no cold-round counts retained for a VM that does not advise (
   assert.equal(s.coldCounts(PAGES_PER_GIB, false), null);
   assert.equal(s.coldRounds.byteLength, 0, 'released when advising stops');
   assert.equal(s.coldCounts(PAGES_PER_GIB, true)![7], 0, 'advising again starts every count at 0');
-  s.relayout(PAGES_PER_GIB);
+  s.relayout();
   assert.equal(s.coldRounds.byteLength, 0, 'a relayout drops the old layout\'s counts');
 });
 

@@ -78,11 +78,10 @@ export class RoundState {
   }
 
   /** A new process or a new layout: per-page state of the old one means nothing. */
-  relayout(totalPages: number): void {
+  relayout(): void {
     this.freshPolicy = true;
     this.demandBytes = null;
     this.coldRounds = new Uint16Array(0);
-    void totalPages;
   }
 
   /** The cold-round counts this round keeps: per page while advising, else none (and none retained). */
