@@ -123,11 +123,17 @@ const START_INTERVAL_MULTIPLIER = 1 / 8;
  * it starts in the slow tier and waits rounds for a promotion (recorded traces: 13–16 % of all
  * accesses fall in a page's first epoch). The headroom is what the VM's new pages took over the
  * last HEADROOM_ROUNDS rounds (decayed), at most HEADROOM_SHARE of its DRAM share; a VM whose
- * footprint does not grow keeps none, as a demotion would buy nothing there.
+ * footprint does not grow keeps none, as a demotion would buy nothing there. Only new pages seen in
+ * more than the cold share of their first round's scans count as growth: a program's fresh
+ * allocations are written at once, while pages touched now and then for the first time (a
+ * background of rare accesses, a streaming pass) would earn their DRAM less than the confirmed-cold
+ * page demoted for them, plus its move (generated traces: scan and phase lost 0.2–0.3 % to it).
  */
 const HEADROOM_SHARE = 1 / 16;
 const HEADROOM_ROUNDS = 2;
 const GROWTH_ALPHA = 0.5;
+/** lastPresent of a slot whose previous presence is not known: no growth counted for it. */
+const PRESENT_UNKNOWN = 0xffff;
 
 /**
  * Per-VM state, per unit. A unit is a region (a 2 MiB mapping, or 512 consecutive 4 KiB pages
@@ -154,6 +160,8 @@ class VmState {
   moveAge = new Uint16Array(0);
   moveDir = new Int8Array(0);
   coolLeft = new Uint16Array(0);
+  /** Pages present at the unit's last round (PRESENT_UNKNOWN: not known yet, e.g. a slot just split or laid out). */
+  lastPresent = new Uint16Array(0);
   /** Decayed number of scans that saw the unit (long and short memory), ×SEEN_SCALE. */
   seenScans = new Uint16Array(0);
   fastSeenScans = new Uint16Array(0);
@@ -161,8 +169,7 @@ class VmState {
   takenScans = 0;
   fastTakenScans = 0;
   plan: ScanPlan | null = null;
-  /** Bytes present (either tier) at the last round, and the decayed growth per round (new pages). */
-  presentBytes = -1;
+  /** Decayed bytes per round of new pages seen warm in their first round (sizes the headroom). */
   growthBytes = 0;
   stableRounds = 0;
   catchUpRounds = 0;
@@ -177,7 +184,7 @@ class VmState {
   /** Bytes of state kept between rounds (typed arrays). */
   bytes(): number {
     let b = this.detailOf.byteLength + this.blockOwner.byteLength;
-    for (const a of [this.heat, this.coldRounds, this.hotStreak, this.notHotRounds, this.moveAge, this.moveDir, this.coolLeft, this.seenScans, this.fastSeenScans]) b += a.byteLength;
+    for (const a of [this.heat, this.coldRounds, this.hotStreak, this.notHotRounds, this.moveAge, this.moveDir, this.coolLeft, this.lastPresent, this.seenScans, this.fastSeenScans]) b += a.byteLength;
     return b;
   }
 
@@ -193,6 +200,7 @@ class VmState {
     this.blockOwner = new Int32Array(0);
     this.allocSlots(regions);
     this.moveAge.fill(U16_MAX);
+    this.lastPresent.fill(PRESENT_UNKNOWN);
   }
 
   /** Grows the slot arrays to hold `n` slots, keeping what they hold. */
@@ -217,6 +225,9 @@ class VmState {
     if (this.moveAge.length > old) this.moveAge.fill(U16_MAX, old);
     this.moveDir = grow(this.moveDir, (k) => new Int8Array(k));
     this.coolLeft = grow(this.coolLeft, (k) => new Uint16Array(k));
+    const oldPresent = this.lastPresent.length;
+    this.lastPresent = grow(this.lastPresent, (k) => new Uint16Array(k));
+    if (this.lastPresent.length > oldPresent) this.lastPresent.fill(PRESENT_UNKNOWN, oldPresent);
     this.seenScans = grow(this.seenScans, (k) => new Uint16Array(k));
     this.fastSeenScans = grow(this.fastSeenScans, (k) => new Uint16Array(k));
     this.slots = n;
@@ -247,6 +258,9 @@ class VmState {
       this.moveAge[s] = this.moveAge[r]!;
       this.moveDir[s] = this.moveDir[r]!;
       this.coolLeft[s] = this.coolLeft[r]!;
+      // Which of the region's pages were present is not known per page: no growth is counted
+      // for them in the round they are split.
+      this.lastPresent[s] = PRESENT_UNKNOWN;
       this.seenScans[s] = this.seenScans[r]!;
       this.fastSeenScans[s] = this.fastSeenScans[r]!;
     }
@@ -257,9 +271,10 @@ class VmState {
   merge(r: number, n: number): void {
     const b = this.detailOf[r]!;
     const base = this.regions + b * this.blockPages;
-    let heat = 0, cold = U16_MAX, notHot = U16_MAX, age = U16_MAX, dir = 0, cool = 0, seen = 0, fast = 0;
+    let heat = 0, cold = U16_MAX, notHot = U16_MAX, age = U16_MAX, dir = 0, cool = 0, seen = 0, fast = 0, present = 0;
     for (let i = 0; i < n; i++) {
       const s = base + i;
+      if (this.lastPresent[s] !== PRESENT_UNKNOWN) present += this.lastPresent[s]!;
       heat = Math.max(heat, this.heat[s]!);
       cold = Math.min(cold, this.coldRounds[s]!);
       notHot = Math.min(notHot, this.notHotRounds[s]!);
@@ -278,6 +293,7 @@ class VmState {
     this.moveAge[r] = age;
     this.moveDir[r] = dir;
     this.coolLeft[r] = cool;
+    this.lastPresent[r] = present;
     this.seenScans[r] = seen;
     this.fastSeenScans[r] = fast;
     this.blockOwner[b] = -1;
@@ -741,7 +757,7 @@ export class TieringPolicy {
     let pendPages = 0;
     const coldIdx: number[] = [];
     const warmIdx: number[] = [];
-    let presentBytes = 0;
+    let warmNewBytes = 0;
     let hotPages = 0, hotBytes = 0, newHot = 0, hotSlowBytes = 0, hotSlowPages = 0, dramBytes = 0, demandBytes = 0;
     const decay = this.opt.rateDecay;
     const fastDecay = this.opt.fastRateDecay;
@@ -754,9 +770,9 @@ export class TieringPolicy {
     const demandLong = DEMAND_SEEN * st.takenScans * SEEN_SCALE;
     const demandFast = DEMAND_SEEN * st.fastTakenScans * SEEN_SCALE;
     // Splitting a region may grow the slot arrays: `bind` takes them again after each split.
-    let { heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans } = st;
+    let { heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent } = st;
     const bind = (): void => {
-      ({ heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans } = st!);
+      ({ heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent } = st!);
     };
 
     /** One unit's round: its count c, its pages present, and its bytes per tier. */
@@ -765,7 +781,9 @@ export class TieringPolicy {
       u.present[s] = present;
       u.dramB[s] = dB;
       u.slowB[s] = sB;
-      presentBytes += dB + sB;
+      const before = lastPresent[s]!;
+      lastPresent[s] = present;
+      if (before !== PRESENT_UNKNOWN && present > before && c > coldT) warmNewBytes += ((dB + sB) * (present - before)) / present;
       const h0 = heat[s]!;
       const h = Math.round(h0 + alpha * ((c / N) * HEAT_MAX - h0));
       heat[s] = h;
@@ -878,10 +896,9 @@ export class TieringPolicy {
     // hot at a time; a workload moving its hot set makes many at once, and waiting one more round
     // to confirm them would only delay the move.
     const shift = hotPages >= 8 && newHot * 4 > hotPages;
-    // Footprint growth (pages touched for the first time, net of pages gone) sizes the headroom.
-    const growth = st.presentBytes < 0 ? 0 : Math.max(0, presentBytes - st.presentBytes);
-    st.growthBytes += GROWTH_ALPHA * (growth - st.growthBytes);
-    st.presentBytes = presentBytes;
+    // Growth in warm new pages (first touched this round, seen in more than the cold share of
+    // its scans) sizes the headroom.
+    st.growthBytes += GROWTH_ALPHA * (warmNewBytes - st.growthBytes);
     if (shift) {
       for (const p of pendIdx) hotIdx.push(p);
       hotSlowBytes += pendBytes;
