@@ -5,8 +5,9 @@
  *  - move_pages(2) queries and moves, which the kernel may hold for a long time (one 1024-page
  *    call on a running TCG guest took 1.7 s on this machine under load);
  *  - the tracker's scans: the kmod and replay trackers live here whole (reads, decoding, counts
- *    per page, written into the round's shared counts), and the DAMON tracker's data path (thousands of sysfs region reads, counts,
- *    pagemap) runs here while its kdamond ownership stays with the main thread's pool.
+ *    per page written into the round's shared buffer), and the DAMON tracker's data path
+ *    (thousands of sysfs region reads, counts, pagemap) runs here while its kdamond ownership
+ *    stays with the main thread's pool.
  * One thread per VM: a VM stuck in the kernel delays only itself.
  */
 import { setPriority } from 'node:os';
