@@ -12,7 +12,8 @@ import { traceRanges } from '../scan/replay.js';
 import { MAX_SCANS } from '../scan/request.js';
 import { countRuns, hex, normalizeRanges, parseRange, totalPages } from '../scan/runs.js';
 import { loadTrace, TraceRecorder } from '../scan/trace.js';
-import type { RangeCounts, ScanResult, Tracker } from '../scan/tracker.js';
+import { markPresent, zeroUnmapped } from '../scan/mapping-runs.js';
+import type { ScanResult, Tracker } from '../scan/tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 export interface ScanCliOptions {
@@ -65,18 +66,6 @@ async function domainTarget(nameOrUuid: string, connect?: string): Promise<Targe
   } finally {
     await inv.close();
   }
-}
-
-/** Lays the per-range arrays of a result end to end (the page numbering of a trace). */
-function flatten(ranges: readonly RangeCounts[], pick: (r: RangeCounts) => Uint8Array): Uint8Array {
-  const n = ranges.reduce((a, r) => a + r.counts.length, 0);
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const r of ranges) {
-    out.set(pick(r), o);
-    o += r.counts.length;
-  }
-  return out;
 }
 
 export async function runScan(o: ScanCliOptions, io: { stdout: (s: string) => void; stderr: (s: string) => void }): Promise<ScanOutput> {
@@ -132,39 +121,36 @@ export async function runScan(o: ScanCliOptions, io: { stdout: (s: string) => vo
     const onScan = (i: number) => {
       if (progress) io.stderr(`scan ${i + 1}/${scans}\n`);
     };
+    const counts = new Uint8Array(pages);
     let result: ScanResult;
     if (recorder) {
       // One scan per round, so each scan's own view can be written as one trace epoch.
-      let sum: Uint8Array | null = null;
+      const sum = new Uint8Array(pages);
       let last: ScanResult | null = null;
       for (let i = 0; i < scans; i++) {
-        const r = await tracker.scan({ scans: 1, intervalMs, signal: ac.signal });
-        const seen = flatten(r.ranges, (x) => x.counts);
-        recorder.record(seen, flatten(r.ranges, (x) => x.present));
-        if (!sum) sum = seen;
-        else for (let p = 0; p < sum.length; p++) sum[p]! += seen[p]!;
+        const r = await tracker.scan({ scans: 1, intervalMs, counts, signal: ac.signal });
+        const present = new Uint8Array(pages);
+        for (const x of r.ranges) markPresent(x.mapped, present, x.firstPage);
+        recorder.record(counts, present);
+        for (let p = 0; p < pages; p++) sum[p]! += counts[p]!;
         last = r;
         onScan(i);
       }
-      let off = 0;
-      const ranges = last!.ranges.map((r) => {
-        const counts = sum!.slice(off, off + r.counts.length);
-        off += r.counts.length;
-        for (let p = 0; p < counts.length; p++) if (!r.present[p]) counts[p] = 0;
-        return { ...r, counts };
-      });
-      result = { ...last!, scans, ranges };
+      // As one round of `scans` would report them: a page not present at the end counts 0.
+      for (const x of last!.ranges) zeroUnmapped(sum, x.firstPage, (x.end - x.start) / PAGE_SIZE, x.mapped);
+      counts.set(sum);
+      result = { ...last!, scans };
     } else {
-      result = await tracker.scan({ scans, intervalMs, signal: ac.signal, onScan });
+      result = await tracker.scan({ scans, intervalMs, counts, signal: ac.signal, onScan });
     }
     const out: ScanOutput = {
       tracker: result.tracker,
       scans: result.scans,
       pageSize: PAGE_SIZE,
-      ranges: countRuns(result.ranges).map((r) => ({ start: hex(r.start), end: hex(r.end), count: r.count })),
+      ranges: countRuns(result.ranges, counts).map((r) => ({ start: hex(r.start), end: hex(r.end), count: r.count })),
     };
     if (o.json) io.stdout(JSON.stringify(out) + '\n');
-    else io.stdout(humanReport(out, result));
+    else io.stdout(humanReport(out, result, counts));
     return out;
   } catch (e) {
     if (target.domain && e instanceof KernelError && e.errno === ESRCH) {
@@ -179,14 +165,16 @@ export async function runScan(o: ScanCliOptions, io: { stdout: (s: string) => vo
   }
 }
 
-function humanReport(out: ScanOutput, result: ScanResult): string {
+function humanReport(out: ScanOutput, result: ScanResult, counts: Uint8Array): string {
   const hist = new Map<number, number>();
   let present = 0;
   for (const r of result.ranges) {
-    for (let i = 0; i < r.counts.length; i++) {
-      if (!r.present[i]) continue;
-      present++;
-      hist.set(r.counts[i]!, (hist.get(r.counts[i]!) ?? 0) + 1);
+    const m = r.mapped;
+    for (let k = 0; k < m.length; k += 3) {
+      for (let i = r.firstPage + m[k]!; i < r.firstPage + m[k]! + m[k + 1]!; i++) {
+        present++;
+        hist.set(counts[i]!, (hist.get(counts[i]!) ?? 0) + 1);
+      }
     }
   }
   const lines = [`tracker ${out.tracker}: ${out.scans} scans, ${present} present pages in ${result.elapsedMs.toFixed(0)} ms`];

@@ -9,10 +9,13 @@ import { DamonTracker } from '../scan/damon.js';
 import type { ScanRequest, ScanResult, Tracker, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
 import { checkScanRequest } from '../scan/request.js';
+import { normalizeRanges, totalPages } from '../scan/runs.js';
 import type { VmWorker } from './vm-worker.js';
 
 export class ThreadTracker implements Tracker {
   private opened = false;
+  /** Pages tracked, to check a request's counts here rather than after a trip to the thread. */
+  private trackedPages = 0;
 
   constructor(
     private readonly worker: VmWorker,
@@ -26,11 +29,12 @@ export class ThreadTracker implements Tracker {
       this.opened = true;
     }
     await this.worker.trackerTrack(pid, ranges.map((r) => ({ start: r.start, end: r.end })));
+    this.trackedPages = totalPages(normalizeRanges(ranges));
   }
 
-  scan(req: ScanRequest): Promise<ScanResult> {
-    checkScanRequest(req);
-    return this.worker.trackerScan(req.scans, req.intervalMs, req.signal);
+  async scan(req: ScanRequest): Promise<ScanResult> {
+    checkScanRequest(req, this.trackedPages);
+    return await this.worker.trackerScan(req.scans, req.intervalMs, req.counts, req.signal);
   }
 
   async close(): Promise<void> {
@@ -48,7 +52,7 @@ export class ThreadTracker implements Tracker {
 export function createVmTracker(worker: VmWorker, name: string, options: TrackerOptions): Tracker {
   if (name === 'damon') {
     const damon = options.damon ?? {};
-    return new DamonTracker(damon.io ? damon : { ...damon, scanRunner: (job, req) => worker.damonScan(job, req.scans, req.intervalMs, req.signal) });
+    return new DamonTracker(damon.io ? damon : { ...damon, scanRunner: (job, req) => worker.damonScan(job, req.scans, req.intervalMs, req.counts, req.signal) });
   }
   return new ThreadTracker(worker, name, options);
 }

@@ -472,7 +472,7 @@ export class VmLoop {
   }
 
   /**
-   * This round's scan into `counts`, with the loop's tracker. A tracker that breaks mid-run is
+   * This round's scan into `buffer`, with the loop's tracker. A tracker that breaks mid-run is
    * treated like one that cannot start: reported, retried with backoff, and the round goes on
    * with placement only (counts null).
    */
@@ -482,13 +482,15 @@ export class VmLoop {
     const ts = performance.now();
     let counts: Uint8Array | null = null;
     try {
-      const res = await tracker.scan({ scans, intervalMs, signal: this.signal });
-      counts = buffer.fill(0);
+      // The tracker writes the round's buffer itself (in the VM's thread when it runs there).
+      const res = await tracker.scan({ scans, intervalMs, counts: buffer, signal: this.signal });
+      // Its numbering is the layout's (tracked ranges laid end to end) unless it tracks another layout.
       for (const r of res.ranges) {
-        const p0 = pm.pageOf(r.start);
-        if (p0 < 0) throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} outside the guest layout`);
-        counts.set(r.counts.subarray(0, Math.min(r.counts.length, pm.totalPages - p0)), p0);
+        if (pm.pageOf(r.start) !== r.firstPage) {
+          throw new VmtierError('HVA_MISMATCH', `tracker returned range 0x${r.start.toString(16)} at page ${r.firstPage}, not where the guest layout has it`);
+        }
       }
+      counts = buffer;
       this.trackerBackoff.success();
       this.status.trackerBackoffMs = null;
     } catch (e) {

@@ -5,8 +5,9 @@
  *  - move_pages(2) queries and moves, which the kernel may hold for a long time (one 1024-page
  *    call on a running TCG guest took 1.7 s on this machine under load);
  *  - the tracker's scans: the kmod and replay trackers live here whole (reads, decoding, counts
- *    per page), and the DAMON tracker's data path (thousands of sysfs region reads, counts,
- *    pagemap) runs here while its kdamond ownership stays with the main thread's pool.
+ *    per page written into the round's shared buffer), and the DAMON tracker's data path
+ *    (thousands of sysfs region reads, counts, pagemap) runs here while its kdamond ownership
+ *    stays with the main thread's pool.
  * One thread per VM: a VM stuck in the kernel delays only itself.
  */
 import { setPriority } from 'node:os';
@@ -26,9 +27,9 @@ export type VmThreadRequest =
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
-  | { op: 'trackerScan'; id: number; scans: number; intervalMs: number }
+  | { op: 'trackerScan'; id: number; scans: number; intervalMs: number; counts: Uint8Array }
   | { op: 'trackerClose'; id: number }
-  | { op: 'damonScan'; id: number; job: DamonScanJob; scans: number; intervalMs: number }
+  | { op: 'damonScan'; id: number; job: DamonScanJob; scans: number; intervalMs: number; counts: Uint8Array }
   | { op: 'abort'; id: number; target: number };
 
 export type QueryResult = WindowPlacement;
@@ -49,8 +50,12 @@ let tracker: Tracker | null = null;
  */
 const scans = new Map<number, AbortController>();
 
+/**
+ * A scan's counts are the caller's memory (a view on its SharedArrayBuffer, written in place):
+ * only the mapping runs travel back, one small buffer per range.
+ */
 function scanTransfer(r: ScanResult): ArrayBuffer[] {
-  return r.ranges.flatMap((x) => [x.counts.buffer, x.present.buffer, x.pageShift.buffer]) as ArrayBuffer[];
+  return r.ranges.map((x) => x.mapped.buffer as ArrayBuffer);
 }
 
 // On Linux setpriority(PRIO_PROCESS, 0) sets the calling thread's nice value: this thread's CPU
@@ -79,7 +84,7 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
       const ac = new AbortController();
       scans.set(m.id, ac);
       try {
-        const r = await tracker.scan({ scans: m.scans, intervalMs: m.intervalMs, signal: ac.signal });
+        const r = await tracker.scan({ scans: m.scans, intervalMs: m.intervalMs, counts: m.counts, signal: ac.signal });
         return { result: r, transfer: scanTransfer(r) };
       } finally {
         scans.delete(m.id);
@@ -95,7 +100,7 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
       const ac = new AbortController();
       scans.set(m.id, ac);
       try {
-        const r = await scanKdamond(m.job, { scans: m.scans, intervalMs: m.intervalMs, signal: ac.signal });
+        const r = await scanKdamond(m.job, { scans: m.scans, intervalMs: m.intervalMs, counts: m.counts, signal: ac.signal });
         return { result: r, transfer: scanTransfer(r) };
       } finally {
         scans.delete(m.id);

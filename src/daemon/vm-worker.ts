@@ -14,6 +14,8 @@ import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
 type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
+/** A scan request before its counts buffer is chosen (scanInto). */
+type ScanCall = Body<Extract<VmThreadRequest, { op: 'trackerScan' | 'damonScan' }>> extends infer B ? (B extends unknown ? Omit<B, 'counts'> : never) : never;
 
 export class VmWorker {
   private worker: Worker | null = null;
@@ -105,8 +107,9 @@ export class VmWorker {
     return this.call<void>({ op: 'trackerTrack', pid, ranges }, signal);
   }
 
-  trackerScan(scans: number, intervalMs: number, signal?: AbortSignal): Promise<ScanResult> {
-    return this.call<ScanResult>({ op: 'trackerScan', scans, intervalMs }, signal, [], true);
+  /** One round of the thread's tracker into `counts` (see scanInto). */
+  trackerScan(scans: number, intervalMs: number, counts: Uint8Array, signal?: AbortSignal): Promise<ScanResult> {
+    return this.scanInto({ op: 'trackerScan', scans, intervalMs }, counts, signal);
   }
 
   /**
@@ -127,8 +130,20 @@ export class VmWorker {
   }
 
   /** The DAMON tracker's data path for one round (src/scan/damon-scan.ts), in the thread. */
-  damonScan(job: DamonScanJob, scans: number, intervalMs: number, signal?: AbortSignal): Promise<ScanResult> {
-    return this.call<ScanResult>({ op: 'damonScan', job, scans, intervalMs }, signal, [], true);
+  damonScan(job: DamonScanJob, scans: number, intervalMs: number, counts: Uint8Array, signal?: AbortSignal): Promise<ScanResult> {
+    return this.scanInto({ op: 'damonScan', job, scans, intervalMs }, counts, signal);
+  }
+
+  /**
+   * A scan in the thread writes `counts` in place when it sits on a SharedArrayBuffer (the round's
+   * buffer: nothing per page is allocated, transferred or copied); a private buffer cannot be
+   * reached from the thread, so it gets the counts copied in from a shared one.
+   */
+  private async scanInto(req: ScanCall, counts: Uint8Array, signal?: AbortSignal): Promise<ScanResult> {
+    const shared = counts.buffer instanceof SharedArrayBuffer ? counts : new Uint8Array(new SharedArrayBuffer(counts.length));
+    const r = await this.call<ScanResult>({ ...req, counts: shared } as Body<VmThreadRequest>, signal, [], true);
+    if (shared !== counts) counts.set(shared);
+    return r;
   }
 
   async close(): Promise<void> {

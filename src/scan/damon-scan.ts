@@ -11,10 +11,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmtierError, isVmtierError } from '../errors.js';
 import { DamonSysfs, nodeSysfsIo, type DamonRegion, type SysfsIo } from './damon-sysfs.js';
-import { processAlive, readPresence } from './procfs.js';
-import { abortError } from './request.js';
-import { pagesIn, totalPages } from './runs.js';
-import type { RangeCounts, ScanRequest, ScanResult } from './tracker.js';
+import { zeroUnmapped, type MappingRuns } from './mapping-runs.js';
+import { processAlive, presentRuns } from './procfs.js';
+import { abortError, checkScanRequest } from './request.js';
+import { pagesIn, scannedRanges, totalPages } from './runs.js';
+import type { ScanRequest, ScanResult } from './tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 export interface DamonScanJob {
@@ -83,12 +84,13 @@ export function accumulateRegions(ranges: readonly HvaRange[], regions: readonly
   }
 }
 
-/** One round of `req.scans` snapshots of kdamond `job.kdamond`, as per-page counts. */
+/** One round of `req.scans` snapshots of kdamond `job.kdamond`, as per-page counts in `req.counts`. */
 export async function scanKdamond(job: DamonScanJob, req: ScanRequest, io: SysfsIo = nodeSysfsIo): Promise<ScanResult> {
+  checkScanRequest(req, totalPages(job.ranges));
   const t0 = performance.now();
   const sysfs = new DamonSysfs(job.sysfsRoot, io);
   const k = job.kdamond;
-  const counts = new Uint8Array(totalPages(job.ranges));
+  const counts = req.counts.fill(0);
   try {
     let lastSnapshot = -Infinity;
     for (let s = 0; s < req.scans; s++) {
@@ -111,6 +113,8 @@ export async function scanKdamond(job: DamonScanJob, req: ScanRequest, io: Sysfs
       if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
       if (await isOff(sysfs, k)) throw damonStoppedError(k, job.pid);
       lastSnapshot = performance.now();
+      // The counts are the caller's: a scan aborted while its snapshot was read writes nothing more.
+      if (req.signal?.aborted) throw abortError(req.signal);
       accumulateRegions(job.ranges, regions, counts, job.minAccesses);
       req.onScan?.(s);
     }
@@ -118,23 +122,22 @@ export async function scanKdamond(job: DamonScanJob, req: ScanRequest, io: Sysfs
     if (isVmtierError(e) || (e as Error).name === 'AbortError') throw e;
     throw new VmtierError('KERNEL_ERROR', `DAMON scan failed: ${(e as Error).message}`, undefined, { cause: e });
   }
-  const out: RangeCounts[] = [];
+  if (req.signal?.aborted) throw abortError(req.signal);
   let base = 0;
-  for (const r of job.ranges) {
-    const len = pagesIn(r);
-    let present: Uint8Array;
+  const mapped = job.ranges.map((r) => {
+    let runs: MappingRuns;
     try {
-      present = readPresence(job.pid, r, job.procRoot);
+      runs = presentRuns(job.pid, r, job.procRoot);
     } catch (e) {
       if (!processAlive(job.pid, job.procRoot)) throw gone(`process ${job.pid} exited during the scan`);
       throw e;
     }
-    const c = counts.slice(base, base + len);
     // A not-present page has no accessed bit: its region's verdict does not apply to it.
-    for (let i = 0; i < len; i++) if (!present[i]) c[i] = 0;
-    // DAMON does not report mapping sizes: pageShift stays 0 (unknown).
-    out.push({ start: r.start, end: r.end, counts: c, present, pageShift: new Uint8Array(len) });
-    base += len;
-  }
+    zeroUnmapped(counts, base, pagesIn(r), runs);
+    base += pagesIn(r);
+    return runs;
+  });
+  // DAMON does not report mapping sizes: every run's pageShift is 0 (unknown).
+  const out = scannedRanges(job.ranges, mapped);
   return { tracker: 'damon', pid: job.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
 }

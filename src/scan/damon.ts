@@ -238,8 +238,8 @@ export class DamonTracker implements Tracker {
   }
 
   async scan(req: ScanRequest): Promise<ScanResult> {
-    checkScanRequest(req);
     if (!this.record || this.record.kdamondPid < 0) throw new VmtierError('INVALID_INPUT', 'track() a process before scanning');
+    checkScanRequest(req, totalPages(this.ranges));
     try {
       await this.applyInterval(Math.max(1, req.intervalMs));
     } catch (e) {

@@ -10,7 +10,7 @@ import { ReplayTracker, type ReplayOptions } from './replay.js';
 import type { Tracker } from './tracker.js';
 import { KMOD_DEVICE, KmodTracker } from './kmod.js';
 
-export type { Tracker, RangeCounts, ScanRequest, ScanResult } from './tracker.js';
+export type { Tracker, ScannedRange, ScanRequest, ScanResult } from './tracker.js';
 
 export const TRACKER_NAMES = ['kmod', 'damon', 'replay', 'auto'] as const;
 export type TrackerName = (typeof TRACKER_NAMES)[number];

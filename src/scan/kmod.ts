@@ -2,8 +2,9 @@
  * The 'kmod' tracker: the vmtier_idle kernel module (kmod/) through /dev/vmtier_idle.
  * One round = a clearing pass (discarded: it only resets the accessed bits), then `scans`
  * passes `intervalMs` apart, each reading and clearing the A bits of every tracked range;
- * a page's count is the number of passes that saw it accessed. State per 4 KiB page is
- * the three bytes of RangeCounts and nothing else.
+ * a page's count is the number of passes that saw it accessed. The only state per 4 KiB page
+ * is the caller's count byte; presence and leaf sizes are kept as the module reports them, in
+ * runs (src/scan/mapping-runs.ts).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { EFAULT, ENOENT, EOPNOTSUPP, EPERM, ESRCH } from '../errno.js';
@@ -12,8 +13,9 @@ import { ioc, ioctlBuffer } from '../sys/ioctl.js';
 import { decodeKmodStream, PageState } from './kmod-stream.js';
 import { readMaps } from './procfs.js';
 import { abortError, checkScanRequest } from './request.js';
-import { emptyCounts, fmtRange, intersectRanges, MAX_USER_ADDRESS, normalizeRanges } from './runs.js';
-import type { RangeCounts, ScanRequest, ScanResult, Tracker } from './tracker.js';
+import { MappingRunsBuilder } from './mapping-runs.js';
+import { fmtRange, intersectRanges, MAX_USER_ADDRESS, normalizeRanges, pagesIn, scannedRanges, totalPages } from './runs.js';
+import type { ScanRequest, ScanResult, Tracker } from './tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 /** The character device the vmtier_idle module creates (kmod/vmtier_idle_uapi.h). */
@@ -97,6 +99,8 @@ export class KmodTracker implements Tracker {
   private ranges: HvaRange[] = [];
   /** The parts of `ranges` the target had mapped at track(): they must stay mapped (process mode). */
   private mapped: HvaRange[] = [];
+  /** Per tracked range, its mapping runs as the current pass sees them (storage reused from pass to pass). */
+  private mapping: MappingRunsBuilder[] = [];
   private readonly device: string;
   private readonly opts: KmodTrackerOptions;
   private readonly buf: Buffer;
@@ -151,6 +155,7 @@ export class KmodTracker implements Tracker {
     }
     this.pid = pid;
     this.ranges = norm;
+    this.mapping = norm.map(() => new MappingRunsBuilder());
     this.mapped = [];
     if (this.usesPageTables()) {
       // Gaps inside a range (guard pages, holes between mappings) are simply not present; a
@@ -165,16 +170,16 @@ export class KmodTracker implements Tracker {
   }
 
   async scan(req: ScanRequest): Promise<ScanResult> {
-    checkScanRequest(req);
     if (this.fd === null || this.pid === 0) throw new VmtierError('INVALID_INPUT', 'kmod: scan() before track()');
+    checkScanRequest(req, totalPages(this.ranges));
     const t0 = performance.now();
-    const out = this.ranges.map((r) => emptyCounts(r));
+    const counts = req.counts.fill(0);
     const stats: KmodRoundStats = { reads: 0, bytes: 0, readMs: 0, decodeMs: 0, kernelWalkNs: 0, cleared: 0, tlbFlushes: 0, mode: 'none' };
     // Pass 0 only clears: what was accessed before the round began must not count.
-    this.pass(out, false, stats);
+    this.pass(counts, false, stats);
     for (let s = 0; s < req.scans; s++) {
       await sleep(req.intervalMs, req.signal);
-      this.pass(out, true, stats);
+      this.pass(counts, true, stats);
       req.onScan?.(s);
     }
     // A range the target unmapped meanwhile reads as not present: say so rather than report zeros.
@@ -185,7 +190,8 @@ export class KmodTracker implements Tracker {
     stats.tlbFlushes = info.tlbFlushes;
     stats.mode = info.mode;
     this.stats = stats;
-    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
+    const ranges = scannedRanges(this.ranges, this.mapping.map((m) => m.finish()));
+    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges, elapsedMs: performance.now() - t0 };
   }
 
   async close(): Promise<void> {
@@ -194,10 +200,15 @@ export class KmodTracker implements Tracker {
     this.pid = 0;
   }
 
-  /** One read-and-clear pass over every range; `count` adds this pass's accessed pages. */
-  private pass(out: RangeCounts[], count: boolean, stats: KmodRoundStats): void {
-    for (const rc of out) {
-      if (count) rc.present.fill(0);
+  /**
+   * One read-and-clear pass over every range; `count` adds this pass's accessed pages to
+   * `counts` (the ranges laid end to end) and makes this pass's mappings the ones reported.
+   */
+  private pass(counts: Uint8Array, count: boolean, stats: KmodRoundStats): void {
+    let base = 0;
+    this.ranges.forEach((rc, k) => {
+      const mapping = this.mapping[k]!;
+      if (count) mapping.reset();
       this.setLimit(rc.end);
       let off = rc.start;
       while (off < rc.end) {
@@ -208,11 +219,9 @@ export class KmodTracker implements Tracker {
           if (!count || state === PageState.NotPresent) return;
           const i0 = (start - rc.start) / PAGE_SIZE;
           const i1 = (end - rc.start) / PAGE_SIZE;
-          rc.present.fill(1, i0, i1);
-          rc.pageShift.fill(shift, i0, i1);
+          mapping.add(i0, i1 - i0, shift);
           if (state === PageState.Accessed) {
-            const c = rc.counts;
-            for (let i = i0; i < i1; i++) c[i]!++;
+            for (let i = base + i0; i < base + i1; i++) counts[i]!++;
           }
         });
         stats.decodeMs += performance.now() - r1;
@@ -224,7 +233,8 @@ export class KmodTracker implements Tracker {
         }
         off = next;
       }
-    }
+      base += pagesIn(rc);
+    });
   }
 
   private read(off: number): number {

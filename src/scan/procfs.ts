@@ -7,6 +7,7 @@ import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { EACCES, ESRCH } from '../errno.js';
 import { KernelError, VmtierError } from '../errors.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
+import { MappingRunsBuilder, type MappingRuns } from './mapping-runs.js';
 import { pagesIn } from './runs.js';
 
 export interface Mapping extends HvaRange {
@@ -115,12 +116,13 @@ const PM_SWAPPED_HI = 0x40000000;
 const PAGEMAP_CHUNK_PAGES = 64 * 1024;
 
 /**
- * 1 per page of `r` that is present in RAM (pagemap bit 63); swapped pages count as not
- * present, since no accessed bit can be read for them. Reads in 512 KiB chunks.
+ * The pages of `r` present in RAM (pagemap bit 63), as mapping runs of unknown page size (pagemap
+ * does not say); swapped pages count as not present, since no accessed bit can be read for them.
+ * Reads in 512 KiB chunks and keeps nothing per page.
  */
-export function readPresence(pid: number, r: HvaRange, procRoot = '/proc'): Uint8Array {
+export function presentRuns(pid: number, r: HvaRange, procRoot = '/proc'): MappingRuns {
   const n = pagesIn(r);
-  const out = new Uint8Array(n);
+  const runs = new MappingRunsBuilder();
   let fd: number;
   try {
     fd = openSync(`${procRoot}/${pid}/pagemap`, 'r');
@@ -129,7 +131,9 @@ export function readPresence(pid: number, r: HvaRange, procRoot = '/proc'): Uint
   }
   try {
     const buf = Buffer.alloc(Math.min(n, PAGEMAP_CHUNK_PAGES) * 8);
-    for (let done = 0; done < n; ) {
+    let runStart = -1;
+    let done = 0;
+    while (done < n) {
       const want = Math.min(n - done, PAGEMAP_CHUNK_PAGES);
       const pos = ((r.start / PAGE_SIZE) + done) * 8;
       let got: number;
@@ -143,12 +147,18 @@ export function readPresence(pid: number, r: HvaRange, procRoot = '/proc'): Uint
       const pages = Math.floor(got / 8);
       for (let i = 0; i < pages; i++) {
         const hi = buf.readUInt32LE(i * 8 + 4);
-        out[done + i] = (hi & PM_PRESENT_HI) !== 0 && (hi & PM_SWAPPED_HI) === 0 ? 1 : 0;
+        const present = (hi & PM_PRESENT_HI) !== 0 && (hi & PM_SWAPPED_HI) === 0;
+        if (present && runStart < 0) runStart = done + i;
+        else if (!present && runStart >= 0) {
+          runs.add(runStart, done + i - runStart, 0);
+          runStart = -1;
+        }
       }
       done += pages;
     }
+    if (runStart >= 0) runs.add(runStart, done - runStart, 0);
   } finally {
     closeSync(fd);
   }
-  return out;
+  return runs.finish();
 }

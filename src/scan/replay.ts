@@ -7,10 +7,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VmtierError } from '../errors.js';
-import type { RangeCounts, ScanRequest, ScanResult, Tracker } from './tracker.js';
+import type { ScanRequest, ScanResult, Tracker } from './tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
+import { runsOfPresent, type MappingRuns } from './mapping-runs.js';
 import { abortError, checkScanRequest } from './request.js';
-import { normalizeRanges, pagesIn, totalPages } from './runs.js';
+import { normalizeRanges, pagesIn, scannedRanges, totalPages } from './runs.js';
 import { loadTrace, type Trace } from './trace.js';
 
 export interface ReplayOptions {
@@ -42,6 +43,14 @@ export class ReplayTracker implements Tracker {
   private cursor: number;
   private pid = 0;
   private ranges: HvaRange[] = [];
+  /** Per tracked range, the trace's known pages as 4 KiB runs: the trace never changes, so they are built once per track(). */
+  private mapped: MappingRuns[] = [];
+  /**
+   * One bit per tracked page, reused from round to round: a page listed in several epochs of one
+   * scan counts once (only with epochsPerScan > 1; one epoch's pages are distinct). A bit, not a
+   * stamp per page allocated every round, so the replay tracker keeps 1/8 byte per page.
+   */
+  private seenInScan: Uint8Array | null = null;
   private closed = false;
 
   constructor(opts: ReplayOptions) {
@@ -70,20 +79,28 @@ export class ReplayTracker implements Tracker {
     if (this.closed) throw new VmtierError('INVALID_INPUT', 'tracker is closed');
     this.pid = pid;
     this.ranges = normalizeRanges(ranges);
+    let base = 0;
+    this.mapped = this.ranges.map((r) => {
+      const m = runsOfPresent(this.trace.known, base, pagesIn(r), 12);
+      base += pagesIn(r);
+      return m;
+    });
+    const bytes = Math.ceil(totalPages(this.ranges) / 8);
+    this.seenInScan = this.epochsPerScan > 1 ? (this.seenInScan?.length === bytes ? this.seenInScan : new Uint8Array(bytes)) : null;
   }
 
   async scan(req: ScanRequest): Promise<ScanResult> {
-    checkScanRequest(req);
     if (this.closed) throw new VmtierError('INVALID_INPUT', 'tracker is closed');
     if (this.ranges.length === 0) throw new VmtierError('INVALID_INPUT', 'track() a non-empty set of ranges before scanning');
-    const t0 = performance.now();
     const n = totalPages(this.ranges);
-    const counts = new Uint8Array(n);
-    // A page listed in several epochs of one scan counts once: stamp it with the scan number.
-    const stamp = new Uint16Array(n);
+    checkScanRequest(req, n);
+    const t0 = performance.now();
+    const counts = req.counts.fill(0);
+    const seen = this.seenInScan;
     for (let s = 0; s < req.scans; s++) {
       if (req.signal?.aborted) throw abortError(req.signal);
       if (this.paced && s > 0) await sleep(req.intervalMs, undefined, { signal: req.signal }).catch(() => { throw abortError(req.signal!); });
+      seen?.fill(0);
       for (let k = 0; k < this.epochsPerScan; k++) {
         let e = this.cursor + k;
         if (this.loop && this.trace.epochs > 0) e %= this.trace.epochs;
@@ -91,8 +108,12 @@ export class ReplayTracker implements Tracker {
         if (!pages) continue;
         for (let i = 0; i < pages.length; i++) {
           const p = pages[i]!;
-          if (p >= n || stamp[p] === s + 1) continue;
-          stamp[p] = s + 1;
+          if (p >= n) continue;
+          if (seen) {
+            const bit = 1 << (p & 7);
+            if (seen[p >>> 3]! & bit) continue;
+            seen[p >>> 3]! |= bit;
+          }
           counts[p]!++;
         }
       }
@@ -100,23 +121,9 @@ export class ReplayTracker implements Tracker {
       if (this.loop && this.trace.epochs > 0) this.cursor %= this.trace.epochs;
       req.onScan?.(s);
     }
-    const out: RangeCounts[] = [];
-    let base = 0;
-    for (const r of this.ranges) {
-      const len = pagesIn(r);
-      const present = new Uint8Array(len);
-      const pageShift = new Uint8Array(len);
-      const known = this.trace.known;
-      for (let i = 0; i < len; i++) {
-        if (known[base + i]) {
-          present[i] = 1;
-          pageShift[i] = 12;
-        }
-      }
-      out.push({ start: r.start, end: r.end, counts: counts.slice(base, base + len), present, pageShift });
-      base += len;
-    }
-    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges: out, elapsedMs: performance.now() - t0 };
+    // Copies: a result may be transferred to another thread, which would take the tracker's own.
+    const ranges = scannedRanges(this.ranges, this.mapped.map((m) => m.slice()));
+    return { tracker: this.name, pid: this.pid, scans: req.scans, intervalMs: req.intervalMs, ranges, elapsedMs: performance.now() - t0 };
   }
 
   async close(): Promise<void> {

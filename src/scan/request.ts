@@ -5,12 +5,17 @@ import type { ScanRequest } from './tracker.js';
 /** Counts live in one byte per page, so at most 255 scans per round. */
 export const MAX_SCANS = 255;
 
-export function checkScanRequest(req: ScanRequest): void {
+/** Checks the request, including that its counts hold exactly the `trackedPages` pages tracked. */
+export function checkScanRequest(req: ScanRequest, trackedPages: number): void {
   if (!Number.isInteger(req.scans) || req.scans < 1 || req.scans > MAX_SCANS) {
     throw new VmtierError('INVALID_INPUT', `scans must be an integer in 1..${MAX_SCANS}, not ${req.scans}`);
   }
   if (!Number.isFinite(req.intervalMs) || req.intervalMs < 0 || req.intervalMs > 3_600_000) {
     throw new VmtierError('INVALID_INPUT', `intervalMs must be in 0..3600000, not ${req.intervalMs}`);
+  }
+  if (!(req.counts instanceof Uint8Array)) throw new VmtierError('INVALID_INPUT', 'a scan needs a Uint8Array to write its counts into');
+  if (req.counts.length !== trackedPages) {
+    throw new VmtierError('INVALID_INPUT', `counts hold ${req.counts.length} pages but ${trackedPages} are tracked`);
   }
 }
 

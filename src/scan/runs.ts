@@ -4,7 +4,8 @@
  * output and the compact form the daemon stores).
  */
 import { VmtierError } from '../errors.js';
-import type { RangeCounts } from './tracker.js';
+import type { MappingRuns } from './mapping-runs.js';
+import type { ScannedRange } from './tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../units.js';
 
 /** User-space addresses stay below 2^47 on x86_64, so they are exact in a double. */
@@ -84,10 +85,15 @@ export function intersectRanges(a: readonly HvaRange[], b: readonly HvaRange[]):
   return out;
 }
 
-/** Empty per-page state for one range (every page not present, count 0). */
-export function emptyCounts(r: HvaRange): RangeCounts {
-  const n = pagesIn(r);
-  return { start: r.start, end: r.end, counts: new Uint8Array(n), present: new Uint8Array(n), pageShift: new Uint8Array(n) };
+/** A scan's ranges: each with the index of its first page in the counts and where it was mapped (`mapped[k]` for `ranges[k]`). */
+export function scannedRanges(ranges: readonly HvaRange[], mapped: readonly MappingRuns[]): ScannedRange[] {
+  const out: ScannedRange[] = [];
+  let firstPage = 0;
+  ranges.forEach((r, k) => {
+    out.push({ start: r.start, end: r.end, firstPage, mapped: mapped[k]! });
+    firstPage += pagesIn(r);
+  });
+  return out;
 }
 
 export interface CountRun {
@@ -99,23 +105,24 @@ export interface CountRun {
 /**
  * Maximal runs of equal count over present pages, in address order. A not-present page
  * ends a run and is omitted; runs never join across two tracked ranges that do not touch.
+ * The work is per present page; absent stretches cost nothing.
  */
-export function countRuns(ranges: readonly RangeCounts[]): CountRun[] {
+export function countRuns(ranges: readonly ScannedRange[], counts: Uint8Array): CountRun[] {
   const out: CountRun[] = [];
   let cur: CountRun | null = null;
   for (const r of ranges) {
-    const n = r.counts.length;
-    for (let i = 0; i < n; i++) {
-      const addr = r.start + i * PAGE_SIZE;
-      if (!r.present[i]) {
-        cur = null;
-        continue;
-      }
-      const c = r.counts[i]!;
-      if (cur && cur.end === addr && cur.count === c) cur.end = addr + PAGE_SIZE;
-      else {
-        cur = { start: addr, end: addr + PAGE_SIZE, count: c };
-        out.push(cur);
+    const m = r.mapped;
+    for (let k = 0; k < m.length; k += 3) {
+      const first = m[k]!;
+      const last = first + m[k + 1]!;
+      for (let i = first; i < last; i++) {
+        const addr = r.start + i * PAGE_SIZE;
+        const c = counts[r.firstPage + i]!;
+        if (cur && cur.end === addr && cur.count === c) cur.end = addr + PAGE_SIZE;
+        else {
+          cur = { start: addr, end: addr + PAGE_SIZE, count: c };
+          out.push(cur);
+        }
       }
     }
   }

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DamonTracker, damonStateFile } from '../../src/scan/damon.js';
 import { DAMON_SYSFS_ROOT } from '../../src/scan/damon-sysfs.js';
-import type { ScanResult } from '../../src/scan/tracker.js';
+import { presentPages } from '../../src/scan/mapping-runs.js';
+import type { ScanRequest, ScanResult } from '../../src/scan/tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../../src/units.js';
 import { describeError } from './guest-error.js';
 
@@ -30,6 +31,16 @@ function startTarget(argv: string[]): Promise<Target> {
 const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) : Number(v));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+type RangeScan = ScanResult & { counts: Uint8Array };
+
+/** A scan of the one range `range` the tracker tracks, into counts of its own. */
+async function scanRange(tracker: DamonTracker, range: HvaRange, req: Omit<ScanRequest, 'counts'>): Promise<RangeScan> {
+  const counts = new Uint8Array((range.end - range.start) / PAGE_SIZE);
+  return { ...(await tracker.scan({ ...req, counts })), counts };
+}
+
+const footprint = (l: { base: number; bytes: number }): HvaRange => ({ start: l.base, end: l.base + l.bytes });
+
 function layout(t: Target): { base: number; bytes: number; hot: HvaRange[] } {
   return {
     base: hexNum(t.first.base),
@@ -44,23 +55,23 @@ function layout(t: Target): { base: number; bytes: number; hot: HvaRange[] } {
  * by side: precision of "seen in >= 1 scan", recall of "seen in every scan"; plus the
  * mirror pair (precision of "every scan", recall of ">= 1 scan").
  */
-function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
+function accuracy(res: RangeScan, hot: HvaRange[]): Record<string, number> {
   const r = res.ranges[0]!;
-  const n = r.counts.length;
+  const c = res.counts;
+  const n = c.length;
   const isHot = new Uint8Array(n);
   for (const h of hot) for (let a = h.start; a < h.end; a += PAGE_SIZE) isHot[(a - r.start) / PAGE_SIZE] = 1;
-  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0, present = 0;
+  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0;
   const hotHist = new Array<number>(res.scans + 1).fill(0);
   const coldHist = new Array<number>(res.scans + 1).fill(0);
   for (let i = 0; i < n; i++) {
-    (isHot[i] ? hotHist : coldHist)[r.counts[i]!]!++;
+    (isHot[i] ? hotHist : coldHist)[c[i]!]!++;
     hotTotal += isHot[i]!;
-    if (r.present[i]) present++;
-    if (r.counts[i]! > 0) { seen++; seenHot += isHot[i]!; }
-    if (r.counts[i] === res.scans) { full++; fullHot += isHot[i]!; }
+    if (c[i]! > 0) { seen++; seenHot += isHot[i]!; }
+    if (c[i] === res.scans) { full++; fullHot += isHot[i]!; }
   }
   return {
-    pages: n, hotPages: hotTotal, presentPages: present, seenPages: seen, fullPages: full,
+    pages: n, hotPages: hotTotal, presentPages: presentPages(r.mapped), seenPages: seen, fullPages: full,
     precision: seen ? seenHot / seen : 0,
     recall: hotTotal ? fullHot / hotTotal : 0,
     precisionFull: full ? fullHot / full : 0,
@@ -97,7 +108,7 @@ async function caseAccuracy(workload: string, wargs: string[], scans: number, in
     const ops = readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/operations`, 'utf8').trim();
     const attrs = Object.fromEntries(['sample_us', 'aggr_us'].map((f) => [f, Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/monitoring_attrs/intervals/${f}`, 'utf8'))]));
     const nr = Object.fromEntries(['min', 'max'].map((f) => [f, Number(readFileSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/monitoring_attrs/nr_regions/${f}`, 'utf8'))]));
-    const res = await tracker.scan({ scans, intervalMs });
+    const res = await scanRange(tracker, footprint(l), { scans, intervalMs });
     const regions = readdirSync(`${DAMON_SYSFS_ROOT}/kdamonds/0/contexts/0/schemes/0/tried_regions`).filter((n) => /^\d+$/.test(n)).length;
     return { ops, attrs, nrRegions: nr, regionsAtEnd: regions, trackMs, scanMs: res.elapsedMs, scans, intervalMs, ...accuracy(res, l.hot) };
   } finally {
@@ -118,7 +129,7 @@ async function casePerScan(workload: string, wargs: string[], rounds: number, in
     const per: Array<{ ms: number; hotSeen: number; coldSeen: number }> = [];
     for (let i = 0; i < rounds; i++) {
       const t0 = performance.now();
-      const res = await tracker.scan({ scans: 1, intervalMs });
+      const res = await scanRange(tracker, footprint(l), { scans: 1, intervalMs });
       const a = accuracy(res, l.hot) as unknown as { hotHist: number[]; coldHist: number[] };
       per.push({ ms: Math.round(performance.now() - t0), hotSeen: a.hotHist[1]!, coldSeen: a.coldHist[1]! });
     }
@@ -141,7 +152,7 @@ async function caseExit(workload: string): Promise<unknown> {
   let killedAfter = -1;
   const t0 = performance.now();
   try {
-    const res = await tracker.scan({
+    const res = await scanRange(tracker, footprint(l), {
       scans: 40, intervalMs: 200, onScan: (i) => {
         if (i === 1) {
           killedAfter = i;
@@ -181,7 +192,7 @@ async function caseCrash(workload: string, self: string): Promise<unknown> {
     try {
       await fresh.track(t.child.pid!, [{ start: l.base, end: l.base + l.bytes }]);
       await sleep(1000);
-      const res = await fresh.scan({ scans: 3, intervalMs: 500 });
+      const res = await scanRange(fresh, footprint(l), { scans: 3, intervalMs: 500 });
       outcome = { ok: true, ...accuracy(res, l.hot), kdamondPid: fresh.owner?.kdamondPid };
     } catch (e) {
       outcome = { ok: false, ...describeError(e) };
@@ -222,7 +233,7 @@ async function caseMany(workload: string, n: number): Promise<unknown> {
       return Math.ceil(layout(targets[i]!).bytes / minRegions / PAGE_SIZE);
     });
     await sleep(2500);
-    const results = await Promise.all(trackers.map((tr) => tr.scan({ scans: 3, intervalMs: 500 })));
+    const results = await Promise.all(trackers.map((tr, i) => scanRange(tr, footprint(layout(targets[i]!)), { scans: 3, intervalMs: 500 })));
     const acc = results.map((r, i) => ({ pid: r.pid, hotMiB: 2 + 2 * i, regionLimitPages: regionLimitPages[i], ...accuracy(r, layout(targets[i]!).hot) }));
     for (const tr of trackers) await tr.close();
     await sleep(300);

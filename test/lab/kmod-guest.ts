@@ -6,7 +6,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { KmodTracker } from '../../src/scan/kmod.js';
-import type { ScanResult } from '../../src/scan/tracker.js';
+import { pagesMappedWith, presentPages } from '../../src/scan/mapping-runs.js';
+import type { ScanRequest, ScanResult } from '../../src/scan/tracker.js';
 import { PAGE_SIZE, type HvaRange } from '../../src/units.js';
 import { describeError } from './guest-error.js';
 
@@ -35,22 +36,29 @@ const hexNum = (v: unknown): number => (typeof v === 'string' ? parseInt(v, 16) 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 
+type RangeScan = ScanResult & { counts: Uint8Array };
+
+/** A scan of the one range `range` the tracker tracks, into counts of its own. */
+async function scanRange(tracker: KmodTracker, range: HvaRange, req: Omit<ScanRequest, 'counts'>): Promise<RangeScan> {
+  const counts = new Uint8Array((range.end - range.start) / PAGE_SIZE);
+  return { ...(await tracker.scan({ ...req, counts })), counts };
+}
+
 /** Precision of "seen accessed at least once" and recall of "seen accessed in every scan". */
-function accuracy(res: ScanResult, hot: HvaRange[]): Record<string, number> {
+function accuracy(res: RangeScan, hot: HvaRange[]): Record<string, number> {
   const r = res.ranges[0]!;
-  const n = r.counts.length;
+  const c = res.counts;
+  const n = c.length;
   const isHot = new Uint8Array(n);
   for (const h of hot) for (let a = h.start; a < h.end; a += PAGE_SIZE) isHot[(a - r.start) / PAGE_SIZE] = 1;
-  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0, present = 0, huge = 0;
+  let seen = 0, seenHot = 0, full = 0, fullHot = 0, hotTotal = 0;
   for (let i = 0; i < n; i++) {
     hotTotal += isHot[i]!;
-    if (r.present[i]) present++;
-    if (r.pageShift[i] === 21) huge++;
-    if (r.counts[i]! > 0) { seen++; seenHot += isHot[i]!; }
-    if (r.counts[i] === res.scans) { full++; fullHot += isHot[i]!; }
+    if (c[i]! > 0) { seen++; seenHot += isHot[i]!; }
+    if (c[i] === res.scans) { full++; fullHot += isHot[i]!; }
   }
   return {
-    pages: n, hotPages: hotTotal, presentPages: present, hugePages: huge, seenPages: seen, fullPages: full,
+    pages: n, hotPages: hotTotal, presentPages: presentPages(r.mapped), hugePages: pagesMappedWith(r.mapped, 21), seenPages: seen, fullPages: full,
     precision: seen ? seenHot / seen : 0,
     recall: hotTotal ? fullHot / hotTotal : 0,
     precisionFull: full ? fullHot / full : 0,
@@ -64,8 +72,9 @@ async function caseAccuracy(workload: string, args: string[], scans: number, int
     const base = hexNum(t.first.base);
     const bytes = Number(t.first.bytes);
     const hot = (t.first.hot as Array<{ start: string; end: string }>).map((h) => ({ start: hexNum(h.start), end: hexNum(h.end) }));
-    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
-    const res = await tracker.scan({ scans, intervalMs });
+    const range = { start: base, end: base + bytes };
+    await tracker.track(t.child.pid!, [range]);
+    const res = await scanRange(tracker, range, { scans, intervalMs });
     return { mode: tracker.mode(), ...accuracy(res, hot), stats: tracker.lastRoundStats() };
   } finally {
     await tracker.close();
@@ -80,8 +89,9 @@ async function caseDuring(target: string, mode: string, act: (t: Target) => Prom
   const base = hexNum(t.first.base);
   const bytes = Number(t.first.bytes);
   try {
-    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
-    const scan = tracker.scan({ scans, intervalMs }).then((res) => ({ ok: true, huge: res.ranges[0]!.pageShift.filter((s) => s === 21).length, present: res.ranges[0]!.present.filter((p) => p).length }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const range = { start: base, end: base + bytes };
+    await tracker.track(t.child.pid!, [range]);
+    const scan = scanRange(tracker, range, { scans, intervalMs }).then((res) => ({ ok: true, huge: pagesMappedWith(res.ranges[0]!.mapped, 21), present: presentPages(res.ranges[0]!.mapped) }), (e: unknown) => ({ ok: false, error: describeError(e) }));
     await act(t);
     const out = await scan;
     return { ...out, targetStderr: t.stderr.slice(-5) };
@@ -99,11 +109,12 @@ async function caseChurn(target: string, seconds: number): Promise<unknown> {
   let rounds = 0;
   const errors: unknown[] = [];
   try {
-    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
+    const range = { start: base, end: base + bytes };
+    await tracker.track(t.child.pid!, [range]);
     const until = Date.now() + seconds * 1000;
     while (Date.now() < until) {
       try {
-        await tracker.scan({ scans: 3, intervalMs: 20 });
+        await scanRange(tracker, range, { scans: 3, intervalMs: 20 });
         rounds++;
       } catch (e) {
         errors.push(describeError(e));
@@ -171,19 +182,19 @@ async function caseKvm(vmm: string, scans: number, intervalMs: number, thp: bool
     const warm0 = Date.now();
     let present = 0;
     while (Date.now() - warm0 < 120_000) {
-      const w = await tdp.scan({ scans: 1, intervalMs: 0 });
-      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
+      const w = await scanRange(tdp, range, { scans: 1, intervalMs: 0 });
+      present = presentPages(w.ranges[0]!.mapped);
       if (present === bytes / PAGE_SIZE) break;
       await sleep(500);
     }
     const warmMs = Date.now() - warm0;
     const flushesBefore = tdp.lastRoundStats()?.tlbFlushes ?? 0;
-    const res = await tdp.scan({ scans, intervalMs });
+    const res = await scanRange(tdp, range, { scans, intervalMs });
     const roundFlushes = tdp.lastRoundStats()!.tlbFlushes - flushesBefore;
     await proc.track(t.child.pid!, [range]);
-    const pres = await proc.scan({ scans, intervalMs });
+    const pres = await scanRange(proc, range, { scans, intervalMs });
     // The VM goes away in the middle of a TDP scan.
-    const dying = tdp.scan({ scans: 10, intervalMs: 300 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const dying = scanRange(tdp, range, { scans: 10, intervalMs: 300 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
     await sleep(800);
     t.child.kill('SIGKILL');
     const destroyed = await dying;
@@ -219,15 +230,16 @@ async function caseKvmClose(vmm: string): Promise<unknown> {
   const base = hexNum(t.first.base);
   const tracker = newTracker({ target: 'kvm' });
   try {
-    await tracker.track(t.child.pid!, [{ start: base, end: base + Number(t.first.bytes) }]);
+    const range = { start: base, end: base + Number(t.first.bytes) };
+    await tracker.track(t.child.pid!, [range]);
     const mode = tracker.mode();
-    const before = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const before = await scanRange(tracker, range, { scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
     t.child.kill('SIGUSR1');
     await waitStderr(t, 'closed', 30_000);
     const vmsClosed = vmDebugfsDirs(t.child.pid!);
-    const after = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const after = await scanRange(tracker, range, { scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
     const vmsAfter = vmDebugfsDirs(t.child.pid!);
-    const again = await tracker.scan({ scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
+    const again = await scanRange(tracker, range, { scans: 1, intervalMs: 0 }).then(() => ({ ok: true }), (e: unknown) => ({ ok: false, error: describeError(e) }));
     return { mode, before, after, again, vmsClosed, vmsAfter };
   } finally {
     await tracker.close();
@@ -258,13 +270,13 @@ async function kvmAccuracy(
     const warm0 = Date.now();
     let present = 0;
     while (Date.now() - warm0 < 120_000) {
-      const w = await tracker.scan({ scans: 1, intervalMs: 0 });
-      present = w.ranges[0]!.present.reduce((a, b) => a + b, 0);
+      const w = await scanRange(tracker, range, { scans: 1, intervalMs: 0 });
+      present = presentPages(w.ranges[0]!.mapped);
       if (present === bytes / PAGE_SIZE) break;
       await sleep(500);
     }
     await between?.(t);
-    const res = await tracker.scan({ scans, intervalMs });
+    const res = await scanRange(tracker, range, { scans, intervalMs });
     return { mode, present, ...accuracy(res, hot), targetStderr: t.stderr.slice(-5) };
   } finally {
     await tracker.close();
@@ -358,10 +370,11 @@ async function caseGap(target: string): Promise<unknown> {
   try {
     t.child.kill('SIGUSR1'); // munmap of the second half
     await sleep(500);
-    await tracker.track(t.child.pid!, [{ start: base, end: base + bytes }]);
-    const res = await tracker.scan({ scans: 2, intervalMs: 200 });
+    const range = { start: base, end: base + bytes };
+    await tracker.track(t.child.pid!, [range]);
+    const res = await scanRange(tracker, range, { scans: 2, intervalMs: 200 });
     const r = res.ranges[0]!;
-    const half = r.present.length / 2;
+    const half = res.counts.length / 2;
     let unmapped: unknown;
     try {
       await tracker.track(t.child.pid!, [{ start: 0x10000, end: 0x20000 }]); // below mmap_min_addr
@@ -370,8 +383,8 @@ async function caseGap(target: string): Promise<unknown> {
       unmapped = describeError(e);
     }
     return {
-      presentFirstHalf: r.present.subarray(0, half).reduce((a, b) => a + b, 0),
-      presentSecondHalf: r.present.subarray(half).reduce((a, b) => a + b, 0),
+      presentFirstHalf: presentPages(r.mapped, 0, half),
+      presentSecondHalf: presentPages(r.mapped, half),
       half, unmapped,
     };
   } finally {

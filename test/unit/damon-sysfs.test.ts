@@ -78,10 +78,9 @@ for (const sync of [false, true]) test(`one scan per aggregation snapshot: a pag
     const t = mk();
     await t.track(TARGET, [{ start: BASE, end: BASE + 4 * MiB }]);
     const seenScans: number[] = [];
-    const res = await t.scan({ scans: 4, intervalMs: 50, onScan: (i) => seenScans.push(i) });
+    const c = new Uint8Array(1024).fill(0xff);
+    const res = await t.scan({ scans: 4, intervalMs: 50, counts: c, onScan: (i) => seenScans.push(i) });
     assert.deepEqual(seenScans, [0, 1, 2, 3]);
-    const c = res.ranges[0]!.counts;
-    assert.equal(c.length, 1024);
     assert.equal(c[0], 0);
     assert.equal(c[256], 4);
     assert.equal(c[511], 4);
@@ -89,7 +88,7 @@ for (const sync of [false, true]) test(`one scan per aggregation snapshot: a pag
     assert.equal(c[768], 2);
     assert.equal(c[768 + 15], 2);
     assert.equal(c[768 + 16], 0);
-    assert.equal(res.ranges[0]!.present.reduce((a, b) => a + b, 0), 1024);
+    assert.deepEqual([...res.ranges[0]!.mapped], [0, 1024, 0], 'all present, as one run of unknown page size');
     // The interval change was applied to the running kdamond.
     assert.equal(k.get('kdamonds/0/contexts/0/monitoring_attrs/intervals/aggr_us'), '50000');
     assert.ok(k.writes.some((w) => w.path === 'kdamonds/0/state' && w.value === 'commit'));
@@ -106,11 +105,12 @@ test('not-present pages report count 0 even inside an accessed region', async ()
     k.accessModel = () => 3;
     const t = mk();
     await t.track(TARGET, [{ start: BASE, end: BASE + 128 * 1024 }]);
-    const r = (await t.scan({ scans: 2, intervalMs: 10 })).ranges[0]!;
-    assert.equal(r.counts[0], 2);
-    assert.equal(r.counts[15], 2);
-    assert.equal(r.present[16], 0);
-    assert.equal(r.counts[16], 0);
+    const counts = new Uint8Array(32);
+    const r = (await t.scan({ scans: 2, intervalMs: 10, counts })).ranges[0]!;
+    assert.equal(counts[0], 2);
+    assert.equal(counts[15], 2);
+    assert.deepEqual([...r.mapped], [0, 16, 0], 'pages 16.. are in no run: not present');
+    assert.deepEqual([...counts.subarray(16)], new Array(16).fill(0));
     await t.close();
   } finally {
     done();
@@ -276,9 +276,9 @@ test('many VMs: one kdamond each, started at once; a VM beyond the slots is refu
       assert.equal(rec.kdamondPid, Number(k.get(`kdamonds/${kd}/pid`)), 'one ownership file per kdamond');
     }
     // Scans run side by side, each on its own kdamond's regions.
-    const results = await Promise.all(trackers.map((t) => t.scan({ scans: 2, intervalMs: 10 })));
-    for (const r of results) {
-      const c = r.ranges[0]!.counts;
+    const counts = trackers.map(() => new Uint8Array(512));
+    const results = await Promise.all(trackers.map((t, i) => t.scan({ scans: 2, intervalMs: 10, counts: counts[i]! })));
+    for (const c of counts) {
       assert.equal(c[0], 2);
       assert.equal(c[255], 2);
       assert.equal(c[256], 0);
@@ -293,7 +293,9 @@ test('many VMs: one kdamond each, started at once; a VM beyond the slots is refu
     assert.equal(k.get('kdamonds/nr_kdamonds'), '3', 'the others keep running: no directory is recreated');
     await fourth.track(vms[3]!.pid, [{ start: vms[3]!.base, end: vms[3]!.base + 2 * MiB }]);
     assert.equal(fourth.kdamond, freed);
-    assert.equal((await fourth.scan({ scans: 1, intervalMs: 10 })).ranges[0]!.counts[0], 1);
+    const fourthCounts = new Uint8Array(512);
+    await fourth.scan({ scans: 1, intervalMs: 10, counts: fourthCounts });
+    assert.equal(fourthCounts[0], 1);
     await Promise.all([trackers[0]!.close(), trackers[2]!.close(), fourth.close()]);
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0', 'the last one out removes the directories');
     assert.equal(existsSync(join(runDir, DAMON_POOL_FILE)), false);
@@ -310,8 +312,9 @@ test('a snapshot command refused EBUSY (another kdamond holds DAMON\'s one comma
     const t = mk();
     await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
     k.busyCommands = 5;
-    const r = await t.scan({ scans: 2, intervalMs: 10 });
-    assert.equal(r.ranges[0]!.counts[0], 2, 'both scans counted');
+    const counts = new Uint8Array(256);
+    await t.scan({ scans: 2, intervalMs: 10, counts });
+    assert.equal(counts[0], 2, 'both scans counted');
     assert.equal(k.busyCommands, 0);
     assert.equal(t.sysfs.busyRetries, 5);
     await t.close();
@@ -327,7 +330,7 @@ test('target exits during a scan: KERNEL_ERROR ESRCH and the kdamond is cleaned 
     k.accessModel = () => 1;
     const t = mk();
     await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
-    const p = t.scan({ scans: 5, intervalMs: 10, onScan: (i) => { if (i === 1) k.removeProcess(TARGET); } });
+    const p = t.scan({ scans: 5, intervalMs: 10, counts: new Uint8Array(256), onScan: (i) => { if (i === 1) k.removeProcess(TARGET); } });
     await assert.rejects(p, (e) => e instanceof KernelError && e.errno === 3);
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
     assert.equal(existsSync(join(runDir, STATE0)), false);
@@ -353,7 +356,7 @@ test('an aborted scan rejects with the abort reason and close still cleans up', 
     await t.track(TARGET, [{ start: BASE, end: BASE + MiB }]);
     const ac = new AbortController();
     ac.abort(new Error('stopping'));
-    await assert.rejects(t.scan({ scans: 2, intervalMs: 10, signal: ac.signal }), /stopping/);
+    await assert.rejects(t.scan({ scans: 2, intervalMs: 10, counts: new Uint8Array(256), signal: ac.signal }), /stopping/);
     await t.close();
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
   } finally {
@@ -396,10 +399,13 @@ test('track() again replaces the tracked set on the same kdamond', async () => {
     assert.equal(k.get('kdamonds/0/state'), 'on');
     assert.notEqual(Number(k.get('kdamonds/0/pid')), first, 'restarted with the new regions');
     assert.equal(Number(k.get('kdamonds/0/contexts/0/targets/0/regions/0/start')), BASE + 2 * MiB);
-    const r = await t.scan({ scans: 2, intervalMs: 10 });
+    const counts = new Uint8Array(512);
+    const r = await t.scan({ scans: 2, intervalMs: 10, counts });
     assert.equal(r.ranges.length, 1);
     assert.equal(r.ranges[0]!.start, BASE + 2 * MiB);
-    assert.ok(r.ranges[0]!.counts.every((c) => c === 2));
+    assert.ok(counts.every((c) => c === 2));
+    // The old set's size no longer fits.
+    await assert.rejects(t.scan({ scans: 1, intervalMs: 10, counts: new Uint8Array(256) }), (e) => isVmtierError(e, 'INVALID_INPUT'));
     await t.close();
     assert.equal(k.get('kdamonds/nr_kdamonds'), '0');
   } finally {

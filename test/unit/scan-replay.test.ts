@@ -48,35 +48,44 @@ test('parseTrace rejects bad headers and rows with INVALID_TRACE and the line nu
 test('replay: one epoch per scan, a page counts once per scan, the position carries over rounds', async () => {
   const t = new ReplayTracker({ trace: parseTrace(TRACE) });
   await t.track(0, traceRanges(t.trace));
-  const r1 = await t.scan({ scans: 2, intervalMs: 0 });
+  const counts = new Uint8Array(6);
+  const r1 = await t.scan({ scans: 2, intervalMs: 0, counts });
   assert.equal(r1.tracker, 'replay');
-  assert.deepEqual([...r1.ranges[0]!.counts], [1, 2, 0, 0, 0, 0]);
-  assert.deepEqual([...r1.ranges[0]!.present], [1, 1, 1, 1, 0, 1]);
+  assert.deepEqual([...counts], [1, 2, 0, 0, 0, 0]);
+  // Page 4 is not in the trace: not present, between two 4 KiB runs.
+  assert.deepEqual([...r1.ranges[0]!.mapped], [0, 4, 12, 5, 1, 12]);
   assert.equal(t.epoch, 2);
-  const r2 = await t.scan({ scans: 2, intervalMs: 0 });
-  assert.deepEqual([...r2.ranges[0]!.counts], [1, 0, 0, 1, 0, 1]);
+  await t.scan({ scans: 2, intervalMs: 0, counts });
+  assert.deepEqual([...counts], [1, 0, 0, 1, 0, 1]);
   assert.equal(t.exhausted, true);
-  const r3 = await t.scan({ scans: 3, intervalMs: 0 });
-  assert.deepEqual([...r3.ranges[0]!.counts], [0, 0, 0, 0, 0, 0], 'past the end nothing is accessed');
+  await t.scan({ scans: 3, intervalMs: 0, counts });
+  assert.deepEqual([...counts], [0, 0, 0, 0, 0, 0], 'past the end nothing is accessed');
 });
 
 test('replay: a scan covering epochs [a,b) sees a page iff accessed in any of them', async () => {
   const t = new ReplayTracker({ trace: parseTrace(TRACE), epochsPerScan: 2 });
   await t.track(0, traceRanges(t.trace));
-  const r = await t.scan({ scans: 2, intervalMs: 0 });
-  // scan 0 = epochs 0-1: pages 0,1; scan 1 = epochs 2-3: pages 3,0,5.
-  assert.deepEqual([...r.ranges[0]!.counts], [2, 1, 0, 1, 0, 1]);
+  const counts = new Uint8Array(6);
+  await t.scan({ scans: 2, intervalMs: 0, counts });
+  // scan 0 = epochs 0-1: pages 0,1 (page 1 in both: once); scan 1 = epochs 2-3: pages 3,0,5.
+  assert.deepEqual([...counts], [2, 1, 0, 1, 0, 1]);
+  // The same again from the start (the bits of one scan never leak into the next).
+  const again = new ReplayTracker({ trace: parseTrace(TRACE), epochsPerScan: 2 });
+  await again.track(0, traceRanges(again.trace));
+  await again.scan({ scans: 2, intervalMs: 0, counts });
+  assert.deepEqual([...counts], [2, 1, 0, 1, 0, 1]);
 });
 
 test('replay: loop starts over; ranges map trace pages onto tracked pages laid end to end', async () => {
   const t = new ReplayTracker({ trace: parseTrace(TRACE), loop: true, startEpoch: 3 });
   await t.track(123, [{ start: 0x40000, end: 0x42000 }, { start: 0x10000, end: 0x14000 }]);
-  const r = await t.scan({ scans: 2, intervalMs: 0 });
+  const counts = new Uint8Array(6);
+  const r = await t.scan({ scans: 2, intervalMs: 0, counts });
   assert.equal(r.pid, 123);
   // Sorted ranges: [0x10000,0x14000) = pages 0..3, [0x40000,0x42000) = pages 4..5.
-  assert.equal(r.ranges[0]!.start, 0x10000);
-  assert.deepEqual([...r.ranges[0]!.counts], [2, 1, 0, 0]);
-  assert.deepEqual([...r.ranges[1]!.counts], [0, 1]);
+  assert.deepEqual(r.ranges.map((x) => [x.start, x.firstPage]), [[0x10000, 0], [0x40000, 4]]);
+  assert.deepEqual([...counts], [2, 1, 0, 0, 0, 1]);
+  assert.deepEqual([...r.ranges[1]!.mapped], [1, 1, 12], 'trace page 4 is unknown: the second range\'s first page is not present');
   assert.equal(t.exhausted, false);
 });
 
@@ -87,8 +96,9 @@ test('replay: vm column selection and .csv.gz input', async () => {
     writeFileSync(path, gzipSync('vm,epoch,page,accesses\na,0,0,1\nb,0,1,1\na,1,2,1\n'));
     const t = createTracker('replay', { replay: { trace: path, vm: 'a' } });
     await t.track(0, [{ start: 0, end: 3 * P }]);
-    const r = await t.scan({ scans: 2, intervalMs: 0 });
-    assert.deepEqual([...r.ranges[0]!.counts], [1, 0, 1]);
+    const counts = new Uint8Array(3);
+    await t.scan({ scans: 2, intervalMs: 0, counts });
+    assert.deepEqual([...counts], [1, 0, 1]);
     assert.throws(() => loadTrace(path), (e) => isVmtierError(e, 'INVALID_TRACE'));
     assert.throws(() => loadTrace(join(dir, 'missing.csv')), (e) => isVmtierError(e, 'NOT_FOUND'));
   } finally {
@@ -98,14 +108,18 @@ test('replay: vm column selection and .csv.gz input', async () => {
 
 test('replay validates requests', async () => {
   const t = new ReplayTracker({ trace: parseTrace(TRACE) });
-  await assert.rejects(t.scan({ scans: 1, intervalMs: 0 }), (e) => isVmtierError(e, 'INVALID_INPUT'));
+  const counts = new Uint8Array(6);
+  await assert.rejects(t.scan({ scans: 1, intervalMs: 0, counts }), (e) => isVmtierError(e, 'INVALID_INPUT'));
   await t.track(0, traceRanges(t.trace));
   for (const scans of [0, 256, 1.5]) {
-    await assert.rejects(t.scan({ scans, intervalMs: 0 }), (e) => isVmtierError(e, 'INVALID_INPUT'));
+    await assert.rejects(t.scan({ scans, intervalMs: 0, counts }), (e) => isVmtierError(e, 'INVALID_INPUT'));
+  }
+  for (const wrong of [new Uint8Array(5), new Uint8Array(7)]) {
+    await assert.rejects(t.scan({ scans: 1, intervalMs: 0, counts: wrong }), (e) => isVmtierError(e, 'INVALID_INPUT') && /6 are tracked/.test((e as Error).message));
   }
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(t.scan({ scans: 1, intervalMs: 0, signal: ac.signal }), (e) => isVmtierError(e, 'VM_GONE'));
+  await assert.rejects(t.scan({ scans: 1, intervalMs: 0, counts, signal: ac.signal }), (e) => isVmtierError(e, 'VM_GONE'));
 });
 
 test('recorder round trip: what was recorded replays to the same counts, and appends continue the epochs', async () => {
@@ -127,9 +141,10 @@ test('recorder round trip: what was recorded replays to the same counts, and app
     assert.equal(trace.epochs, 3, 'an idle epoch is still in the file');
     const t = new ReplayTracker({ trace });
     await t.track(0, [{ start: 0, end: 4 * P }]);
-    const r = await t.scan({ scans: 3, intervalMs: 0 });
-    assert.deepEqual([...r.ranges[0]!.counts], [2, 1, 0, 1]);
-    assert.deepEqual([...r.ranges[0]!.present], [1, 1, 1, 1]);
+    const counts = new Uint8Array(4);
+    const r = await t.scan({ scans: 3, intervalMs: 0, counts });
+    assert.deepEqual([...counts], [2, 1, 0, 1]);
+    assert.deepEqual([...r.ranges[0]!.mapped], [0, 4, 12], 'every page recorded present is known to the trace');
     const lines = readFileSync(path, 'utf8').trim().split('\n');
     assert.equal(lines[0], 'epoch,page,accesses');
     assert.equal(lines.filter((l) => l.endsWith(',0')).length, 2, 'pages 1 and 2 are each written once as idle before being seen');

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  checkRange, countRuns, emptyCounts, hex, intersectRanges, normalizeRanges, pageIndexOf, pagesIn, parseRange, totalPages,
+  checkRange, countRuns, hex, intersectRanges, normalizeRanges, pageIndexOf, pagesIn, parseRange, scannedRanges, totalPages,
 } from '../../src/scan/runs.js';
 import { isVmtierError } from '../../src/errors.js';
-import type { RangeCounts } from '../../src/scan/tracker.js';
+import { presentPages, runsOfPresent } from '../../src/scan/mapping-runs.js';
 
 const P = 4096;
 
@@ -40,16 +40,16 @@ test('intersectRanges of two sorted lists', () => {
   assert.deepEqual(intersectRanges(a, []), []);
 });
 
-function rc(start: number, counts: number[], present?: number[]): RangeCounts {
-  const r = emptyCounts({ start, end: start + counts.length * P });
-  r.counts.set(counts);
-  r.present.set(present ?? counts.map(() => 1));
-  return r;
+/** Ranges starting at `starts` with the counts and presence given per page, laid end to end. */
+function scanned(ranges: { start: number; counts: number[]; present?: number[] }[]): { ranges: ReturnType<typeof scannedRanges>; counts: Uint8Array } {
+  const counts = Uint8Array.from(ranges.flatMap((r) => r.counts));
+  const mapped = ranges.map((r) => runsOfPresent(r.present ?? r.counts.map(() => 1), 0, r.counts.length, 12));
+  return { ranges: scannedRanges(ranges.map((r) => ({ start: r.start, end: r.start + r.counts.length * P })), mapped), counts };
 }
 
 test('countRuns: maximal runs of equal count; not-present pages split runs and are omitted', () => {
-  const runs = countRuns([rc(0x10000, [3, 3, 0, 0, 3, 1, 1], [1, 1, 1, 0, 1, 1, 1])]);
-  assert.deepEqual(runs, [
+  const s = scanned([{ start: 0x10000, counts: [3, 3, 0, 0, 3, 1, 1], present: [1, 1, 1, 0, 1, 1, 1] }]);
+  assert.deepEqual(countRuns(s.ranges, s.counts), [
     { start: 0x10000, end: 0x12000, count: 3 },
     { start: 0x12000, end: 0x13000, count: 0 },
     { start: 0x14000, end: 0x15000, count: 3 },
@@ -58,14 +58,16 @@ test('countRuns: maximal runs of equal count; not-present pages split runs and a
 });
 
 test('countRuns joins touching tracked ranges but never across a gap', () => {
-  const touching = countRuns([rc(0x10000, [2, 2]), rc(0x12000, [2, 5])]);
-  assert.deepEqual(touching, [{ start: 0x10000, end: 0x13000, count: 2 }, { start: 0x13000, end: 0x14000, count: 5 }]);
-  const gap = countRuns([rc(0x10000, [2]), rc(0x20000, [2])]);
-  assert.equal(gap.length, 2);
+  const touching = scanned([{ start: 0x10000, counts: [2, 2] }, { start: 0x12000, counts: [2, 5] }]);
+  assert.deepEqual(touching.ranges.map((r) => r.firstPage), [0, 2], 'the second range\'s counts follow the first\'s');
+  assert.deepEqual(countRuns(touching.ranges, touching.counts), [{ start: 0x10000, end: 0x13000, count: 2 }, { start: 0x13000, end: 0x14000, count: 5 }]);
+  const gap = scanned([{ start: 0x10000, counts: [2] }, { start: 0x20000, counts: [2] }]);
+  assert.equal(countRuns(gap.ranges, gap.counts).length, 2);
   // Every present page is in exactly one run: the runs' page total equals the present total.
-  const r = rc(0, Array.from({ length: 300 }, (_, i) => (i * 7) % 3), Array.from({ length: 300 }, (_, i) => (i % 11 === 0 ? 0 : 1)));
-  const pages = countRuns([r]).reduce((a, x) => a + (x.end - x.start) / P, 0);
-  assert.equal(pages, r.present.reduce((a, b) => a + b, 0));
+  const s = scanned([{ start: 0, counts: Array.from({ length: 300 }, (_, i) => (i * 7) % 3), present: Array.from({ length: 300 }, (_, i) => (i % 11 === 0 ? 0 : 1)) }]);
+  const pages = countRuns(s.ranges, s.counts).reduce((a, x) => a + (x.end - x.start) / P, 0);
+  assert.equal(pages, presentPages(s.ranges[0]!.mapped));
+  assert.equal(pages, 300 - 28);
 });
 
 test('pageIndexOf numbers pages across ranges laid end to end', () => {

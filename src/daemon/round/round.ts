@@ -64,9 +64,10 @@ export class RoundState {
   /**
    * Per-page arrays reused from round to round: allocating megabytes of typed arrays every round
    * makes V8 run full collections for the external memory, which stalls the event loop. They sit
-   * on SharedArrayBuffers: the policy's input (counts, tiers) reaches the VM's worker thread shared,
-   * not copied (a structured clone copied both, 2 bytes per 4 KiB page, every round; issue 13).
-   * The round awaits the decision, so nothing writes them while the thread reads.
+   * on SharedArrayBuffers: the tracker in the VM's worker thread writes the counts in place, and
+   * the policy's input (counts, tiers) reaches that thread shared, not copied (a structured clone
+   * copied both, 2 bytes per 4 KiB page, every round; issue 13). The round awaits the scan and the
+   * decision, so nothing writes them while another thread reads.
    */
   private bufs: { pages: number; counts: Uint8Array; tiers: Uint8Array } | null = null;
 
