@@ -4,14 +4,22 @@
  * every round (the kmod tracker cannot load here, so rounds record placement: real move_pages
  * queries on the real QEMU processes), API clients in a separate process polling every route
  * and changing policies, and every 10 s the service's RSS, open file descriptors and SQLite
- * size (file + WAL). Prints each one's least-squares slope per hour over the run after a
- * warm-up, next to its first and last value. Not part of `npm test`.
+ * size (file + WAL), the main thread's V8 heap and, from /metrics, each VM worker thread's V8
+ * heap (vmtier_engine_worker_heap_bytes: one isolate per VM loop). Prints each one's
+ * least-squares slope per hour over the last two thirds of the run (the first third is warm-up:
+ * JIT, caches, the WAL reaching its size, malloc arenas filling), the slope of the last third
+ * alone, and the maximum of the middle and of the last third: a bounded quantity has a last-third
+ * maximum no higher than the middle third's. Not part of `npm test`.
  *
- *   npm run bench:soak [-- --minutes 30 --domains 8]
+ *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2]
+ *
+ * `--env K=V` (repeatable) is put into `vmtier serve`'s environment only. VMTIER_SOAK_CSV=file
+ * writes every sample.
  */
 import { fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
+import BetterSqlite3 from 'better-sqlite3';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { destroyDomains, startDomain, type TestDomain } from '../test/helpers/domains.js';
@@ -23,6 +31,19 @@ const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? dflt : Number(process.argv[i + 1]);
+}
+
+/** Every `--env K=V` pair. */
+function envArgs(): Record<string, string> {
+  const out: Record<string, string> = {};
+  process.argv.forEach((a, i) => {
+    if (a !== '--env') return;
+    const kv = process.argv[i + 1] ?? '';
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--env wants K=V, got ${kv}`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  });
+  return out;
 }
 
 interface ClientJob {
@@ -81,6 +102,9 @@ function slopePerHour(points: Array<[number, number]>): number {
 async function main(): Promise<void> {
   const minutes = arg('minutes', 30);
   const nDomains = arg('domains', 8);
+  const childEnv = envArgs();
+  const load0 = loadavg();
+  const started = new Date();
   const dir = mkdtempSync(join(tmpdir(), 'vmtier-soak-'));
   const db = join(dir, 'soak.db');
   await destroyDomains(PREFIX);
@@ -93,7 +117,7 @@ async function main(): Promise<void> {
     }
     process.stderr.write('\n');
     served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--tracker', 'kmod', '--manage', `^${PREFIX}`], {
-      env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
+      env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info', ...childEnv },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -121,18 +145,29 @@ async function main(): Promise<void> {
     const client = fork(fileURLToPath(import.meta.url), ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     client.send({ url, uuids: domains.map((d) => d.uuid) } satisfies ClientJob);
     const pid = served.pid!;
-    const samples: Array<{ t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number; fds: number; db: number }> = [];
+    type Sample = {
+      t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number;
+      wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
+    };
+    const samples: Sample[] = [];
     // The main thread's V8 heap and external memory, from prom-client's default metrics on
-    // /metrics (vmtier_ prefix); the VM loops' worker threads have their own isolates, which
-    // these do not cover (RssAnon below does).
+    // /metrics (vmtier_ prefix), and the VM loops' worker threads' own isolates
+    // (vmtier_engine_worker_heap_bytes, one series per VM and kind), summed over the VMs.
     const gauge = (text: string, name: string) => Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN);
+    const workerHeap = (text: string, kind: string) =>
+      [...text.matchAll(new RegExp(`^vmtier_engine_worker_heap_bytes\\{[^}]*kind="${kind}"[^}]*\\} ([0-9.e+]+)`, 'gm'))].map((m) => Number(m[1]));
+    const sum = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) : NaN);
     const heap = async () => {
       try {
         const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
         const text = await r.text();
-        return { heapUsed: gauge(text, 'vmtier_nodejs_heap_size_used_bytes'), heapTotal: gauge(text, 'vmtier_nodejs_heap_size_total_bytes'), external: gauge(text, 'vmtier_nodejs_external_memory_bytes') };
+        const used = workerHeap(text, 'used');
+        return {
+          heapUsed: gauge(text, 'vmtier_nodejs_heap_size_used_bytes'), heapTotal: gauge(text, 'vmtier_nodejs_heap_size_total_bytes'), external: gauge(text, 'vmtier_nodejs_external_memory_bytes'),
+          wUsed: sum(used), wTotal: sum(workerHeap(text, 'total')), wExternal: sum(workerHeap(text, 'external')), wMaxUsed: used.length ? Math.max(...used) : NaN, workers: used.length,
+        };
       } catch {
-        return { heapUsed: NaN, heapTotal: NaN, external: NaN };
+        return { heapUsed: NaN, heapTotal: NaN, external: NaN, wUsed: NaN, wTotal: NaN, wExternal: NaN, wMaxUsed: NaN, workers: 0 };
       }
     };
     const t0 = Date.now();
@@ -146,37 +181,72 @@ async function main(): Promise<void> {
       const h = await heap();
       const fds = readdirSync(`/proc/${pid}/fd`).length;
       const size = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
-      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size });
-      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
+      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]! });
+      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, workers' heaps ${(h.wUsed / 2 ** 20).toFixed(1)} MiB (${h.workers}), ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(0, end - Date.now()))));
     }
     process.stderr.write('\n');
     client.send('stop');
     const counts = await new Promise<Record<string, number>>((resolve) => client.once('message', (m) => resolve(m as Record<string, number>)));
-    // The first fifth (at least one minute) is warm-up: JIT, caches, the WAL reaching its size.
-    const warm = Math.max(60_000, (minutes * 60_000) / 5);
-    const steady = samples.filter((s) => s.t >= warm);
-    const fmt = (name: string, unit: string, scale: number, pick: (s: (typeof samples)[number]) => number) => {
+    // Windows by thirds of the run: the first third is warm-up; slopes are fitted over the last
+    // two thirds and over the last third alone; a bounded quantity's last-third maximum is not
+    // above its middle third's (a leak raises every third's maximum).
+    const third = (minutes * 60_000) / 3;
+    const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
+    const lastThird = samples.filter((s) => s.t >= 2 * third);
+    const steady = samples.filter((s) => s.t >= third);
+    const max = (xs: Sample[], pick: (s: Sample) => number) => Math.max(...xs.map(pick).filter((v) => Number.isFinite(v)));
+    const fmt = (name: string, unit: string, scale: number, pick: (s: Sample) => number) => {
       const first = pick(steady[0] ?? samples[0]!) / scale;
       const last = pick(samples[samples.length - 1]!) / scale;
       const slope = slopePerHour(steady.map((s) => [s.t, pick(s)])) / scale;
-      // The second half of the run on its own: settling shows as a slope that falls toward 0.
-      const half = slopePerHour(samples.filter((s) => s.t >= (minutes * 60_000) / 2).map((s) => [s.t, pick(s)])) / scale;
-      console.log(`${name.padEnd(14)} ${first.toFixed(2).padStart(10)} ${last.toFixed(2).padStart(10)} ${slope.toFixed(3).padStart(12)} ${half.toFixed(3).padStart(12)} ${unit}/h`);
+      const slope3 = slopePerHour(lastThird.map((s) => [s.t, pick(s)])) / scale;
+      const m2 = max(mid, pick) / scale;
+      const m3 = max(lastThird, pick) / scale;
+      console.log(
+        `${name.padEnd(16)} ${first.toFixed(2).padStart(9)} ${last.toFixed(2).padStart(9)} ${slope.toFixed(2).padStart(11)} ${slope3.toFixed(2).padStart(11)} ${m2.toFixed(2).padStart(9)} ${m3.toFixed(2).padStart(9)}  ${m3 <= m2 ? 'plateau' : 'higher '}  ${unit}`,
+      );
     };
-    console.log(`bench:soak on this host: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients; ` +
-      `${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; slopes over the ${steady.length} samples after ${(warm / 60_000).toFixed(0)} min of warm-up`);
-    console.log('               first (warm)      last        slope  2nd-half slope');
+    const loads = samples.map((s) => s.load1);
+    console.log(`bench:soak on this host, ${started.toISOString()}: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients` +
+      `${Object.keys(childEnv).length ? `, serve env ${JSON.stringify(childEnv)}` : ''}; ${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; ` +
+      `load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (at start ${load0.map((x) => x.toFixed(2)).join(' ')})`);
+    console.log(`slopes per hour over the last two thirds (${steady.length} samples from ${(third / 60_000).toFixed(1)} min) and the last third (${lastThird.length} from ${((2 * third) / 60_000).toFixed(1)} min); max of the middle and the last third`);
+    console.log('                 first(2/3)      last  slope(2/3) slope(3/3)   max mid  max last');
     fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
     fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
     fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
-    fmt('heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
-    fmt('heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
-    fmt('external', 'MiB', 2 ** 20, (s) => s.external);
+    fmt('main heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
+    fmt('main heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
+    fmt('main external', 'MiB', 2 ** 20, (s) => s.external);
+    fmt('workers used', 'MiB', 2 ** 20, (s) => s.wUsed);
+    fmt('workers total', 'MiB', 2 ** 20, (s) => s.wTotal);
+    fmt('workers extern', 'MiB', 2 ** 20, (s) => s.wExternal);
+    fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
     fmt('open fds', 'fds', 1, (s) => s.fds);
     fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+    // What bounds the SQLite file: raw rows live retention.fullResolutionHours (24 h by default),
+    // then fold into 5-minute rows kept 30 days; heat frames are minute cells under the same rule.
+    try {
+      const d = new BetterSqlite3(db, { readonly: true, fileMustExist: true });
+      const n = (sql: string) => (d.prepare(sql).get() as { n: number }).n;
+      const raw = n('SELECT COUNT(*) AS n FROM samples WHERE resolution_ms = 0');
+      const rollups = n('SELECT COUNT(*) AS n FROM rollups');
+      const heat = n('SELECT COUNT(*) AS n FROM heat_frames');
+      const pages = n('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()');
+      d.close();
+      const hours = samples[samples.length - 1]!.t / 3600_000;
+      console.log(`SQLite at the end: ${raw} raw sample rows (${(raw / hours).toFixed(0)}/h), ${rollups} rollup cells, ${heat} heat frames, main file ${(pages / 2 ** 20).toFixed(2)} MiB ` +
+        `(${(pages / Math.max(1, raw)).toFixed(0)} bytes per raw row, all tables included)`);
+    } catch (e) {
+      console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
+    }
     const csv = process.env.VMTIER_SOAK_CSV;
-    if (csv) writeFileSync(csv, ['t_ms,rss,rss_anon,rss_file,heap_used,heap_total,external,fds,db', ...samples.map((s) => [s.t, s.rss, s.anon, s.file, s.heapUsed, s.heapTotal, s.external, s.fds, s.db].join(','))].join('\n') + '\n');
+    if (csv) writeFileSync(
+        csv,
+        ['t_ms,rss,rss_anon,rss_file,heap_used,heap_total,external,workers_used,workers_total,workers_external,max_worker_used,workers,fds,db,load1',
+          ...samples.map((s) => [s.t, s.rss, s.anon, s.file, s.heapUsed, s.heapTotal, s.external, s.wUsed, s.wTotal, s.wExternal, s.wMaxUsed, s.workers, s.fds, s.db, s.load1].join(','))].join('\n') + '\n',
+      );
   } finally {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
