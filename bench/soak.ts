@@ -225,19 +225,35 @@ async function main(): Promise<void> {
     fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
     fmt('open fds', 'fds', 1, (s) => s.fds);
     fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
-    // What bounds the SQLite file: raw rows live retention.fullResolutionHours (24 h by default),
-    // then fold into 5-minute rows kept 30 days; heat frames are minute cells under the same rule.
+    // What bounds the SQLite file (src/store/store.ts applyRetention, heat-history.ts): raw
+    // sample rows and 1-minute rollup and heat cells live fullResolutionHours (24 h by default),
+    // then fold into 5-minute rows; everything goes after maxAgeDays (30). So the file stops
+    // growing once the oldest raw row is 24 h old. The bound printed is computed from this run's
+    // row rates and bytes per row (dbstat: table plus its indexes) at the default retention:
+    // an extrapolation, not a measurement (SQLite reuses freed pages; the file does not shrink).
     try {
       const d = new BetterSqlite3(db, { readonly: true, fileMustExist: true });
-      const n = (sql: string) => (d.prepare(sql).get() as { n: number }).n;
+      const n = (sql: string) => Number((d.prepare(sql).get() as { n: number | null }).n ?? 0);
+      const bytesOf = (table: string) => n(`SELECT SUM(pgsize) AS n FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = '${table}')`);
       const raw = n('SELECT COUNT(*) AS n FROM samples WHERE resolution_ms = 0');
+      const series = n('SELECT COUNT(*) AS n FROM series');
+      const vms = n('SELECT COUNT(DISTINCT vm_uuid) AS n FROM heat_frames');
       const rollups = n('SELECT COUNT(*) AS n FROM rollups');
       const heat = n('SELECT COUNT(*) AS n FROM heat_frames');
-      const pages = n('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()');
-      d.close();
+      const total = n('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()');
       const hours = samples[samples.length - 1]!.t / 3600_000;
-      console.log(`SQLite at the end: ${raw} raw sample rows (${(raw / hours).toFixed(0)}/h), ${rollups} rollup cells, ${heat} heat frames, main file ${(pages / 2 ** 20).toFixed(2)} MiB ` +
-        `(${(pages / Math.max(1, raw)).toFixed(0)} bytes per raw row, all tables included)`);
+      const perRaw = bytesOf('samples') / Math.max(1, raw);
+      const perRollup = bytesOf('rollups') / Math.max(1, rollups);
+      const perHeat = bytesOf('heat_frames') / Math.max(1, heat);
+      d.close();
+      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+      const rawBound = (raw / hours) * 24 * perRaw;
+      const coarseBound = series * 288 * 30 * perRaw;
+      const rollupBound = series * (60 * 24 + 12 * 24 * 30 + 24 * 30) * perRollup;
+      const heatBound = vms * (60 * 24 + 288 * 30) * perHeat;
+      console.log(`SQLite at the end: ${total} bytes of pages (${mib(total)} MiB; the WAL not yet checkpointed counts in); ${raw} raw sample rows (${(raw / hours).toFixed(0)}/h, ` +
+        `${perRaw.toFixed(0)} B each with index), ${series} series, ${rollups} rollup cells (${perRollup.toFixed(0)} B), ${heat} heat frames of ${vms} VMs (${perHeat.toFixed(0)} B)`);
+      console.log(`computed bound at default retention (24 h raw, 5-min rows to 30 days) and this run's rates: raw ${mib(rawBound)} + coarse ${mib(coarseBound)} + rollups ${mib(rollupBound)} + heat ${mib(heatBound)} = ${mib(rawBound + coarseBound + rollupBound + heatBound)} MiB`);
     } catch (e) {
       console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
     }
