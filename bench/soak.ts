@@ -14,7 +14,7 @@
  *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2]
  *
  * `--env K=V` (repeatable) is put into `vmtier serve`'s environment only. VMTIER_SOAK_CSV=file
- * writes every sample.
+ * writes every sample; `--table file --minutes N` prints the summary table again from it.
  */
 import { fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -99,6 +99,67 @@ function slopePerHour(points: Array<[number, number]>): number {
   return (num / den) * 3600_000;
 }
 
+type Sample = {
+  t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number;
+  wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
+};
+const CSV_COLUMNS: Array<keyof Sample> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1'];
+
+/**
+ * The summary table. Windows by thirds of the run: the first third is warm-up; slopes are fitted
+ * over the last two thirds and over the last third alone. Memory that GC and malloc free in
+ * bursts saw-tooths, so a slope over a sample's peaks and troughs says little in 35 minutes;
+ * beside it: the slope of the floor (each 2-minute window's minimum, what stays after collection)
+ * and the median and maximum of the middle and of the last third. A leak raises the floor and
+ * every third's median and maximum; bounded memory keeps them (`plateau`: last-third maximum not
+ * above the middle third's).
+ */
+function table(samples: Sample[], minutes: number): void {
+  const third = (minutes * 60_000) / 3;
+  const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
+  const lastThird = samples.filter((s) => s.t >= 2 * third);
+  const steady = samples.filter((s) => s.t >= third);
+  const vals = (xs: Sample[], pick: (s: Sample) => number) => xs.map(pick).filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
+  const median = (v: number[]) => v[Math.floor(v.length / 2)] ?? NaN;
+  const floor = (pick: (s: Sample) => number): Array<[number, number]> => {
+    const w = new Map<number, [number, number]>();
+    for (const s of steady) {
+      const k = Math.floor((s.t - third) / 120_000);
+      const v = pick(s);
+      if (!Number.isFinite(v)) continue;
+      const old = w.get(k);
+      if (!old || v < old[1]) w.set(k, [s.t, v]);
+    }
+    return [...w.values()];
+  };
+  const fmt = (name: string, unit: string, scale: number, pick: (s: Sample) => number) => {
+    const f = (x: number, w = 9) => (x / scale).toFixed(2).padStart(w);
+    const m2 = vals(mid, pick);
+    const m3 = vals(lastThird, pick);
+    console.log(
+      `${name.padEnd(16)} ${f(pick(steady[0] ?? samples[0]!))} ${f(pick(samples[samples.length - 1]!))} ${f(slopePerHour(steady.map((s) => [s.t, pick(s)])), 10)} ${f(slopePerHour(lastThird.map((s) => [s.t, pick(s)])), 10)} ${f(slopePerHour(floor(pick)), 10)}` +
+        ` ${f(median(m2))} ${f(median(m3))} ${f(m2[m2.length - 1]!)} ${f(m3[m3.length - 1]!)}  ${m3[m3.length - 1]! <= m2[m2.length - 1]! ? 'plateau' : 'higher '}  ${unit}`,
+    );
+  };
+  console.log(`slopes per hour over the last two thirds (${steady.length} samples from ${(third / 60_000).toFixed(1)} min), over the last third (${lastThird.length} from ${((2 * third) / 60_000).toFixed(1)} min) ` +
+    `and of the floor (2-minute minima over the last two thirds); median and max of the middle and of the last third`);
+  console.log('                 first(2/3)      last slope(2/3) slope(3/3) floor/h   med mid  med last   max mid  max last');
+  fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
+  fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
+  fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
+  // RssAnon less the V8 heaps' reserved pages (main thread and the VM threads): malloc's share.
+  fmt('  anon - heaps', 'MiB', 2 ** 20, (s) => s.anon - s.heapTotal - s.wTotal);
+  fmt('main heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
+  fmt('main heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
+  fmt('main external', 'MiB', 2 ** 20, (s) => s.external);
+  fmt('workers used', 'MiB', 2 ** 20, (s) => s.wUsed);
+  fmt('workers total', 'MiB', 2 ** 20, (s) => s.wTotal);
+  fmt('workers extern', 'MiB', 2 ** 20, (s) => s.wExternal);
+  fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
+  fmt('open fds', 'fds', 1, (s) => s.fds);
+  fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+}
+
 async function main(): Promise<void> {
   const minutes = arg('minutes', 30);
   const nDomains = arg('domains', 8);
@@ -145,10 +206,6 @@ async function main(): Promise<void> {
     const client = fork(fileURLToPath(import.meta.url), ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     client.send({ url, uuids: domains.map((d) => d.uuid) } satisfies ClientJob);
     const pid = served.pid!;
-    type Sample = {
-      t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number;
-      wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
-    };
     const samples: Sample[] = [];
     // The main thread's V8 heap and external memory, from prom-client's default metrics on
     // /metrics (vmtier_ prefix), and the VM loops' worker threads' own isolates
@@ -188,43 +245,11 @@ async function main(): Promise<void> {
     process.stderr.write('\n');
     client.send('stop');
     const counts = await new Promise<Record<string, number>>((resolve) => client.once('message', (m) => resolve(m as Record<string, number>)));
-    // Windows by thirds of the run: the first third is warm-up; slopes are fitted over the last
-    // two thirds and over the last third alone; a bounded quantity's last-third maximum is not
-    // above its middle third's (a leak raises every third's maximum).
-    const third = (minutes * 60_000) / 3;
-    const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
-    const lastThird = samples.filter((s) => s.t >= 2 * third);
-    const steady = samples.filter((s) => s.t >= third);
-    const max = (xs: Sample[], pick: (s: Sample) => number) => Math.max(...xs.map(pick).filter((v) => Number.isFinite(v)));
-    const fmt = (name: string, unit: string, scale: number, pick: (s: Sample) => number) => {
-      const first = pick(steady[0] ?? samples[0]!) / scale;
-      const last = pick(samples[samples.length - 1]!) / scale;
-      const slope = slopePerHour(steady.map((s) => [s.t, pick(s)])) / scale;
-      const slope3 = slopePerHour(lastThird.map((s) => [s.t, pick(s)])) / scale;
-      const m2 = max(mid, pick) / scale;
-      const m3 = max(lastThird, pick) / scale;
-      console.log(
-        `${name.padEnd(16)} ${first.toFixed(2).padStart(9)} ${last.toFixed(2).padStart(9)} ${slope.toFixed(2).padStart(11)} ${slope3.toFixed(2).padStart(11)} ${m2.toFixed(2).padStart(9)} ${m3.toFixed(2).padStart(9)}  ${m3 <= m2 ? 'plateau' : 'higher '}  ${unit}`,
-      );
-    };
     const loads = samples.map((s) => s.load1);
     console.log(`bench:soak on this host, ${started.toISOString()}: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients` +
       `${Object.keys(childEnv).length ? `, serve env ${JSON.stringify(childEnv)}` : ''}; ${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; ` +
       `load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (at start ${load0.map((x) => x.toFixed(2)).join(' ')})`);
-    console.log(`slopes per hour over the last two thirds (${steady.length} samples from ${(third / 60_000).toFixed(1)} min) and the last third (${lastThird.length} from ${((2 * third) / 60_000).toFixed(1)} min); max of the middle and the last third`);
-    console.log('                 first(2/3)      last  slope(2/3) slope(3/3)   max mid  max last');
-    fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
-    fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
-    fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
-    fmt('main heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
-    fmt('main heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
-    fmt('main external', 'MiB', 2 ** 20, (s) => s.external);
-    fmt('workers used', 'MiB', 2 ** 20, (s) => s.wUsed);
-    fmt('workers total', 'MiB', 2 ** 20, (s) => s.wTotal);
-    fmt('workers extern', 'MiB', 2 ** 20, (s) => s.wExternal);
-    fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
-    fmt('open fds', 'fds', 1, (s) => s.fds);
-    fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+    table(samples, minutes);
     // What bounds the SQLite file (src/store/store.ts applyRetention, heat-history.ts): raw
     // sample rows and 1-minute rollup and heat cells live fullResolutionHours (24 h by default),
     // then fold into 5-minute rows; everything goes after maxAgeDays (30). So the file stops
@@ -258,11 +283,7 @@ async function main(): Promise<void> {
       console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
     }
     const csv = process.env.VMTIER_SOAK_CSV;
-    if (csv) writeFileSync(
-        csv,
-        ['t_ms,rss,rss_anon,rss_file,heap_used,heap_total,external,workers_used,workers_total,workers_external,max_worker_used,workers,fds,db,load1',
-          ...samples.map((s) => [s.t, s.rss, s.anon, s.file, s.heapUsed, s.heapTotal, s.external, s.wUsed, s.wTotal, s.wExternal, s.wMaxUsed, s.workers, s.fds, s.db, s.load1].join(','))].join('\n') + '\n',
-      );
+    if (csv) writeFileSync(csv, [CSV_COLUMNS.join(','), ...samples.map((s) => CSV_COLUMNS.map((c) => s[c]).join(','))].join('\n') + '\n');
   } finally {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
@@ -270,7 +291,24 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes('--clients')) {
+/** `--table file.csv --minutes N`: the summary table again from a run's samples (VMTIER_SOAK_CSV). */
+function tableFromCsv(file: string, minutes: number): void {
+  const [head, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
+  // Older runs' CSVs named the columns differently: read them by position in this order.
+  const legacy = ['t_ms', 'rss', 'rss_anon', 'rss_file', 'heap_used', 'heap_total', 'external', 'workers_used', 'workers_total', 'workers_external', 'max_worker_used', 'workers', 'fds', 'db', 'load1'];
+  const cols = head!.split(',').map((c) => CSV_COLUMNS[legacy.indexOf(c)] ?? (c as keyof Sample));
+  const samples = lines.map((l) => {
+    const v = l.split(',').map(Number);
+    const s = Object.fromEntries(CSV_COLUMNS.map((c) => [c, NaN])) as Sample;
+    cols.forEach((c, i) => (s[c] = v[i]!));
+    return s;
+  });
+  table(samples, minutes);
+}
+
+if (process.argv.includes('--table')) {
+  tableFromCsv(process.argv[process.argv.indexOf('--table') + 1]!, arg('minutes', 30));
+} else if (process.argv.includes('--clients')) {
   process.once('message', (job) => void clients(job as ClientJob));
 } else {
   await main();
