@@ -4,14 +4,22 @@
  * every round (the kmod tracker cannot load here, so rounds record placement: real move_pages
  * queries on the real QEMU processes), API clients in a separate process polling every route
  * and changing policies, and every 10 s the service's RSS, open file descriptors and SQLite
- * size (file + WAL). Prints each one's least-squares slope per hour over the run after a
- * warm-up, next to its first and last value. Not part of `npm test`.
+ * size (file + WAL), the main thread's V8 heap and, from /metrics, each VM worker thread's V8
+ * heap (vmtier_engine_worker_heap_bytes: one isolate per VM loop). Prints each one's
+ * least-squares slope per hour over the last two thirds of the run (the first third is warm-up:
+ * JIT, caches, the WAL reaching its size, malloc arenas filling), the slope of the last third
+ * alone, and the maximum of the middle and of the last third: a bounded quantity has a last-third
+ * maximum no higher than the middle third's. Not part of `npm test`.
  *
- *   npm run bench:soak [-- --minutes 30 --domains 8]
+ *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2]
+ *
+ * `--env K=V` (repeatable) is put into `vmtier serve`'s environment only. VMTIER_SOAK_CSV=file
+ * writes every sample; `--table file --minutes N` prints the summary table again from it.
  */
 import { fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
+import BetterSqlite3 from 'better-sqlite3';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { destroyDomains, startDomain, type TestDomain } from '../test/helpers/domains.js';
@@ -23,6 +31,19 @@ const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? dflt : Number(process.argv[i + 1]);
+}
+
+/** Every `--env K=V` pair. */
+function envArgs(): Record<string, string> {
+  const out: Record<string, string> = {};
+  process.argv.forEach((a, i) => {
+    if (a !== '--env') return;
+    const kv = process.argv[i + 1] ?? '';
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--env wants K=V, got ${kv}`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  });
+  return out;
 }
 
 interface ClientJob {
@@ -78,9 +99,73 @@ function slopePerHour(points: Array<[number, number]>): number {
   return (num / den) * 3600_000;
 }
 
+type Sample = {
+  t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number;
+  wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
+};
+const CSV_COLUMNS: Array<keyof Sample> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1'];
+
+/**
+ * The summary table. Windows by thirds of the run: the first third is warm-up; slopes are fitted
+ * over the last two thirds and over the last third alone. Memory that GC and malloc free in
+ * bursts saw-tooths, so a slope over a sample's peaks and troughs says little in 35 minutes;
+ * beside it: the slope of the floor (each 2-minute window's minimum, what stays after collection)
+ * and the median and maximum of the middle and of the last third. A leak raises the floor and
+ * every third's median and maximum; bounded memory keeps them (`plateau`: last-third maximum not
+ * above the middle third's).
+ */
+function table(samples: Sample[], minutes: number): void {
+  const third = (minutes * 60_000) / 3;
+  const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
+  const lastThird = samples.filter((s) => s.t >= 2 * third);
+  const steady = samples.filter((s) => s.t >= third);
+  const vals = (xs: Sample[], pick: (s: Sample) => number) => xs.map(pick).filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
+  const median = (v: number[]) => v[Math.floor(v.length / 2)] ?? NaN;
+  const floor = (pick: (s: Sample) => number): Array<[number, number]> => {
+    const w = new Map<number, [number, number]>();
+    for (const s of steady) {
+      const k = Math.floor((s.t - third) / 120_000);
+      const v = pick(s);
+      if (!Number.isFinite(v)) continue;
+      const old = w.get(k);
+      if (!old || v < old[1]) w.set(k, [s.t, v]);
+    }
+    return [...w.values()];
+  };
+  const fmt = (name: string, unit: string, scale: number, pick: (s: Sample) => number) => {
+    const f = (x: number, w = 9) => (x / scale).toFixed(2).padStart(w);
+    const m2 = vals(mid, pick);
+    const m3 = vals(lastThird, pick);
+    console.log(
+      `${name.padEnd(16)} ${f(pick(steady[0] ?? samples[0]!))} ${f(pick(samples[samples.length - 1]!))} ${f(slopePerHour(steady.map((s) => [s.t, pick(s)])), 10)} ${f(slopePerHour(lastThird.map((s) => [s.t, pick(s)])), 10)} ${f(slopePerHour(floor(pick)), 10)}` +
+        ` ${f(median(m2))} ${f(median(m3))} ${f(m2[m2.length - 1]!)} ${f(m3[m3.length - 1]!)}  ${m3[m3.length - 1]! <= m2[m2.length - 1]! ? 'plateau' : 'higher '}  ${unit}`,
+    );
+  };
+  console.log(`slopes per hour over the last two thirds (${steady.length} samples from ${(third / 60_000).toFixed(1)} min), over the last third (${lastThird.length} from ${((2 * third) / 60_000).toFixed(1)} min) ` +
+    `and of the floor (2-minute minima over the last two thirds); median and max of the middle and of the last third`);
+  console.log('                 first(2/3)      last slope(2/3) slope(3/3) floor/h   med mid  med last   max mid  max last');
+  fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
+  fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
+  fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
+  // RssAnon less the V8 heaps' reserved pages (main thread and the VM threads): malloc's share.
+  fmt('  anon - heaps', 'MiB', 2 ** 20, (s) => s.anon - s.heapTotal - s.wTotal);
+  fmt('main heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
+  fmt('main heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
+  fmt('main external', 'MiB', 2 ** 20, (s) => s.external);
+  fmt('workers used', 'MiB', 2 ** 20, (s) => s.wUsed);
+  fmt('workers total', 'MiB', 2 ** 20, (s) => s.wTotal);
+  fmt('workers extern', 'MiB', 2 ** 20, (s) => s.wExternal);
+  fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
+  fmt('open fds', 'fds', 1, (s) => s.fds);
+  fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+}
+
 async function main(): Promise<void> {
   const minutes = arg('minutes', 30);
   const nDomains = arg('domains', 8);
+  const childEnv = envArgs();
+  const load0 = loadavg();
+  const started = new Date();
   const dir = mkdtempSync(join(tmpdir(), 'vmtier-soak-'));
   const db = join(dir, 'soak.db');
   await destroyDomains(PREFIX);
@@ -93,7 +178,7 @@ async function main(): Promise<void> {
     }
     process.stderr.write('\n');
     served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--tracker', 'kmod', '--manage', `^${PREFIX}`], {
-      env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info' },
+      env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info', ...childEnv },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -121,18 +206,25 @@ async function main(): Promise<void> {
     const client = fork(fileURLToPath(import.meta.url), ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     client.send({ url, uuids: domains.map((d) => d.uuid) } satisfies ClientJob);
     const pid = served.pid!;
-    const samples: Array<{ t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number; fds: number; db: number }> = [];
+    const samples: Sample[] = [];
     // The main thread's V8 heap and external memory, from prom-client's default metrics on
-    // /metrics (vmtier_ prefix); the VM loops' worker threads have their own isolates, which
-    // these do not cover (RssAnon below does).
+    // /metrics (vmtier_ prefix), and the VM loops' worker threads' own isolates
+    // (vmtier_engine_worker_heap_bytes, one series per VM and kind), summed over the VMs.
     const gauge = (text: string, name: string) => Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN);
+    const workerHeap = (text: string, kind: string) =>
+      [...text.matchAll(new RegExp(`^vmtier_engine_worker_heap_bytes\\{[^}]*kind="${kind}"[^}]*\\} ([0-9.e+]+)`, 'gm'))].map((m) => Number(m[1]));
+    const sum = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) : NaN);
     const heap = async () => {
       try {
         const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
         const text = await r.text();
-        return { heapUsed: gauge(text, 'vmtier_nodejs_heap_size_used_bytes'), heapTotal: gauge(text, 'vmtier_nodejs_heap_size_total_bytes'), external: gauge(text, 'vmtier_nodejs_external_memory_bytes') };
+        const used = workerHeap(text, 'used');
+        return {
+          heapUsed: gauge(text, 'vmtier_nodejs_heap_size_used_bytes'), heapTotal: gauge(text, 'vmtier_nodejs_heap_size_total_bytes'), external: gauge(text, 'vmtier_nodejs_external_memory_bytes'),
+          wUsed: sum(used), wTotal: sum(workerHeap(text, 'total')), wExternal: sum(workerHeap(text, 'external')), wMaxUsed: used.length ? Math.max(...used) : NaN, workers: used.length,
+        };
       } catch {
-        return { heapUsed: NaN, heapTotal: NaN, external: NaN };
+        return { heapUsed: NaN, heapTotal: NaN, external: NaN, wUsed: NaN, wTotal: NaN, wExternal: NaN, wMaxUsed: NaN, workers: 0 };
       }
     };
     const t0 = Date.now();
@@ -146,37 +238,52 @@ async function main(): Promise<void> {
       const h = await heap();
       const fds = readdirSync(`/proc/${pid}/fd`).length;
       const size = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
-      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size });
-      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
+      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]! });
+      process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, workers' heaps ${(h.wUsed / 2 ** 20).toFixed(1)} MiB (${h.workers}), ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(0, end - Date.now()))));
     }
     process.stderr.write('\n');
     client.send('stop');
     const counts = await new Promise<Record<string, number>>((resolve) => client.once('message', (m) => resolve(m as Record<string, number>)));
-    // The first fifth (at least one minute) is warm-up: JIT, caches, the WAL reaching its size.
-    const warm = Math.max(60_000, (minutes * 60_000) / 5);
-    const steady = samples.filter((s) => s.t >= warm);
-    const fmt = (name: string, unit: string, scale: number, pick: (s: (typeof samples)[number]) => number) => {
-      const first = pick(steady[0] ?? samples[0]!) / scale;
-      const last = pick(samples[samples.length - 1]!) / scale;
-      const slope = slopePerHour(steady.map((s) => [s.t, pick(s)])) / scale;
-      // The second half of the run on its own: settling shows as a slope that falls toward 0.
-      const half = slopePerHour(samples.filter((s) => s.t >= (minutes * 60_000) / 2).map((s) => [s.t, pick(s)])) / scale;
-      console.log(`${name.padEnd(14)} ${first.toFixed(2).padStart(10)} ${last.toFixed(2).padStart(10)} ${slope.toFixed(3).padStart(12)} ${half.toFixed(3).padStart(12)} ${unit}/h`);
-    };
-    console.log(`bench:soak on this host: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients; ` +
-      `${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; slopes over the ${steady.length} samples after ${(warm / 60_000).toFixed(0)} min of warm-up`);
-    console.log('               first (warm)      last        slope  2nd-half slope');
-    fmt('RSS', 'MiB', 2 ** 20, (s) => s.rss);
-    fmt('  RssAnon', 'MiB', 2 ** 20, (s) => s.anon);
-    fmt('  RssFile+Shm', 'MiB', 2 ** 20, (s) => s.file);
-    fmt('heap used', 'MiB', 2 ** 20, (s) => s.heapUsed);
-    fmt('heap total', 'MiB', 2 ** 20, (s) => s.heapTotal);
-    fmt('external', 'MiB', 2 ** 20, (s) => s.external);
-    fmt('open fds', 'fds', 1, (s) => s.fds);
-    fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+    const loads = samples.map((s) => s.load1);
+    console.log(`bench:soak on this host, ${started.toISOString()}: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients` +
+      `${Object.keys(childEnv).length ? `, serve env ${JSON.stringify(childEnv)}` : ''}; ${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; ` +
+      `load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (at start ${load0.map((x) => x.toFixed(2)).join(' ')})`);
+    table(samples, minutes);
+    // What bounds the SQLite file (src/store/store.ts applyRetention, heat-history.ts): raw
+    // sample rows and 1-minute rollup and heat cells live fullResolutionHours (24 h by default),
+    // then fold into 5-minute rows; everything goes after maxAgeDays (30). So the file stops
+    // growing once the oldest raw row is 24 h old. The bound printed is computed from this run's
+    // row rates and bytes per row (dbstat: table plus its indexes) at the default retention:
+    // an extrapolation, not a measurement (SQLite reuses freed pages; the file does not shrink).
+    try {
+      const d = new BetterSqlite3(db, { readonly: true, fileMustExist: true });
+      const n = (sql: string) => Number((d.prepare(sql).get() as { n: number | null }).n ?? 0);
+      const bytesOf = (table: string) => n(`SELECT SUM(pgsize) AS n FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = '${table}')`);
+      const raw = n('SELECT COUNT(*) AS n FROM samples WHERE resolution_ms = 0');
+      const series = n('SELECT COUNT(*) AS n FROM series');
+      const vms = n('SELECT COUNT(DISTINCT vm_uuid) AS n FROM heat_frames');
+      const rollups = n('SELECT COUNT(*) AS n FROM rollups');
+      const heat = n('SELECT COUNT(*) AS n FROM heat_frames');
+      const total = n('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()');
+      const hours = samples[samples.length - 1]!.t / 3600_000;
+      const perRaw = bytesOf('samples') / Math.max(1, raw);
+      const perRollup = bytesOf('rollups') / Math.max(1, rollups);
+      const perHeat = bytesOf('heat_frames') / Math.max(1, heat);
+      d.close();
+      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+      const rawBound = (raw / hours) * 24 * perRaw;
+      const coarseBound = series * 288 * 30 * perRaw;
+      const rollupBound = series * (60 * 24 + 12 * 24 * 30 + 24 * 30) * perRollup;
+      const heatBound = vms * (60 * 24 + 288 * 30) * perHeat;
+      console.log(`SQLite at the end: ${total} bytes of pages (${mib(total)} MiB; the WAL not yet checkpointed counts in); ${raw} raw sample rows (${(raw / hours).toFixed(0)}/h, ` +
+        `${perRaw.toFixed(0)} B each with index), ${series} series, ${rollups} rollup cells (${perRollup.toFixed(0)} B), ${heat} heat frames of ${vms} VMs (${perHeat.toFixed(0)} B)`);
+      console.log(`computed bound at default retention (24 h raw, 5-min rows to 30 days) and this run's rates: raw ${mib(rawBound)} + coarse ${mib(coarseBound)} + rollups ${mib(rollupBound)} + heat ${mib(heatBound)} = ${mib(rawBound + coarseBound + rollupBound + heatBound)} MiB`);
+    } catch (e) {
+      console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
+    }
     const csv = process.env.VMTIER_SOAK_CSV;
-    if (csv) writeFileSync(csv, ['t_ms,rss,rss_anon,rss_file,heap_used,heap_total,external,fds,db', ...samples.map((s) => [s.t, s.rss, s.anon, s.file, s.heapUsed, s.heapTotal, s.external, s.fds, s.db].join(','))].join('\n') + '\n');
+    if (csv) writeFileSync(csv, [CSV_COLUMNS.join(','), ...samples.map((s) => CSV_COLUMNS.map((c) => s[c]).join(','))].join('\n') + '\n');
   } finally {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
@@ -184,7 +291,24 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes('--clients')) {
+/** `--table file.csv --minutes N`: the summary table again from a run's samples (VMTIER_SOAK_CSV). */
+function tableFromCsv(file: string, minutes: number): void {
+  const [head, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
+  // Older runs' CSVs named the columns differently: read them by position in this order.
+  const legacy = ['t_ms', 'rss', 'rss_anon', 'rss_file', 'heap_used', 'heap_total', 'external', 'workers_used', 'workers_total', 'workers_external', 'max_worker_used', 'workers', 'fds', 'db', 'load1'];
+  const cols = head!.split(',').map((c) => CSV_COLUMNS[legacy.indexOf(c)] ?? (c as keyof Sample));
+  const samples = lines.map((l) => {
+    const v = l.split(',').map(Number);
+    const s = Object.fromEntries(CSV_COLUMNS.map((c) => [c, NaN])) as Sample;
+    cols.forEach((c, i) => (s[c] = v[i]!));
+    return s;
+  });
+  table(samples, minutes);
+}
+
+if (process.argv.includes('--table')) {
+  tableFromCsv(process.argv[process.argv.indexOf('--table') + 1]!, arg('minutes', 30));
+} else if (process.argv.includes('--clients')) {
   process.once('message', (job) => void clients(job as ClientJob));
 } else {
   await main();

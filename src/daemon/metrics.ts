@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import type { MoveClass, MoveCounts } from '../migrate/counts.js';
 import type { RoundSummary } from './status.js';
+import type { WorkerHeap } from './vm-thread.js';
 
 const STATUS_LABEL: Record<MoveClass, string> = {
   moved: 'moved',
@@ -37,6 +38,7 @@ export class EngineMetrics {
   private readonly scanSeconds: Gauge<'vm_uuid' | 'vm_name'>;
   private readonly bytes: Gauge<'vm_uuid' | 'vm_name' | 'class'>;
   private readonly failures: Gauge<'vm_uuid' | 'vm_name'>;
+  private readonly workerHeapBytes: Gauge<'vm_uuid' | 'vm_name' | 'kind'>;
   private readonly trackersOf = new Map<string, Set<string>>();
 
   constructor(registry: Registry = new Registry()) {
@@ -63,6 +65,12 @@ export class EngineMetrics {
     this.scanSeconds = gauge(registry, { name: 'vmtier_engine_scan_duration_seconds', help: 'scan time of the newest round', labelNames: ['vm_uuid', 'vm_name'], registers: r });
     this.bytes = gauge(registry, { name: 'vmtier_engine_vm_bytes', help: 'newest round: tracked, resident, hot, warm, cold bytes', labelNames: ['vm_uuid', 'vm_name', 'class'], registers: r });
     this.failures = gauge(registry, { name: 'vmtier_engine_consecutive_failed_rounds', help: 'failed rounds in a row (backoff grows with it)', labelNames: ['vm_uuid', 'vm_name'], registers: r });
+    this.workerHeapBytes = gauge(registry, {
+      name: 'vmtier_engine_worker_heap_bytes',
+      help: 'V8 heap of the VM loop\'s worker thread (its own isolate, not in vmtier_nodejs_heap_*) after its newest round: used, total (reserved) and external (ArrayBuffers) bytes',
+      labelNames: ['vm_uuid', 'vm_name', 'kind'],
+      registers: r,
+    });
   }
 
   round(vm: string, name: string, s: RoundSummary): void {
@@ -82,6 +90,14 @@ export class EngineMetrics {
       if (n > 0) this.pages.inc({ vm_uuid: vm, vm_name: name, direction, status: label }, n);
     }
     if (c.byClass.moved > 0) this.movedBytes.inc({ vm_uuid: vm, vm_name: name, direction }, c.byClass.moved * pageBytes);
+  }
+
+  /** The VM thread's heap after a round; null (no thread now) drops the series. */
+  workerHeap(vm: string, name: string, h: WorkerHeap | null): void {
+    for (const [kind, v] of [['used', h?.usedBytes], ['total', h?.totalBytes], ['external', h?.externalBytes]] as const) {
+      if (v === undefined) this.workerHeapBytes.remove({ vm_uuid: vm, vm_name: name, kind });
+      else this.workerHeapBytes.set({ vm_uuid: vm, vm_name: name, kind }, v);
+    }
   }
 
   roundFailed(vm: string, name: string, consecutive: number): void {
@@ -111,5 +127,6 @@ export class EngineMetrics {
     this.scanSeconds.remove({ vm_uuid: vm, vm_name: name });
     this.failures.remove({ vm_uuid: vm, vm_name: name });
     for (const cls of ['tracked', 'resident', 'hot', 'warm', 'cold']) this.bytes.remove({ vm_uuid: vm, vm_name: name, class: cls });
+    this.workerHeap(vm, name, null);
   }
 }

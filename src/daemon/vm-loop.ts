@@ -316,6 +316,7 @@ export class VmLoop {
         this.status.state = 'running';
         try {
           await runRound(this.roundVm, policy);
+          this.d.metrics.workerHeap(this.uuid, this.name, this.worker.heap);
           this.roundBackoff.success();
           this.status.failures = 0;
           this.status.backoffUntil = null;

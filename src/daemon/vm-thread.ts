@@ -11,6 +11,7 @@
  * One thread per VM: a VM stuck in the kernel delays only itself.
  */
 import { setPriority } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { KernelError, VmtierError } from '../errors.js';
 import { moveBatch, type BatchMove } from '../migrate/move.js';
@@ -37,9 +38,27 @@ export type MoveResult = BatchMove;
 
 type Result = Decision | QueryResult | MoveResult | ScanResult | null;
 
-export type VmThreadReply =
+/**
+ * This thread's V8 isolate (its own heap, apart from the main thread's), sent with every reply:
+ * /metrics shows it per VM (vmtier_engine_worker_heap_bytes) and bench:soak samples it, so a
+ * leak in a VM thread is seen, not hidden in the process's RSS. getHeapStatistics() reads
+ * counters (no GC, no walk): cheap next to any request.
+ */
+export interface WorkerHeap {
+  usedBytes: number;
+  totalBytes: number;
+  externalBytes: number;
+}
+
+export type VmThreadReply = (
   | { id: number; ok: true; result: Result }
-  | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string; details?: Record<string, unknown> } };
+  | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string; details?: Record<string, unknown> } }
+) & { heap?: WorkerHeap };
+
+function heap(): WorkerHeap {
+  const h = getHeapStatistics();
+  return { usedBytes: h.used_heap_size, totalBytes: h.total_heap_size, externalBytes: h.external_memory };
+}
 
 let core: TieringPolicy | null = null;
 /** The VM's tracker (kmod, replay), when it runs here. */
@@ -128,12 +147,12 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
 
 parentPort?.on('message', (m: VmThreadRequest) => {
   run(m).then(
-    ({ result, transfer }) => parentPort!.postMessage({ id: m.id, ok: true, result } satisfies VmThreadReply, transfer),
+    ({ result, transfer }) => parentPort!.postMessage({ id: m.id, ok: true, result, heap: heap() } satisfies VmThreadReply, transfer),
     (e: unknown) => {
       const err = e as Error & { code?: string };
       const k = e instanceof KernelError ? { errno: e.errno, syscall: e.syscall } : {};
       const details = e instanceof VmtierError && e.details ? { details: JSON.parse(JSON.stringify(e.details)) as Record<string, unknown> } : {};
-      parentPort!.postMessage({ id: m.id, ok: false, error: { name: err.name, code: err.code, message: err.message, ...k, ...details } } satisfies VmThreadReply);
+      parentPort!.postMessage({ id: m.id, ok: false, error: { name: err.name, code: err.code, message: err.message, ...k, ...details }, heap: heap() } satisfies VmThreadReply);
     },
   );
 });

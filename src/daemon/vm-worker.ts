@@ -10,7 +10,7 @@ import type { AddressRun } from '../migrate/placement-cache.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
 import type { ScanResult, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
-import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
+import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest, WorkerHeap } from './vm-thread.js';
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
 type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -23,11 +23,14 @@ export class VmWorker {
   private readonly pending = new Map<number, Pending>();
   /** The thread was replaced (crash): policy state restarts fresh. */
   private lost = false;
+  /** The thread's V8 heap as of its newest reply; null before the first one and after the thread ended. */
+  heap: WorkerHeap | null = null;
 
   private get(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(new URL('./vm-thread.js', import.meta.url));
     w.on('message', (r: VmThreadReply) => {
+      if (r.heap && this.worker === w) this.heap = r.heap;
       const p = this.pending.get(r.id);
       if (!p) return;
       this.pending.delete(r.id);
@@ -38,6 +41,7 @@ export class VmWorker {
     const fail = (why: string) => {
       if (this.worker !== w) return;
       this.worker = null;
+      this.heap = null;
       this.lost = true;
       for (const [, p] of this.pending) p.reject(new VmtierError('UNSUPPORTED', `VM worker thread ${why}`));
       this.pending.clear();
@@ -149,6 +153,7 @@ export class VmWorker {
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = null;
+    this.heap = null;
     for (const [, p] of this.pending) p.reject(new VmtierError('VM_GONE', 'VM worker closed'));
     this.pending.clear();
     if (w) await w.terminate();

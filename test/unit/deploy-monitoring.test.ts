@@ -44,6 +44,7 @@ async function engineExposition(): Promise<{ text: string; registry: Registry }>
   m.moves('6f1d4c3a-1111-4222-8333-944455556666', 'web', 'demote', round.moves.demote, 4096);
   m.tracker('6f1d4c3a-1111-4222-8333-944455556666', 'web', 'kmod', true);
   m.roundFailed('6f1d4c3a-1111-4222-8333-944455556666', 'web', 1);
+  m.workerHeap('6f1d4c3a-1111-4222-8333-944455556666', 'web', { usedBytes: 8 << 20, totalBytes: 12 << 20, externalBytes: 1 << 20 });
   exportLoopStallMetrics(registry, new LoopStallSampler());
   return { text: await registry.metrics(), registry };
 }
