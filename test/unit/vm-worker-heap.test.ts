@@ -17,14 +17,14 @@ test('a VM worker reports its own thread\'s heap with each reply, and none once 
   try {
     assert.equal(w.heap, null, 'no heap before the thread answered');
     // An error reply carries the heap too: trackerScan without a tracker fails in the thread.
-    await assert.rejects(w.trackerScan(1, 0), (e) => isVmtierError(e) && e.code === 'TRACKER_UNAVAILABLE');
+    await assert.rejects(w.trackerScan(1, 0, new Uint8Array(0)), (e) => isVmtierError(e) && e.code === 'TRACKER_UNAVAILABLE');
     const first = heapOf();
     assert.ok(first, 'heap after an error reply');
     assert.ok(first.usedBytes > 0 && first.usedBytes <= first.totalBytes, JSON.stringify(first));
     // The thread's isolate, not this one's: grow this thread's heap by ~64 MiB of live objects
     // (the thread's is a few MiB); a reply that read the main thread's heap would follow it.
     const ballast = Array.from({ length: 1 << 20 }, (_, i) => ({ i, s: `x${i}` }));
-    await assert.rejects(w.trackerScan(1, 0));
+    await assert.rejects(w.trackerScan(1, 0, new Uint8Array(0)));
     const second = heapOf()!;
     assert.ok(second.usedBytes < 32 * 2 ** 20, `worker heap ${second.usedBytes} bytes: the main thread's?`);
     assert.ok(process.memoryUsage().heapUsed > second.usedBytes + 32 * 2 ** 20, 'the ballast did not grow this heap');
