@@ -75,6 +75,10 @@ function subtract(a: GpaRange[], b: GpaRange[]): GpaRange[] {
   return out;
 }
 
+/** The witnessed page sets: the payload's hot sets, its cold pages (written once) and its warm set. */
+type SetName = 'hot' | 'hot1' | 'cold' | 'warm';
+export type SetCount = { pages: number; node0: number; node1: number };
+
 /** A payload domain in the lab: its QEMU pid and the HVA of each guest-physical range. */
 export class LabDomain {
   readonly pagenodes: string;
@@ -84,7 +88,7 @@ export class LabDomain {
   /** Per tracked page (hot ∪ hot1 ∪ once, in that order): node in the previous sample and changes. */
   private lastNode: Int8Array = new Int8Array(0);
   readonly changes: { count: Uint16Array } = { count: new Uint16Array(0) };
-  private sets: { name: 'hot' | 'hot1' | 'cold'; ranges: GpaRange[]; hva: Array<{ start: number; end: number }>; offset: number; pages: number }[] = [];
+  private sets: { name: SetName; ranges: GpaRange[]; hva: Array<{ start: number; end: number }>; offset: number; pages: number }[] = [];
 
   constructor(private readonly lab: LabSession, readonly name: string, readonly serialLog: string) {
     this.pagenodes = ensureLabBinary('pagenodes', 'lab/guest/pagenodes.c');
@@ -117,7 +121,7 @@ export class LabDomain {
   private async mapRanges(): Promise<void> {
     const cold = subtract(this.layout.once, this.layout.hot1);
     let offset = 0;
-    for (const [name, ranges] of [['hot', this.layout.hot], ['hot1', this.layout.hot1], ['cold', cold]] as const) {
+    for (const [name, ranges] of [['hot', this.layout.hot], ['hot1', this.layout.hot1], ['cold', cold], ['warm', this.layout.warm ?? []]] as const) {
       const hva: Array<{ start: number; end: number }> = [];
       for (const r of ranges) {
         const out = await this.lab.check(['virsh', 'qemu-monitor-command', '--hmp', this.name, `gpa2hva 0x${r.start.toString(16)}`], { timeoutMs: 30_000 });
@@ -135,10 +139,10 @@ export class LabDomain {
   }
 
   /** One witness sample: pages of each set per node; every node change of a page is counted. */
-  async sample(): Promise<Record<'hot' | 'hot1' | 'cold', { pages: number; node0: number; node1: number }>> {
+  async sample(): Promise<Record<SetName, SetCount>> {
     const args = this.sets.flatMap((s) => s.hva.map((h) => `${h.start.toString(16)}-${h.end.toString(16)}`));
     const out = (await this.lab.check([this.pagenodes, String(this.pid), ...args], { timeoutMs: 60_000 })).trim().split('\n');
-    const res = {} as Record<'hot' | 'hot1' | 'cold', { pages: number; node0: number; node1: number }>;
+    const res = {} as Record<SetName, SetCount>;
     let line = 0;
     for (const s of this.sets) {
       const map = out.slice(line, line + s.hva.length).join('');
@@ -159,7 +163,7 @@ export class LabDomain {
   }
 
   /** Most node changes of any page in a set since the first sample. */
-  maxChanges(set: 'hot' | 'hot1' | 'cold'): number {
+  maxChanges(set: SetName): number {
     const s = this.sets.find((x) => x.name === set)!;
     let m = 0;
     for (let i = s.offset; i < s.offset + s.pages; i++) m = Math.max(m, this.changes.count[i]!);
@@ -522,5 +526,139 @@ export function comparisonTable(v: VmtierRun, l: LinuxRun): string {
     ['new hot set promoted after the change', `${v.retier.final.hot1.node0}/${v.retier.final.hot1.pages}`, `${l.demote.last.hot1.node0}/${l.demote.last.hot1.pages}`],
   ];
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join(' | ')).join('\n');
+}
+
+/**
+ * Issue 12's lab proof: a working set larger than the VM's DRAM share, all of it touched within
+ * every second (the policy's scan interval), with a known frequency skew. The frequent part (the
+ * payload's `hot`, 8 MiB) is written on every pass at 50 Hz, the rest (`warm`, 32 MiB) on every
+ * 16th pass (~3 Hz): 20 % of the pages take 80 % of the writes (8 × 50 against 32 × 50 / 16).
+ * At the policy's own interval every page is seen in every scan, so the counts rank nothing; the
+ * auto-tuned plan has to scan faster than the policy's interval to tell the two apart
+ * (`vmtier-fixed`: the same policy with autoTune off, the control).
+ */
+export const SKEW_LAYOUT: PayloadLayout = {
+  hz: PAYLOAD_HZ,
+  // The frequent pages come after the warm ones in each node, so a policy that cannot rank them
+  // gains nothing from ties broken by address.
+  hot: [{ start: 40 * MiB, end: 44 * MiB }, { start: 96 * MiB, end: 100 * MiB }],
+  hot1: [],
+  once: [],
+  warm: [{ start: 24 * MiB, end: 40 * MiB }, { start: 80 * MiB, end: 96 * MiB }],
+  every: 16,
+};
+/** The frequent 8 MiB, the payload's own low 2 MiB (code and stack, written every pass) and 2 MiB to spare. */
+export const SKEW_CEILING = 12 * MiB;
+/** Share of the frequent pages that must reach DRAM. */
+export const SKEW_FREQUENT_ON_DRAM = 0.9;
+const SKEW_POLICY_INTERVAL_MS = 1000;
+
+export type SkewArm = 'vmtier' | 'vmtier-fixed' | 'linux';
+
+export interface SkewRun {
+  who: SkewArm;
+  initial: Sample;
+  /** Seconds from the policy PUT (Linux: from migratepages) until ≥ 90 % of the frequent pages are on node 0. */
+  seconds: number | null;
+  /** vmtier rounds until then (Linux: none). */
+  rounds: number;
+  reached: Sample;
+  /** vmtier: three rounds later; Linux: the same sample. */
+  final: Sample;
+  maxChanges: { frequent: number; warm: number };
+  /** vmtier: each tier round's scan time (ms) and moves, from serve's log. */
+  roundLog: Array<{ round: number; scans: number; intervalMs: number; scanMs: number; promoted: number; demoted: number; hotMB: number }>;
+  vmstat: Record<string, number>;
+  serveLogErrors: Array<Record<string, any>>;
+}
+
+async function sampleSkewUntil(d: LabDomain, timeoutMs: number, progress: Progress, what: string): Promise<{ seconds: number | null; last: Sample }> {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await d.sample();
+    const secs = (Date.now() - t0) / 1000;
+    progress(`engine-lab: ${what} t=${secs.toFixed(0)}s frequent ${s.hot.node0}/${s.hot.pages} on node 0, warm ${s.warm.node0}/${s.warm.pages}`);
+    if (fraction(s.hot, 0) >= SKEW_FREQUENT_ON_DRAM) return { seconds: secs, last: s };
+    if (Date.now() - t0 > timeoutMs) return { seconds: null, last: s };
+    await sleep(SAMPLE_MS);
+  }
+}
+
+/**
+ * The skewed working set under vmtier serve (tier mode, auto-tuned scan plan from a 1 s interval,
+ * DRAM ceiling 12 MiB; RAM first bound to the slow node) or under Linux's own tiering (NUMA
+ * balancing mode 2 + demotion, the unbound domain moved to node 1 with migratepages; node 0 has
+ * ample free memory, so nothing limits what Linux promotes).
+ */
+export async function runSkewScenario(lab: LabSession, virt: LabVirt, progress: Progress, who: SkewArm, fixedWaitMs = 90_000): Promise<SkewRun> {
+  if (who === 'linux') await lab.check('echo 2 >/proc/sys/kernel/numa_balancing && echo 1 >/sys/kernel/mm/numa/demotion_enabled', { timeoutMs: 30_000 });
+  const d = await LabDomain.create(lab, virt, `vmtier-test-i-skew-${who}`, who === 'linux' ? null : 1, SKEW_LAYOUT);
+  const serve = who === 'linux' ? null : new LabServe(lab);
+  try {
+    if (who === 'linux') await lab.check(['migratepages', String(d.pid), '0', '1'], { timeoutMs: 120_000 });
+    const initial = await d.sample();
+    progress(`engine-lab: skew (${who}) domain ${d.name} pid ${d.pid}: frequent ${initial.hot.pages} pages, warm ${initial.warm.pages} pages, on node 1: ${initial.hot.node1 + initial.warm.node1}`);
+    const v0 = await vmstat(lab);
+    let roundsAtPut = 0;
+    if (serve) {
+      await serve.start(progress);
+      const st = Date.now();
+      while ((await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).status !== 200) {
+        if (Date.now() - st > 120_000) throw new VmtierError('LAB_ERROR', `the engine did not pick up ${d.name}`);
+        await sleep(1000);
+      }
+      const policy = { mode: 'tier', scan: { intervalMs: SKEW_POLICY_INTERVAL_MS, scansPerRound: 4, autoTune: who === 'vmtier' }, dram: { maxBytes: SKEW_CEILING } };
+      const put = await serve.http('PUT', `/v1/vms/${d.uuid}/policy`, policy);
+      if (put.status !== 200) throw new VmtierError('LAB_ERROR', `PUT policy: ${put.status} ${JSON.stringify(put.body)}`);
+      roundsAtPut = serve.rounds(d.uuid).length;
+    }
+    // The control cannot rank the pages: it gets a fixed time, then its placement is read.
+    const reached = await sampleSkewUntil(d, who === 'vmtier' ? 300_000 : who === 'linux' ? 240_000 : fixedWaitMs, progress, `skew ${who}`);
+    const rounds = serve ? serve.rounds(d.uuid).length - roundsAtPut : 0;
+    let final = reached.last;
+    if (serve && reached.seconds !== null) {
+      // Three rounds more: what is promoted stays, and the ceiling holds.
+      const from = serve.rounds(d.uuid).length;
+      const st = Date.now();
+      while (serve.rounds(d.uuid).length < from + 3 && Date.now() - st < 120_000) await sleep(1000);
+      final = await d.sample();
+    }
+    const roundLog = serve
+      ? serve.rounds(d.uuid).slice(roundsAtPut).map((r) => ({ round: r.round, scans: r.scans, intervalMs: r.intervalMs, scanMs: r.scanMs, promoted: r.promoted ?? 0, demoted: r.demoted ?? 0, hotMB: r.hotMB }))
+      : [];
+    return {
+      who, initial, seconds: reached.seconds, rounds, reached: reached.last, final,
+      maxChanges: { frequent: d.maxChanges('hot'), warm: d.maxChanges('warm') },
+      roundLog, vmstat: vmstatDelta(v0, await vmstat(lab)), serveLogErrors: serve?.errors() ?? [],
+    };
+  } finally {
+    await serve?.stop();
+    await d.destroy();
+    if (who === 'linux') await lab.run('echo 0 >/proc/sys/kernel/numa_balancing; echo 0 >/sys/kernel/mm/numa/demotion_enabled', { timeoutMs: 30_000 });
+  }
+}
+
+/** The skew runs side by side (plain text), printed by the test and bench/engine. */
+export function skewTable(runs: SkewRun[]): string {
+  const f = (x: number | null) => (x === null ? 'not reached' : x.toFixed(1));
+  const on0 = (c: SetCount) => `${c.node0}/${c.pages} (${((100 * c.node0) / c.pages).toFixed(1)} %)`;
+  const title: Record<SkewArm, string> = {
+    vmtier: 'vmtier (tier, auto-tuned plan from 1 s, 12 MiB DRAM ceiling)',
+    'vmtier-fixed': 'control: vmtier, plan fixed at 4 × 1 s',
+    linux: 'Linux (numa_balancing=2 + demotion, node 0 unlimited)',
+  };
+  const vm = (r: SkewRun, x: string) => (r.who === 'linux' ? 'n/a' : x);
+  const rows: string[][] = [
+    ['skewed working set: 8 MiB at 50 Hz + 32 MiB at ~3 Hz', ...runs.map((r) => title[r.who])],
+    [`time to ${SKEW_FREQUENT_ON_DRAM * 100} % of the frequent pages on node 0 (s)`, ...runs.map((r) => f(r.seconds))],
+    ['tier rounds until then (or until the end)', ...runs.map((r) => vm(r, String(r.rounds)))],
+    ['scans × interval (ms) of those rounds', ...runs.map((r) => vm(r, r.roundLog.slice(0, Math.max(1, r.rounds)).map((x) => `${x.scans}×${x.intervalMs}`).join(', ')))],
+    ['frequent pages on node 0 at the end', ...runs.map((r) => on0(r.final.hot))],
+    ['warm pages on node 0 at the end', ...runs.map((r) => on0(r.final.warm))],
+    ['most node changes of one frequent / warm page', ...runs.map((r) => `${r.maxChanges.frequent} / ${r.maxChanges.warm}`)],
+    ['pgpromote_success / numa_hint_faults', ...runs.map((r) => `${r.vmstat.pgpromote_success} / ${r.vmstat.numa_hint_faults}`)],
+  ];
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join(' | ')).join('\n');
 }

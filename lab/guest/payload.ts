@@ -41,6 +41,9 @@ export interface PayloadLayout {
   hot1: GpaRange[];
   /** Written once at start: present, then cold. */
   once: GpaRange[];
+  /** Written every `every`-th pass in both phases (a working set's infrequent part); none when absent. */
+  warm?: GpaRange[];
+  every?: number;
 }
 
 export interface PayloadDomainOptions {
@@ -66,8 +69,10 @@ function rangesArg(rs: GpaRange[]): string {
 
 /** The payload's command line for a layout. */
 export function payloadCmdline(l: PayloadLayout): string {
-  return [`hot=${rangesArg(l.hot)}`, l.hot1.length ? `hot1=${rangesArg(l.hot1)}` : '', l.once.length ? `once=${rangesArg(l.once)}` : '', `hz=${l.hz}`]
-    .filter(Boolean).join(' ');
+  return [
+    `hot=${rangesArg(l.hot)}`, l.hot1.length ? `hot1=${rangesArg(l.hot1)}` : '', l.once.length ? `once=${rangesArg(l.once)}` : '',
+    l.warm?.length ? `warm=${rangesArg(l.warm)}` : '', l.warm?.length && l.every ? `every=${l.every}` : '', `hz=${l.hz}`,
+  ].filter(Boolean).join(' ');
 }
 
 export function payloadDomainXml(o: PayloadDomainOptions): string {
@@ -100,5 +105,6 @@ export function parsePayloadLayout(line: string): PayloadLayout {
     start: Number.parseInt(r.start, 16),
     end: Number.parseInt(r.end, 16),
   }));
-  return { hz: Number(j.hz), hot: ranges(j.hot), hot1: ranges(j.hot1), once: ranges(j.once) };
+  const warm = ranges(j.warm);
+  return { hz: Number(j.hz), hot: ranges(j.hot), hot1: ranges(j.hot1), once: ranges(j.once), ...(warm.length ? { warm, every: Number(j.every) } : {}) };
 }

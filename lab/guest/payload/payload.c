@@ -2,13 +2,18 @@
 /*
  * The lab's guest payload: a freestanding program that is the whole guest. It writes one byte
  * per 4 KiB page over a known hot set of guest-physical memory, in a loop, forever, and never
- * touches anything else except what it is told to touch once ("warm" ranges: present, then cold).
+ * touches anything else except what it is told to touch once ("once" ranges: present, then
+ * cold) and a "warm" set it writes every k-th pass.
  * Runs with paging off, so the addresses below are guest-physical.
  *
  * Command line (multiboot, from -append or libvirt's <cmdline>), sizes in MiB:
  *   hot=<start>+<size>[,<start>+<size>...]    phase 0 hot set
  *   hot1=<start>+<size>[,...]                 phase 1 hot set (after a key press)
  *   once=<start>+<size>[,...]                 written once at start (present, then left cold)
+ *   warm=<start>+<size>[,...]                 written every <every>-th pass in both phases: the
+ *   every=<k>                                 infrequent part of a working set that is touched
+ *                                             as a whole within every second but with a known
+ *                                             frequency skew (default k = 16)
  *   hz=<n>                                    at most n passes per second (PIT + hlt), so the
  *                                             vCPU sleeps between passes; 0 or absent: no pause
  * A key press (virsh send-key) switches from phase 0 to phase 1: the test drives the change.
@@ -225,10 +230,10 @@ static int key_pending(void)
 
 void payload_main(uint32_t magic, const struct mb_info *mbi)
 {
-	static struct set hot0, hot1, once;
+	static struct set hot0, hot1, once, warm;
 	const char *cmd = "";
 	const char *p;
-	uint32_t pass = 0, hz = 0, last;
+	uint32_t pass = 0, hz = 0, every = 16, last;
 	int phase = 0;
 
 	outb(COM1 + 1, 0x00);
@@ -249,7 +254,13 @@ void payload_main(uint32_t magic, const struct mb_info *mbi)
 			parse_set(p + 5, &hot1);
 		else if (starts_with(p, "once="))
 			parse_set(p + 5, &once);
-		else if (starts_with(p, "hz=")) {
+		else if (starts_with(p, "warm="))
+			parse_set(p + 5, &warm);
+		else if (starts_with(p, "every=")) {
+			const char *q = p + 6;
+
+			every = parse_num(&q);
+		} else if (starts_with(p, "hz=")) {
 			const char *q = p + 3;
 
 			hz = parse_num(&q);
@@ -262,6 +273,8 @@ void payload_main(uint32_t magic, const struct mb_info *mbi)
 		hz = 19;
 	if (hz > 1000)
 		hz = 1000;
+	if (!every)
+		every = 1;
 	puts_serial("{\"payload\":\"vmtier-lab\",\"pageSize\":4096,");
 	puts_serial("\"hz\":");
 	put_dec(hz);
@@ -271,6 +284,10 @@ void payload_main(uint32_t magic, const struct mb_info *mbi)
 	print_set("hot1", &hot1);
 	puts_serial(",");
 	print_set("once", &once);
+	puts_serial(",");
+	print_set("warm", &warm);
+	puts_serial(",\"every\":");
+	put_dec(every);
 	puts_serial("}\n");
 
 	while (key_pending())
@@ -279,6 +296,8 @@ void payload_main(uint32_t magic, const struct mb_info *mbi)
 		start_timer(hz);
 	for (;;) {
 		touch(phase ? &hot1 : &hot0, (uint8_t)pass);
+		if (pass % every == 0)
+			touch(&warm, (uint8_t)pass);
 		pass++;
 		if (hz) {
 			last = ticks;

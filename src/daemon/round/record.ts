@@ -72,6 +72,9 @@ export function report(
       round: summary.round,
       mode: summary.mode,
       tracker,
+      // The scan plan the round ran (auto-tuning shortens it below the policy's interval).
+      scans: summary.scans,
+      intervalMs: summary.intervalMs,
       scanMs: Math.round(summary.scanMs),
       ms: Math.round(summary.durationMs),
       residentMB: +(summary.residentBytes / 2 ** 20).toFixed(1),
