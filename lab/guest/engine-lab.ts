@@ -220,10 +220,10 @@ export class LabServe {
 
   constructor(private readonly lab: LabSession) {}
 
-  async start(progress: Progress, timeoutMs = 420_000): Promise<void> {
+  async start(progress: Progress, timeoutMs = 420_000, extraArgs = ''): Promise<void> {
     // The session reads a command's output only while someone waits for it: wait from the start.
     this.proc = this.lab.start(
-      `ip link set lo up; echo $$ >/tmp/vmtier-serve.pid; exec node bin/vmtier.js serve --listen 127.0.0.1:8477 --token ${TOKEN} --manage '^vmtier-test-i-' 2>&1`,
+      `ip link set lo up; echo $$ >/tmp/vmtier-serve.pid; exec node bin/vmtier.js serve --listen 127.0.0.1:8477 --token ${TOKEN} --manage '^vmtier-test-i-' ${extraArgs} 2>&1`,
       {
         timeoutMs: 3_600_000,
         env: { VMTIER_DB: '/tmp/vmtier-engine-lab.db' },
