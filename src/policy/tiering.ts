@@ -132,6 +132,23 @@ const START_INTERVAL_MULTIPLIER = 1 / 8;
 const HEADROOM_SHARE = 1 / 16;
 const HEADROOM_ROUNDS = 2;
 const GROWTH_ALPHA = 0.5;
+/**
+ * Recurrence: an iterative program (a solver's sweep over its matrix, a training epoch) touches
+ * the same pages again one iteration later, each in a burst shorter than the iteration. No count
+ * ranks such pages — each is seen in a fifth of the rounds — but one round's seen set predicts the
+ * set one period later. The overlap of this round's seen pages with those seen L rounds ago is kept
+ * per lag (decayed); a lag whose overlap stands above its neighbours' by RECUR_PEAK and reaches
+ * RECUR_MIN is the period, after RECUR_PERIODS periods of history. While one is found, the VM's
+ * DRAM holds the units seen one period before the next round, then the most recently seen.
+ */
+const HIST_BITS = 32;
+const RECUR_MIN_LAG = 3;
+const RECUR_DECAY = 0.95;
+const RECUR_MIN = 0.4;
+const RECUR_PEAK = 0.15;
+const RECUR_PERIODS = 2;
+/** Units last seen more than this many rounds ago are not kept in DRAM for their recency. */
+const RECUR_RECENT = 3;
 /** lastPresent of a slot whose previous presence is not known: no growth counted for it. */
 const PRESENT_UNKNOWN = 0xffff;
 
@@ -165,6 +182,16 @@ class VmState {
   /** Decayed number of scans that saw the unit (long and short memory), ×SEEN_SCALE. */
   seenScans = new Uint16Array(0);
   fastSeenScans = new Uint16Array(0);
+  /** Per unit: bit k set = seen in the round k rounds ago (bit 0: this round); finds a recurring pattern. */
+  seenHist = new Uint32Array(0);
+  /** Decayed, per lag L: present pages seen both this round and L rounds ago; and pages seen this round. */
+  lagHits = new Float64Array(HIST_BITS);
+  lagBase = 0;
+  /** Rounds of history behind lagHits (reset when the round length changes). */
+  histRounds = 0;
+  histRoundSeconds = 0;
+  /** The recurrence period in rounds the last round found (0: none). */
+  period = 0;
   /** Decayed number of scans taken; one per VM, as every page is scanned by every scan. */
   takenScans = 0;
   fastTakenScans = 0;
@@ -184,7 +211,7 @@ class VmState {
   /** Bytes of state kept between rounds (typed arrays). */
   bytes(): number {
     let b = this.detailOf.byteLength + this.blockOwner.byteLength;
-    for (const a of [this.heat, this.coldRounds, this.hotStreak, this.notHotRounds, this.moveAge, this.moveDir, this.coolLeft, this.lastPresent, this.seenScans, this.fastSeenScans]) b += a.byteLength;
+    for (const a of [this.heat, this.coldRounds, this.hotStreak, this.notHotRounds, this.moveAge, this.moveDir, this.coolLeft, this.lastPresent, this.seenScans, this.fastSeenScans, this.seenHist]) b += a.byteLength;
     return b;
   }
 
@@ -201,6 +228,17 @@ class VmState {
     this.allocSlots(regions);
     this.moveAge.fill(U16_MAX);
     this.lastPresent.fill(PRESENT_UNKNOWN);
+    this.seenHist.fill(0);
+    this.resetRecurrence(0);
+  }
+
+  /** Forgets the recurrence history (a new layout, or rounds of another length: lags in rounds no longer mean the same time). */
+  resetRecurrence(roundSeconds: number): void {
+    this.lagHits.fill(0);
+    this.lagBase = 0;
+    this.histRounds = 0;
+    this.histRoundSeconds = roundSeconds;
+    this.period = 0;
   }
 
   /** Grows the slot arrays to hold `n` slots, keeping what they hold. */
@@ -210,7 +248,7 @@ class VmState {
       return;
     }
     const cap = Math.max(n, this.heat.length);
-    const grow = <T extends Uint16Array | Uint8Array | Int8Array>(a: T, make: (k: number) => T): T => {
+    const grow = <T extends Uint32Array | Uint16Array | Uint8Array | Int8Array>(a: T, make: (k: number) => T): T => {
       if (a.length >= cap) return a;
       const b = make(cap);
       b.set(a.subarray(0, Math.min(a.length, cap)));
@@ -230,6 +268,7 @@ class VmState {
     if (this.lastPresent.length > oldPresent) this.lastPresent.fill(PRESENT_UNKNOWN, oldPresent);
     this.seenScans = grow(this.seenScans, (k) => new Uint16Array(k));
     this.fastSeenScans = grow(this.fastSeenScans, (k) => new Uint16Array(k));
+    this.seenHist = grow(this.seenHist, (k) => new Uint32Array(k));
     this.slots = n;
   }
 
@@ -263,6 +302,7 @@ class VmState {
       this.lastPresent[s] = PRESENT_UNKNOWN;
       this.seenScans[s] = this.seenScans[r]!;
       this.fastSeenScans[s] = this.fastSeenScans[r]!;
+      this.seenHist[s] = this.seenHist[r]!;
     }
     return b;
   }
@@ -271,7 +311,7 @@ class VmState {
   merge(r: number, n: number): void {
     const b = this.detailOf[r]!;
     const base = this.regions + b * this.blockPages;
-    let heat = 0, cold = U16_MAX, notHot = U16_MAX, age = U16_MAX, dir = 0, cool = 0, seen = 0, fast = 0, present = 0;
+    let heat = 0, cold = U16_MAX, notHot = U16_MAX, age = U16_MAX, dir = 0, cool = 0, seen = 0, fast = 0, present = 0, hist = 0;
     for (let i = 0; i < n; i++) {
       const s = base + i;
       if (this.lastPresent[s] !== PRESENT_UNKNOWN) present += this.lastPresent[s]!;
@@ -285,6 +325,7 @@ class VmState {
       cool = Math.max(cool, this.coolLeft[s]!);
       seen = Math.max(seen, this.seenScans[s]!);
       fast = Math.max(fast, this.fastSeenScans[s]!);
+      hist |= this.seenHist[s]!;
     }
     this.heat[r] = heat;
     this.coldRounds[r] = cold === U16_MAX ? 0 : cold;
@@ -296,6 +337,7 @@ class VmState {
     this.lastPresent[r] = present;
     this.seenScans[r] = seen;
     this.fastSeenScans[r] = fast;
+    this.seenHist[r] = hist >>> 0;
     this.blockOwner[b] = -1;
     this.detailOf[r] = -1;
   }
@@ -339,6 +381,8 @@ interface VmScan {
   swapShare: number;
   /** Recent moves show no skill (what was demoted comes back as much as what was promoted). */
   skillLow: boolean;
+  /** The VM's recurrence period in rounds (0: none). */
+  period: number;
 }
 
 /** A round's moves per VM, in units; `partial` caps the bytes moved of a coarse region (its pages agree, so any of them will do). */
@@ -439,6 +483,10 @@ export class TieringPolicy {
       const plan: Plan = { promote: [], demote: [], pingPongs: 0, bd: s.budgetBytes * split, bp, swapBp: s.swapShare < 1 ? s.swapShare * s.dramBytes : Infinity, partial: new Map() };
       plans.push(plan);
       if (!tiering) continue;
+      if (s.period > 0) {
+        globalFree += this.recurrentMoves(s, plan, Math.min(share, s.input.policy.dram.maxBytes ?? Infinity), globalFree);
+        continue;
+      }
       // Above its share a VM gives DRAM back only when someone needs it (hot pages waiting that
       // free DRAM cannot take) or when it is above its ceiling: idle DRAM is not worth a migration.
       const ceilingNow = s.input.policy.dram.maxBytes ?? Infinity;
@@ -495,7 +543,7 @@ export class TieringPolicy {
     for (let i = 0; i < scans.length; i++) {
       const s = scans[i]!;
       const plan = plans[i]!;
-      if (s.input.policy.mode !== 'tier') continue;
+      if (s.input.policy.mode !== 'tier' || s.period > 0) continue;
       const heat = s.st.heat;
       const { dramB, slowB } = s.u;
       let demotedBytes = 0;
@@ -607,6 +655,7 @@ export class TieringPolicy {
           pingPongs,
           coolingPages: cooling,
           planReason: reason,
+          recurrencePeriodRounds: s.period,
         },
       });
     }
@@ -620,6 +669,80 @@ export class TieringPolicy {
     }
     this.pendingMerge = [];
     return { round, vms: out };
+  }
+
+  /**
+   * A recurring VM's moves: DRAM (up to `target` bytes) holds the units seen one period before the
+   * next round, then those seen most recently; the rest gives way, least recently seen first.
+   * Returns the change in free DRAM (freed minus taken; promotions take at most `globalFree` plus
+   * what the VM frees).
+   */
+  private recurrentMoves(s: VmScan, plan: Plan, target: number, globalFree: number): number {
+    const { st, u } = s;
+    const L = s.period;
+    const keys = new Uint8Array(st.slots);
+    const idx: number[] = [];
+    for (let p = 0; p < st.slots; p++) {
+      if (u.present[p] === 0 || !this.slotLive(st, p)) continue;
+      const h = st.seenHist[p]!;
+      let k = 0;
+      if ((h >>> (L - 1)) & 1) k = 255;
+      else if (((h >>> (L - 2)) | (h >>> L)) & 1) k = 254;
+      else {
+        const recent = h & ((1 << RECUR_RECENT) - 1);
+        if (recent !== 0) k = 250 - (31 - Math.clz32(recent & -recent));
+      }
+      keys[p] = k;
+      idx.push(p);
+    }
+    const order = countingSort(idx, keys, true);
+    // The wanted set: by key, while it fits the target.
+    const wanted = new Uint8Array(st.slots);
+    let acc = 0;
+    for (const p of order) {
+      if (keys[p] === 0) break;
+      const b = u.dramB[p]! + u.slowB[p]!;
+      if (acc + b > target) break;
+      acc += b;
+      wanted[p] = 1;
+    }
+    // Victims: DRAM units not wanted, lowest key first.
+    const victims: number[] = [];
+    for (let i = order.length - 1; i >= 0; i--) {
+      const p = order[i]!;
+      if (!wanted[p] && u.dramB[p]! > 0) victims.push(p);
+    }
+    let dram = s.dramBytes;
+    let vi = 0;
+    let freed = 0;
+    let taken = 0;
+    const demoteNext = (): boolean => {
+      while (vi < victims.length) {
+        const p = victims[vi++]!;
+        const b = u.dramB[p]!;
+        if (b > plan.bd) return false;
+        plan.demote.push(p);
+        plan.bd -= b;
+        dram -= b;
+        freed += b;
+        return true;
+      }
+      return false;
+    };
+    while (dram > target && demoteNext());
+    for (const p of order) {
+      if (!wanted[p]) break;
+      const b = u.slowB[p]!;
+      if (b === 0) continue;
+      if (b > plan.bp) break;
+      while (dram + b > target || taken + b > globalFree + freed) if (!demoteNext()) break;
+      if (dram + b > target || taken + b > globalFree + freed) break;
+      plan.promote.push(p);
+      plan.bp -= b;
+      dram += b;
+      taken += b;
+    }
+    return freed - taken;
   }
 
   /** Free DRAM a VM keeps for first touches (its recent footprint growth, capped), 0 below one unit. */
@@ -770,10 +893,15 @@ export class TieringPolicy {
     const demandLong = DEMAND_SEEN * st.takenScans * SEEN_SCALE;
     const demandFast = DEMAND_SEEN * st.fastTakenScans * SEEN_SCALE;
     // Splitting a region may grow the slot arrays: `bind` takes them again after each split.
-    let { heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent } = st;
+    let { heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent, seenHist } = st;
     const bind = (): void => {
-      ({ heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent } = st!);
+      ({ heat, coldRounds, coolLeft, hotStreak, notHotRounds, moveAge, moveDir, seenScans, fastSeenScans, lastPresent, seenHist } = st!);
     };
+    // This round's contribution to the per-lag overlaps, added to their decayed sums below.
+    const roundSeconds = (vm.policy.scan.intervalMs / 1000) * vm.plan.intervalMultiplier * N;
+    if (Math.abs(roundSeconds - st.histRoundSeconds) > 0.05 * Math.max(roundSeconds, st.histRoundSeconds)) st.resetRecurrence(roundSeconds);
+    const lagHits = new Float64Array(HIST_BITS);
+    let lagBase = 0;
 
     /** One unit's round: its count c, its pages present, and its bytes per tier. */
     const unit = (s: number, c: number, present: number, dB: number, sB: number): void => {
@@ -789,6 +917,12 @@ export class TieringPolicy {
       heat[s] = h;
       seenScans[s] = Math.min(U16_MAX, Math.round(seenScans[s]! * decay + c * SEEN_SCALE));
       fastSeenScans[s] = Math.min(U16_MAX, Math.round(fastSeenScans[s]! * fastDecay + c * SEEN_SCALE));
+      const hist = ((seenHist[s]! << 1) | (c > 0 ? 1 : 0)) >>> 0;
+      seenHist[s] = hist;
+      if (c > 0 && present > 0) {
+        lagBase += present;
+        for (let L = 1, h = hist >>> 1; h !== 0 && L < HIST_BITS; L++, h >>>= 1) if (h & 1) lagHits[L]! += present;
+      }
       if (moveAge[s]! < U16_MAX) moveAge[s]!++;
       if (coolLeft[s]! > 0) coolLeft[s]!--;
       if (present === 0) {
@@ -904,7 +1038,7 @@ export class TieringPolicy {
       hotSlowBytes += pendBytes;
       hotSlowPages += pendPages;
     }
-    const roundSeconds = (vm.policy.scan.intervalMs / 1000) * vm.plan.intervalMultiplier * N;
+    st.period = this.recurrence(st, lagHits, lagBase);
     const budgetBytes = vm.policy.migration.maxBytesPerRound ?? vm.policy.migration.maxMBps * 1048576 * roundSeconds;
     const proven = st.promotedUnits >= SKILL_EVIDENCE && st.demotedUnits >= SKILL_EVIDENCE;
     const skillLow = proven && st.promotedSeen / st.promotedUnits - st.demotedSeen / st.demotedUnits < this.opt.skillMin;
@@ -936,7 +1070,31 @@ export class TieringPolicy {
       budgetBytes,
       swapShare: skilled ? 1 : probe,
       skillLow,
+      // The period's own overlap is its skill: one that stops predicting falls below RECUR_MIN.
+      period: st.period,
     };
+  }
+
+  /** Adds a round to the decayed per-lag overlaps; the recurrence period in rounds, or 0. */
+  private recurrence(st: VmState, hits: Float64Array, base: number): number {
+    st.histRounds = Math.min(U16_MAX, st.histRounds + 1);
+    st.lagBase = st.lagBase * RECUR_DECAY + base;
+    for (let L = 0; L < HIST_BITS; L++) st.lagHits[L] = st.lagHits[L]! * RECUR_DECAY + hits[L]!;
+    if (st.lagBase <= 0) return 0;
+    const o = (L: number): number => (L >= 1 && L < HIST_BITS ? st.lagHits[L]! / st.lagBase : 0);
+    let best = 0;
+    let bestO = 0;
+    for (let L = RECUR_MIN_LAG; L < HIST_BITS - 2; L++) {
+      if (st.histRounds < RECUR_PERIODS * L + 1) break;
+      const v = o(L);
+      if (v < RECUR_MIN || v <= bestO) continue;
+      // A peak: clearly above the overlaps two rounds either side (a persistent working set's
+      // overlap falls smoothly with the lag and has none).
+      if (v - Math.max(o(L - 2), o(L + 2)) < RECUR_PEAK) continue;
+      best = L;
+      bestO = v;
+    }
+    return best;
   }
 
   /**
@@ -1016,6 +1174,8 @@ export class TieringPolicy {
     const cur = s.input.plan;
     const st = s.st;
     if (!policy.scan.autoTune) return { plan: { intervalMultiplier: 1, scansPerRound: baseN }, reason: 'fixed' };
+    // A recurrence is counted in rounds: a round of another length would make its period meaningless.
+    if (s.period > 0) return { plan: { intervalMultiplier: cur.intervalMultiplier, scansPerRound: cur.scansPerRound }, reason: 'recurrent' };
     const o = this.opt;
     const clampIm = (m: number): number => Math.min(o.maxIntervalMultiplier, Math.max(o.minIntervalMultiplier, m));
     const halfShare = shareBytes / 2;

@@ -58,8 +58,10 @@ export interface VmRoundStats {
   pingPongs: number;
   /** Pages frozen by a ping-pong cool-down. */
   coolingPages: number;
-  /** Why the scan plan changed: 'shift' | 'too-hot' | 'stable' | 'hold'. */
+  /** Why the scan plan changed: 'shift' | 'too-hot' | 'stable' | 'hold' | 'recurrent' (held while a period is found) | 'fixed' (no auto-tuning). */
   planReason: string;
+  /** The recurrence period found in the VM's seen sets, in rounds (0: none); while one is found DRAM follows it. */
+  recurrencePeriodRounds: number;
 }
 
 export interface VmDecision {

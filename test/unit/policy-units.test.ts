@@ -73,11 +73,12 @@ test('a region whose pages agree stays one unit; scattered heat splits it to 4 K
 });
 
 test('move skill: when what was promoted is no more used than what was demoted, swaps are cut back', () => {
-  // A cyclic sweep: 64 pages, 16 of DRAM; each round a window of 16 pages is hot and moves on by 8,
-  // so by the time a page is confirmed hot its burst is over and it comes back only much later.
+  // A sweep: 320 pages, 16 of DRAM; each round a window of 16 pages is hot and moves on by 8,
+  // so by the time a page is confirmed hot its burst is over, and it comes back only after 40
+  // rounds — longer than the recurrence history (32 rounds), so no period can predict it either.
   const run = (skillMin: number): number => {
     const pol = new TieringPolicy({ skillMin });
-    const pages = 64;
+    const pages = 320;
     const tiers = new Uint8Array(pages).fill(TIER_SLOW);
     tiers.fill(TIER_DRAM, 0, 16);
     let moves = 0;
@@ -100,10 +101,10 @@ test('move skill: when what was promoted is no more used than what was demoted, 
 });
 
 test('move skill: once swaps are cut, probes back off', () => {
-  // The cyclic sweep above, 16 times larger: after the gate engages, count the rounds that still move anything.
+  // The sweep above, 16 times wider (it comes back after 40 rounds): after the gate engages, count the rounds that still move anything.
   const movingRounds = (probeMaxGap: number): number => {
     const pol = new TieringPolicy({ probeMaxGap });
-    const pages = 1024; // 256 of DRAM, so a probe (1/64 of DRAM) is 4 pages
+    const pages = 5120; // 256 of DRAM, so a probe (1/64 of DRAM) is 4 pages
     const tiers = new Uint8Array(pages).fill(TIER_SLOW);
     tiers.fill(TIER_DRAM, 0, 256);
     let moving = 0;
