@@ -8,7 +8,7 @@
  * DETAIL_SHARE of the VM's regions; it folds back into one unit once all its pages are idle. Per
  * unit: a one-byte heat (EWMA of the fraction of scans that saw it), how many rounds in a row it
  * has been cold / hot / not hot, its last move (age, direction) with a cool-down, and two decayed
- * seen counters (15 bytes; 4 more per region). Per round:
+ * seen counters and a 32-round seen history (19 bytes; 4 more per region). Per round:
  *  1. one pass over the pages updates the units and collects hot slow-tier units and DRAM units
  *     whose coldness is confirmed (cold = count <= floor(coldMaxFraction*N) for coldConfirmRounds
  *     rounds); counts between the two thresholds are neither (hysteresis);
@@ -156,7 +156,7 @@ const PRESENT_UNKNOWN = 0xffff;
  * Per-VM state, per unit. A unit is a region (a 2 MiB mapping, or 512 consecutive 4 KiB pages
  * treated as one while their heat agrees) or, for a region whose heat is scattered, one of its
  * 4 KiB pages ("detail"). Slots 0..regions-1 hold the regions, the detail blocks follow, one block
- * of REGION pages per split region, at most detailCapacity of them. 15 bytes per slot, 4 per region.
+ * of REGION pages per split region, at most detailCapacity of them. 19 bytes per slot, 4 per region.
  */
 class VmState {
   pages = 0;
