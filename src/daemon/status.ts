@@ -41,6 +41,9 @@ export interface RoundSummary {
   unmovablePages: number;
   /** Longest single synchronous move_pages batch (query or move) of the round, in ms. */
   longestSyscallMs: number;
+  /** Why the policy set the next round's scan plan ('none' before a decision), and the recurrence period it found in rounds (0: none). */
+  planReason: string;
+  recurrencePeriodRounds: number;
 }
 
 /** Outgoing live migration as the loop saw it: scans and moves pause while one runs. */

@@ -132,6 +132,9 @@ test('observe → tier → observe on a real TCG domain with the replay tracker;
   assert.deepEqual(obs.tracker, { name: 'replay', available: true, error: null });
   assert.equal(obs.mode, 'observe');
   assert.equal(obs.lastRound.scans, 2);
+  // The policy's reason for the next plan reaches the API; a steady hot set has no recurrence.
+  assert.ok(['shift', 'too-hot', 'stable', 'hold', 'fixed'].includes(obs.lastRound.planReason), `planReason ${obs.lastRound.planReason}`);
+  assert.equal(obs.lastRound.recurrencePeriodRounds, 0);
   assert.equal(obs.lastRound.hotBytes, hotBytes, 'exactly the replayed hot set is hot');
   assert.equal(obs.lastRound.warmBytes, 0);
   assert.equal(obs.lastRound.coldBytes, obs.lastRound.residentBytes - hotBytes, 'every other resident page is cold');

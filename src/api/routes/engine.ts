@@ -45,6 +45,8 @@ const RoundSummary = Type.Object({
   madvisedColdBytes: Type.Integer(),
   unmovablePages: Type.Integer(),
   longestSyscallMs: Type.Number({ description: 'longest single synchronous move_pages batch of the round' }),
+  planReason: Type.String({ description: "why the policy set the next round's scan plan: shift, too-hot, stable, hold, recurrent (held while a recurrence period is found), fixed; none before a decision" }),
+  recurrencePeriodRounds: Type.Integer({ minimum: 0, description: 'the recurrence period the policy found in the VM\'s seen pages, in rounds (0: none); while one is found DRAM follows it' }),
 });
 
 export const VmEngineResponse = Type.Object({

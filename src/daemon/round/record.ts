@@ -75,6 +75,8 @@ export function report(
       // The scan plan the round ran (auto-tuning shortens it below the policy's interval).
       scans: summary.scans,
       intervalMs: summary.intervalMs,
+      plan: summary.planReason,
+      ...(summary.recurrencePeriodRounds > 0 ? { periodRounds: summary.recurrencePeriodRounds } : {}),
       scanMs: Math.round(summary.scanMs),
       ms: Math.round(summary.durationMs),
       residentMB: +(summary.residentBytes / 2 ** 20).toFixed(1),

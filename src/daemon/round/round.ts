@@ -186,6 +186,8 @@ function summaryOf(ctx: RoundContext, a: Accounting, round: number): RoundSummar
     madvisedColdBytes: 0,
     unmovablePages: a.unmovablePages,
     longestSyscallMs: 0,
+    planReason: 'none',
+    recurrencePeriodRounds: 0,
   };
 }
 
@@ -273,6 +275,8 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
     state.freshPolicy = false;
     state.demandBytes = decision.stats.demandBytes;
     state.plan = decision.plan;
+    summary.planReason = decision.stats.planReason;
+    summary.recurrencePeriodRounds = decision.stats.recurrencePeriodRounds;
     phase('decide');
     summary.decided = { promotePages: decision.promote.length, demotePages: decision.demote.length };
     if (migrationStarted()) throw new MigrationStarted();
