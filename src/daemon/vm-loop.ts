@@ -16,6 +16,7 @@ import type { HostTopology } from '../host/topology.js';
 import { VmtierError, isVmtierError } from '../errors.js';
 import { emptyMoveCounts } from '../migrate/counts.js';
 import { DEFAULT_BATCH } from '../migrate/move.js';
+import type { NodeRuns } from '../migrate/node-runs.js';
 import { PlacementCache, windowRuns } from '../migrate/placement-cache.js';
 import { DEFAULT_POLICY, type TierPolicy } from '../policy/index.js';
 import type { TrackerOptions } from '../scan/index.js';
@@ -454,20 +455,18 @@ export class VmLoop {
   }
 
   /**
-   * Where every page sits: host node per page (-1 not present or not queryable). Kept from round
-   * to round (src/migrate/placement-cache.ts): this round's rotating window is queried in the
-   * VM's thread, vmtier's own moves were recorded as they happened.
+   * Where every page sits: host node per page as runs (-1 not present or not queryable). Kept
+   * from round to round (src/migrate/placement-cache.ts): this round's rotating window is queried
+   * in the VM's thread, which answers with runs; vmtier's own moves were recorded as they happened.
    */
-  private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
+  private async queryNodes(pm: PageMap): Promise<{ node: NodeRuns; unqueryable: number }> {
     if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
     let unqueryable = 0;
-    await this.placement.refresh(async (w, into) => {
-      // The cache's pages sit on a SharedArrayBuffer: the thread writes them in place.
-      const shared = into.buffer instanceof SharedArrayBuffer;
-      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal, shared ? into : undefined);
+    await this.placement.refresh(async (w) => {
+      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal);
       this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);
       unqueryable += r.unqueryable;
-      return shared ? null : r.node;
+      return r.runs;
     });
     return { node: this.placement.node, unqueryable };
   }

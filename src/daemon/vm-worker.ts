@@ -90,12 +90,10 @@ export class VmWorker {
 
   /**
    * Host node of pages [base, base + totalPages) of the page numbering, given the address runs that
-   * cover them (src/migrate/query.ts queryWindow); written into `into` when it is given on a
-   * SharedArrayBuffer (the thread writes the caller's memory), else answered in a new array.
+   * cover them (src/migrate/query.ts queryWindow), answered as runs of pages on one node.
    */
-  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal, into?: Int16Array): Promise<QueryResult> {
-    const shared = into !== undefined && into.buffer instanceof SharedArrayBuffer;
-    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch, ...(shared ? { into } : {}) }, signal);
+  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {
