@@ -320,6 +320,7 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
   addMoveCounts(status.totals.promote, summary.moves.promote);
   addMoveCounts(status.totals.demote, summary.moves.demote);
   status.totals.madvisedColdBytes += summary.madvisedColdBytes;
-  report({ metrics: d.metrics, log: vm.log, vmId: vm.uuid, vmName: vm.name }, summary, vm.trackerLabel(), phases);
+  const pc = vm.placementCache();
+  report({ metrics: d.metrics, log: vm.log, vmId: vm.uuid, vmName: vm.name }, summary, vm.trackerLabel(), phases, pc ? { runs: pc.node.runs, bytes: pc.bytes } : undefined);
 }
 
