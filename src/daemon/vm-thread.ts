@@ -16,7 +16,7 @@ import { parentPort } from 'node:worker_threads';
 import { KernelError, VmtierError } from '../errors.js';
 import { MoveScratch, moveBatch, type BatchMove } from '../migrate/move.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
-import { QueryScratch, queryWindow, type WindowPlacement } from '../migrate/query.js';
+import { QueryScratch, queryWindow, type UnitRun, type WindowPlacement } from '../migrate/query.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
 import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
@@ -24,7 +24,7 @@ import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number }
+  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; units?: UnitRun[] }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
@@ -138,7 +138,7 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
     }
     case 'query': {
       // Answered as runs (three small arrays, transferred); the per-call buffers are the thread's, reused.
-      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, queryScratch);
+      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, queryScratch, m.units);
       return { result: r, transfer: [r.runs.starts.buffer, r.runs.lengths.buffer, r.runs.nodes.buffer] as ArrayBuffer[] };
     }
     case 'move': {

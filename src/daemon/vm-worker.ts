@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
 import type { Decision, RoundInput } from '../policy/index.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
+import type { UnitRun } from '../migrate/query.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
 import type { ScanResult, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
@@ -90,10 +91,11 @@ export class VmWorker {
 
   /**
    * Host node of pages [base, base + totalPages) of the page numbering, given the address runs that
-   * cover them (src/migrate/query.ts queryWindow), answered as runs of pages on one node.
+   * cover them (src/migrate/query.ts queryWindow), answered as runs of pages on one node; pages
+   * of `units` (huge units the tracker saw) are asked once per unit.
    */
-  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal): Promise<QueryResult> {
-    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch }, signal);
+  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal, units?: UnitRun[]): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch, ...(units && units.length > 0 ? { units } : {}) }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {

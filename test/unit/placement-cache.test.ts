@@ -167,3 +167,24 @@ test('queryWindow answers runs equal to the per-page query, reusing one batch-si
   assert.equal(scratch.addrs, addrs, 'the same buffers serve the next window');
   assert.throws(() => queryWindow(process.pid, runs, 0, 64, 7), /outside the window/);
 });
+
+test('pages the tracker saw mapped as a 2 MiB unit are asked once per unit, all taking the head page\'s node', () => {
+  const keep = Buffer.alloc(8 * 2 ** 20, 1); // an 8 MiB allocation: a mapping with a whole 2 MiB unit inside
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => /^([0-9a-f]+)-([0-9a-f]+) rw-p/.exec(l)).filter((x): x is RegExpExecArray => x !== null);
+  const m = maps.map((x) => [parseInt(x[1]!, 16), parseInt(x[2]!, 16)] as const).find(([s, e]) => e - (s + 2 ** 21 - (s % 2 ** 21)) >= 2 ** 21)!;
+  assert.ok(m, 'a writable mapping holding an aligned 2 MiB unit');
+  const unitAddr = m[0] + ((2 ** 21 - (m[0] % 2 ** 21)) % 2 ** 21);
+  // The window: 16 pages of 4 KiB before the unit, the unit (512 pages), numbered from page 1000.
+  const runs = [{ start: unitAddr - 16 * 4096, pages: 16 + 512, firstPage: 1000 }];
+  const units = [{ firstPage: 1016, pages: 512, shift: 21 as const }];
+  const got = queryWindow(process.pid, runs, 1000, 528, 64, new QueryScratch(), units);
+  assert.equal(got.asked, 16 + 1, 'one address per 4 KiB page, one for the unit');
+  const head = queryPageNodes(process.pid, [unitAddr])[0]!;
+  const dense = new Int16Array(528).fill(-1);
+  for (let k = 0; k < got.runs.count; k++) dense.fill(got.runs.nodes[k]!, got.runs.starts[k]! - 1000, got.runs.starts[k]! - 1000 + got.runs.lengths[k]!);
+  assert.ok(dense.subarray(16).every((v) => v === (head >= 0 ? head : -1)), 'the unit\'s 512 pages have its head\'s node');
+  const plain = queryWindow(process.pid, runs, 1000, 528, 64);
+  assert.equal(plain.asked, 528, 'without the unit map: one address per page');
+  assert.throws(() => queryWindow(process.pid, runs, 1000, 528, 64, new QueryScratch(), [units[0]!, { firstPage: 1100, pages: 4, shift: 21 }]), /overlap or are not sorted/);
+  void keep;
+});
