@@ -13,6 +13,14 @@ import type { ScanResult, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
 import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest, WorkerHeap } from './vm-thread.js';
 
+/**
+ * The VM thread's young generation, MiB. V8's default (16 MiB semi-spaces) is sized for a main
+ * thread; a VM thread allocates little between rounds, and every VM pays for its own isolate
+ * (bench:scale: ~40 MiB of RSS per VM). Smaller, it is scavenged more often, which also frees the
+ * batch-sized buffers a placement query leaves (external memory) sooner.
+ */
+export const WORKER_YOUNG_MB = 4;
+
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
 type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
 /** A scan request before its counts buffer is chosen (scanInto). */
@@ -29,7 +37,7 @@ export class VmWorker {
 
   private get(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(new URL('./vm-thread.js', import.meta.url));
+    const w = new Worker(new URL('./vm-thread.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } });
     w.on('message', (r: VmThreadReply) => {
       if (r.heap && this.worker === w) this.heap = r.heap;
       const p = this.pending.get(r.id);
