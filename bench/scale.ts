@@ -10,8 +10,15 @@
  * GiB and per VM), and the policy's share of the RSS growth: the bytes the policy's own state
  * takes for the same page count, measured by running src/policy's decide() in this process.
  *
+ * Then an RSS breakdown: which of the daemon's structures hold how much per 4 KiB page — the
+ * round's counts and tiers buffers (the tracker's output, the policy's input), the placement
+ * cache (as `vmtier serve` itself logged it each round), the page map and hot-unit map, the
+ * query's and mover's batch buffers, the policy's retained state and decide()'s transients —
+ * measured by array-buffer and heap accounting in this process for the same page counts.
+ *
  *   npm run bench:scale [-- --quick]      (--quick: 1/4 GiB and 1/8 VMs only)
  *   npm run bench:scale -- --quick --only-4k   (the memfd points only: ≈ 3 min, for before/after)
+ *   npm run bench:scale -- --sizes 1,4,16 [--only-4k] [--no-vms]   (these guest sizes, GiB)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +27,13 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { HotUnits } from '../src/daemon/hot-units.js';
+import { PageMap } from '../src/daemon/page-map.js';
+import { RoundState } from '../src/daemon/round/round.js';
+import { MoveScratch, DEFAULT_BATCH } from '../src/migrate/move.js';
+import { QueryScratch } from '../src/migrate/query.js';
 import { TIER_DRAM, TieringPolicy, normalizePolicy } from '../src/policy/index.js';
+import type { GuestNodeMap } from '../src/vm/types.js';
 import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../test/helpers/domains.js';
 
 const PREFIX = 'vmtier-test-scale-';
@@ -30,6 +43,13 @@ const PAGE = 4096;
 const BIN = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'bin', 'vmtier.js');
 const quick = process.argv.includes('--quick');
 const only4k = process.argv.includes('--only-4k');
+const noVms = process.argv.includes('--no-vms');
+const sizesArg = process.argv.indexOf('--sizes');
+const sizesOpt = sizesArg >= 0 ? (process.argv[sizesArg + 1] ?? '').split(',').map(Number) : null;
+if (sizesOpt && (sizesOpt.length < 2 || sizesOpt.some((g) => !Number.isInteger(g) || g < 1))) {
+  process.stderr.write('--sizes takes at least two whole GiB sizes, e.g. --sizes 1,4,16\n');
+  process.exit(2);
+}
 const SCAN = { intervalMs: 250, scansPerRound: 2, autoTune: false };
 /** Rounds measured after the warm-up rounds (the first round queries every page's placement). */
 const WARMUP_ROUNDS = 2;
@@ -65,6 +85,8 @@ interface Serve {
   child: ChildProcess;
   url: string;
   dir: string;
+  /** Largest placement cache any VM's round logged (bytes, runs). */
+  placement: { bytes: number; runs: number };
 }
 
 /** A replay trace whose few pages are accessed every epoch (the hot set: 256 pages). */
@@ -81,11 +103,16 @@ async function startServe(manage: string): Promise<Serve> {
   const trace = writeTrace(dir);
   const child = spawn(process.execPath, [BIN, 'serve', '--db', join(dir, 'vmtier.db'), '--listen', '127.0.0.1:0', '--tracker', 'replay',
     '--replay-trace', trace, '--manage', manage, '--resync-ms', '1000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const placement = { bytes: 0, runs: 0 };
   const url = await new Promise<string>((resolveUrl, reject) => {
     const onLine = (l: string) => {
       try {
-        const j = JSON.parse(l) as { msg?: string; url?: string };
+        const j = JSON.parse(l) as { msg?: string; url?: string; placementBytes?: number; placementRuns?: number };
         if (j.msg === 'vmtier serving' && j.url) resolveUrl(j.url);
+        if (j.msg === 'round' && typeof j.placementBytes === 'number') {
+          placement.bytes = Math.max(placement.bytes, j.placementBytes);
+          placement.runs = Math.max(placement.runs, j.placementRuns ?? 0);
+        }
       } catch {
         // not a log line
       }
@@ -94,7 +121,7 @@ async function startServe(manage: string): Promise<Serve> {
     createInterface({ input: child.stderr! }).on('line', onLine);
     child.once('exit', (c) => reject(new Error(`serve exited ${c}`)));
   });
-  return { child, url, dir };
+  return { child, url, dir, placement };
 }
 
 async function stopServe(s: Serve): Promise<void> {
@@ -127,7 +154,25 @@ async function waitRounds(s: Serve, uuids: string[], n: number, timeoutMs: numbe
   }
 }
 
-interface Point { label: string; vms: number; guestGiB: number; rssMiB: number; cpuMsPerRound: number; roundsMeasured: number }
+interface Point { label: string; vms: number; guestGiB: number; rssMiB: number; cpuMsPerRound: number; roundsMeasured: number; placementBytes: number; placementRuns: number; heap: HeapSplit }
+
+/** serve's own view of its memory (/metrics): main thread V8 heap and external (array buffers), the VM threads' heaps. */
+interface HeapSplit { mainHeapMiB: number; mainExternalMiB: number; workerHeapMiB: number; workerExternalMiB: number }
+
+async function heapSplit(s: Serve): Promise<HeapSplit> {
+  const text = await (await fetch(`${s.url}/metrics`)).text();
+  const sum = (re: RegExp) => {
+    let v = 0;
+    for (const m of text.matchAll(re)) v += Number(m[1]);
+    return v / MiB;
+  };
+  return {
+    mainHeapMiB: sum(/^vmtier_nodejs_heap_size_total_bytes (\S+)$/gm),
+    mainExternalMiB: sum(/^vmtier_nodejs_external_memory_bytes (\S+)$/gm),
+    workerHeapMiB: sum(/^vmtier_engine_worker_heap_bytes\{[^}]*kind="total"[^}]*\} (\S+)$/gm),
+    workerExternalMiB: sum(/^vmtier_engine_worker_heap_bytes\{[^}]*kind="external"[^}]*\} (\S+)$/gm),
+  };
+}
 
 /** serve with nothing to manage: the baseline RSS. */
 async function baseline(): Promise<number> {
@@ -166,10 +211,12 @@ async function measure(label: string, count: number, memMiB: number, backing: '4
       const end = await waitRounds(s, uuids, start + MEASURED_ROUNDS, timeout);
       const c1 = cpuSeconds(s.child.pid!);
       const rss = statusKiB(s.child.pid!, 'VmRSS') / 1024;
+      const heap = await heapSplit(s);
       const e = await api<{ vms: EngineVm[] }>(s, 'GET', '/v1/engine');
       const tracked = e.vms.filter((v) => uuids.includes(v.uuid)).reduce((a, v) => a + (v.lastRound?.trackedBytes ?? 0), 0);
-      const p: Point = { label, vms: count, guestGiB: tracked / GiB, rssMiB: rss, cpuMsPerRound: ((c1 - c0) * 1000) / (end - start), roundsMeasured: end - start };
-      log(`${label}: ${count} VM(s), ${p.guestGiB.toFixed(2)} GiB tracked, RSS ${rss.toFixed(0)} MiB, CPU ${p.cpuMsPerRound.toFixed(0)} ms per round (${p.roundsMeasured} rounds)`);
+      const p: Point = { label, vms: count, guestGiB: tracked / GiB, rssMiB: rss, cpuMsPerRound: ((c1 - c0) * 1000) / (end - start), roundsMeasured: end - start, placementBytes: s.placement.bytes, placementRuns: s.placement.runs, heap };
+      log(`${label}: ${count} VM(s), ${p.guestGiB.toFixed(2)} GiB tracked, RSS ${rss.toFixed(0)} MiB, CPU ${p.cpuMsPerRound.toFixed(0)} ms per round (${p.roundsMeasured} rounds), placement cache ${p.placementBytes} B in ${p.placementRuns} runs; ` +
+        `main heap ${heap.mainHeapMiB.toFixed(1)} + external ${heap.mainExternalMiB.toFixed(1)} MiB, VM threads' heaps ${heap.workerHeapMiB.toFixed(1)} + external ${heap.workerExternalMiB.toFixed(1)} MiB`);
       return p;
     } finally {
       await stopServe(s);
@@ -193,58 +240,132 @@ function slope(xs: number[], ys: number[]): number {
   return den === 0 ? NaN : num / den;
 }
 
-/** Bytes the policy's own state keeps for `pages` pages: decide() once here, arrayBuffers before/after. */
-function policyStateBytes(pages: number): number {
+/** Array-buffer bytes and heap bytes `make` leaves reachable (after a full collection). */
+function retained(make: () => unknown): { ab: number; heap: number; keep: unknown } {
+  global.gc?.();
+  const m0 = process.memoryUsage();
+  const keep = make();
+  global.gc?.();
+  const m1 = process.memoryUsage();
+  return { ab: m1.arrayBuffers - m0.arrayBuffers, heap: m1.heapUsed - m0.heapUsed, keep };
+}
+
+interface Row { what: string; where: string; bytes: number; perPage: boolean }
+
+/** The daemon's structures for one VM of `pages` 4 KiB pages, measured here (see the header). */
+function breakdown(pages: number, placementBytes: number): Row[] {
+  const rows: Row[] = [];
+  const bufs = retained(() => new RoundState().buffers(pages));
+  rows.push({ what: 'round counts + tiers buffers (tracker output = policy input)', where: 'src/daemon/round/round.ts RoundState.buffers', bytes: bufs.ab, perPage: true });
+  rows.push({ what: 'placement cache (runs; as serve logged it)', where: 'src/migrate/placement-cache.ts', bytes: placementBytes, perPage: false });
+  const half = Math.floor(pages / 2) * PAGE;
+  const map: GuestNodeMap = {
+    domain: { name: 'bench', uuid: '00000000-0000-4000-8000-00000000be0c', pid: 1 },
+    nodes: [0, 1].map((n) => ({ node: n, cpus: null, sizeBytes: half, backing: { kind: 'memfd' as const, path: null, id: `ram-node${n}`, migratable: true }, hva: [{ start: 2 ** 40 + n * 2 ** 38, end: 2 ** 40 + n * 2 ** 38 + half }] })),
+  };
+  const pm = retained(() => {
+    const m = PageMap.fromNumaMap(map);
+    const u = new HotUnits(m);
+    return [m, u, u.hotBits(new Uint8Array(1), 1)];
+  });
+  rows.push({ what: 'page map + hot-unit map (+ one hot bitmap)', where: 'src/daemon/page-map.ts, hot-units.ts', bytes: pm.ab + pm.heap, perPage: false });
+  const scratch = retained(() => {
+    const q = new QueryScratch();
+    q.ensure(DEFAULT_BATCH);
+    const m = new MoveScratch();
+    m.ensure(DEFAULT_BATCH);
+    return [q, m];
+  });
+  rows.push({ what: 'query + mover batch buffers (VM thread)', where: 'src/migrate/query.ts, move.ts', bytes: scratch.ab, perPage: false });
+  // The policy, as the VM thread runs it: its retained state, and what one decide() allocates and drops.
   const policy = normalizePolicy({ mode: 'observe' });
-  const counts = new Uint8Array(pages);
-  const tiers = new Uint8Array(pages).fill(TIER_DRAM);
-  global.gc?.();
-  const before = process.memoryUsage().arrayBuffers;
+  const { counts, tiers } = bufs.keep as { counts: Uint8Array; tiers: Uint8Array };
+  tiers.fill(TIER_DRAM);
   const core = new TieringPolicy();
-  core.decide({ dramCapacityBytes: pages * PAGE, dramShort: false, vms: [{ vmId: 'a', policy, counts, tiers, plan: core.initialPlan(policy) }] });
   global.gc?.();
-  const after = process.memoryUsage().arrayBuffers;
+  const m0 = process.memoryUsage();
+  const decision = core.decide({ dramCapacityBytes: pages * PAGE, dramShort: false, vms: [{ vmId: 'a', policy, counts, tiers, plan: core.initialPlan(policy) }] });
+  const m1 = process.memoryUsage();
+  global.gc?.();
+  const m2 = process.memoryUsage();
+  void decision;
+  rows.push({ what: 'policy state kept between rounds', where: 'src/policy (TieringPolicy)', bytes: m2.arrayBuffers - m0.arrayBuffers + Math.max(0, m2.heapUsed - m0.heapUsed), perPage: true });
+  rows.push({ what: 'decide() transients (garbage of one decision, at least)', where: 'src/policy tiering.ts scanVm', bytes: Math.max(0, m1.arrayBuffers - m2.arrayBuffers) + Math.max(0, m1.heapUsed - m2.heapUsed), perPage: true });
   void core;
-  return after - before;
+  return rows;
+}
+
+const breakdownArg = process.argv.indexOf('--breakdown-only');
+if (breakdownArg >= 0) {
+  // The in-process part alone (no domains, no serve): --breakdown-only <GiB>.
+  const pages = (Number(process.argv[breakdownArg + 1] ?? 4) * GiB) / PAGE;
+  for (const r of breakdown(pages, 0)) console.log(`${r.what}: ${r.bytes} B, ${(r.bytes / pages).toFixed(3)} B per page`);
+  process.exit(0);
 }
 
 await destroyDomains(PREFIX);
 try {
   const base = await baseline();
   log(`baseline: serve managing nothing, RSS ${base.toFixed(0)} MiB`);
-  const sizes = quick ? [1, 4] : [1, 4, 16, 64];
+  const sizes = sizesOpt ?? (quick ? [1, 4] : [1, 4, 16, 64]);
   const byMem: Record<'4k' | 'thp', Point[]> = { '4k': [], thp: [] };
   for (const backing of only4k ? (['4k'] as const) : (['4k', 'thp'] as const)) {
     for (const g of sizes) byMem[backing].push(await measure(`mem-${backing}-${g}g`, 1, g * 1024, backing));
   }
-  const counts = only4k ? [] : quick ? [1, 8] : [1, 8, 32];
+  const counts = only4k || noVms ? [] : quick || sizesOpt ? [1, 8] : [1, 8, 32];
   const byVms: Point[] = [];
   for (const n of counts) byVms.push(await measure(`vms-${n}`, n, 1024, '4k'));
-
-  const pages16 = 16 * GiB / PAGE;
-  const policyPerPage = policyStateBytes(pages16) / pages16;
 
   console.log(`bench:scale — host (this machine: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} load), vmtier serve in observe mode, replay tracker, ` +
     `rounds of ${SCAN.scansPerRound} × ${SCAN.intervalMs} ms; RSS after ${WARMUP_ROUNDS + MEASURED_ROUNDS}+ rounds, CPU over ${MEASURED_ROUNDS} rounds after ${WARMUP_ROUNDS} warm-up rounds`);
   console.log(`baseline RSS (nothing managed): ${base.toFixed(0)} MiB\n`);
-  console.log('| backing | guest GiB | VMs | RSS MiB | RSS − baseline MiB | CPU ms / round |');
-  console.log('|---|---|---|---|---|---|');
-  for (const b of ['4k', 'thp'] as const) for (const p of byMem[b]) console.log(`| ${b === '4k' ? 'memfd (4 KiB)' : 'anonymous (THP)'} | ${p.guestGiB.toFixed(1)} | 1 | ${p.rssMiB.toFixed(0)} | ${(p.rssMiB - base).toFixed(0)} | ${p.cpuMsPerRound.toFixed(0)} |`);
-  for (const p of byVms) console.log(`| memfd (4 KiB) | ${p.guestGiB.toFixed(1)} | ${p.vms} | ${p.rssMiB.toFixed(0)} | ${(p.rssMiB - base).toFixed(0)} | ${p.cpuMsPerRound.toFixed(0)} |`);
+  console.log('| backing | guest GiB | VMs | RSS MiB | RSS − baseline MiB | (RSS − baseline) / GiB | CPU ms / round | placement cache |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  const row = (b: string, p: Point) => console.log(`| ${b} | ${p.guestGiB.toFixed(1)} | ${p.vms} | ${p.rssMiB.toFixed(0)} | ${(p.rssMiB - base).toFixed(0)} | ${((p.rssMiB - base) / p.guestGiB).toFixed(2)} | ${p.cpuMsPerRound.toFixed(0)} | ${p.placementBytes} B, ${p.placementRuns} runs |`);
+  for (const b of ['4k', 'thp'] as const) for (const p of byMem[b]) row(b === '4k' ? 'memfd (4 KiB)' : 'anonymous (THP)', p);
+  for (const p of byVms) row('memfd (4 KiB)', p);
   console.log('');
   for (const b of ['4k', 'thp'] as const) {
     const ps = byMem[b];
+    if (ps.length < 2) continue;
     const rssSlope = slope(ps.map((p) => p.guestGiB), ps.map((p) => p.rssMiB));
     const cpuSlope = slope(ps.map((p) => p.guestGiB), ps.map((p) => p.cpuMsPerRound));
+    // Between each pair of neighbouring sizes of this one run: does the slope hold as the VM grows?
+    const pairs = ps.slice(1).map((p, k) => `${ps[k]!.guestGiB.toFixed(0)}→${p.guestGiB.toFixed(0)} GiB ${((p.rssMiB - ps[k]!.rssMiB) / (p.guestGiB - ps[k]!.guestGiB)).toFixed(2)}`);
     console.log(`${b === '4k' ? 'memfd (4 KiB)' : 'anonymous (THP)'}: ${rssSlope.toFixed(2)} MiB of RSS per GiB of guest RAM (${((rssSlope * MiB) / (GiB / PAGE)).toFixed(1)} bytes per 4 KiB page; ` +
-      `issue 13's target ${b === '4k' ? '0.25' : '0.0125'} MiB/GiB), CPU ${cpuSlope.toFixed(1)} ms per round per GiB`);
+      `issue 13's target ${b === '4k' ? '0.25' : '0.0125'} MiB/GiB: ${(rssSlope / (b === '4k' ? 0.25 : 0.0125)).toFixed(1)}× it), CPU ${cpuSlope.toFixed(1)} ms per round per GiB; between sizes (MiB/GiB): ${pairs.join(', ')}`);
   }
-  const vmRss = slope(byVms.map((p) => p.vms), byVms.map((p) => p.rssMiB));
-  const vmCpu = slope(byVms.map((p) => p.vms), byVms.map((p) => p.cpuMsPerRound));
-  console.log(`per VM (1 GiB each): ${vmRss.toFixed(1)} MiB of RSS, ${vmCpu.toFixed(0)} ms of CPU per round`);
-  const memSlope4k = slope(byMem['4k'].map((p) => p.guestGiB), byMem['4k'].map((p) => p.rssMiB));
-  console.log(`policy state (src/policy decide() over ${pages16} pages, here): ${policyPerPage.toFixed(1)} bytes per 4 KiB page = ` +
-    `${((policyPerPage * (GiB / PAGE)) / MiB).toFixed(2)} MiB per GiB: ${((100 * policyPerPage * (GiB / PAGE)) / MiB / memSlope4k).toFixed(0)} % of the 4 KiB RSS slope; the engine (tracker counts, placement, buffers) the rest`);
+  if (byVms.length >= 2) {
+    const vmRss = slope(byVms.map((p) => p.vms), byVms.map((p) => p.rssMiB));
+    const vmCpu = slope(byVms.map((p) => p.vms), byVms.map((p) => p.cpuMsPerRound));
+    console.log(`per VM (1 GiB each): ${vmRss.toFixed(1)} MiB of RSS, ${vmCpu.toFixed(0)} ms of CPU per round`);
+  }
+
+  // serve's own split of its memory, per point (from its /metrics): what grows with guest RAM.
+  console.log('\n| point | RSS MiB | main V8 heap MiB | main external MiB | VM threads\' V8 heaps MiB | VM threads\' external MiB | rest (native, glibc, code) MiB |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const p of [...byMem['4k'], ...byMem.thp, ...byVms]) {
+    const h = p.heap;
+    console.log(`| ${p.label} | ${p.rssMiB.toFixed(0)} | ${h.mainHeapMiB.toFixed(1)} | ${h.mainExternalMiB.toFixed(1)} | ${h.workerHeapMiB.toFixed(1)} | ${h.workerExternalMiB.toFixed(1)} | ${(p.rssMiB - h.mainHeapMiB - h.workerHeapMiB - h.mainExternalMiB).toFixed(1)} |`);
+  }
+
+  // Where the bytes are, for the largest 4 KiB point's page count.
+  const big = byMem['4k'][byMem['4k'].length - 1]!;
+  const pages = Math.round((big.guestGiB * GiB) / PAGE);
+  const rows = breakdown(pages, big.placementBytes);
+  const slope4k = byMem['4k'].length >= 2 ? slope(byMem['4k'].map((p) => p.guestGiB), byMem['4k'].map((p) => p.rssMiB)) : NaN;
+  console.log(`\nRSS breakdown for one VM of ${big.guestGiB.toFixed(1)} GiB (${pages} pages of 4 KiB; measured in this process except the placement cache, which serve logged):\n`);
+  console.log('| structure | where | bytes | bytes per 4 KiB page | MiB per GiB |');
+  console.log('|---|---|---|---|---|');
+  let sum = 0;
+  for (const r of rows) {
+    sum += r.bytes;
+    console.log(`| ${r.what} | ${r.where} | ${r.bytes} | ${(r.bytes / pages).toFixed(3)} | ${((r.bytes / pages) * (GiB / PAGE) / MiB).toFixed(3)} |`);
+  }
+  const sumPerGiB = ((sum / pages) * (GiB / PAGE)) / MiB;
+  console.log(`| all of the above | | ${sum} | ${(sum / pages).toFixed(3)} | ${sumPerGiB.toFixed(3)} |`);
+  console.log(`\nThe structures account for ${sumPerGiB.toFixed(2)} MiB per GiB of the measured ${slope4k.toFixed(2)} MiB per GiB (4 KiB-backed); ` +
+    'the rest is what the two V8 heaps (main thread, VM thread) and glibc keep of per-round garbage and pages touched once.');
 } finally {
   await destroyDomains(PREFIX);
 }

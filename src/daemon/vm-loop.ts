@@ -16,11 +16,14 @@ import type { HostTopology } from '../host/topology.js';
 import { VmtierError, isVmtierError } from '../errors.js';
 import { emptyMoveCounts } from '../migrate/counts.js';
 import { DEFAULT_BATCH } from '../migrate/move.js';
+import type { NodeRuns } from '../migrate/node-runs.js';
+import type { UnitRun } from '../migrate/query.js';
 import { PlacementCache, windowRuns } from '../migrate/placement-cache.js';
 import { DEFAULT_POLICY, type TierPolicy } from '../policy/index.js';
 import type { TrackerOptions } from '../scan/index.js';
 import type { Tracker } from '../scan/tracker.js';
 import { closeFd, pidfdOpen } from '../sys/syscalls.js';
+import { PAGE_SHIFT, isUnitShift } from '../units.js';
 import { storedPolicy, syncPolicy, type EffectivePolicy } from '../vm/policy-source.js';
 import { POLICY_NS } from '../vm/vm-metadata.js';
 import { Backoff } from './backoff.js';
@@ -80,6 +83,8 @@ export class VmLoop {
   private layoutStale = true;
   /** Host node per page, refreshed by a rotating window; null until the first round of a layout. */
   private placement: PlacementCache | null = null;
+  /** The huge units (2 MiB, 1 GiB) the last scan saw mapped: the placement query asks one page per unit there. */
+  private unitRuns: UnitRun[] = [];
   /** What rounds carry from one to the next (policy state flags, cold rounds, buffers, hot map). */
   private readonly rounds = new RoundState();
   /** Decisions and move_pages run in this VM's own thread (vm-thread.ts). */
@@ -403,6 +408,7 @@ export class VmLoop {
     this.layoutStale = false;
     // A remapped layout may number pages differently: query everything again.
     this.placement = null;
+    this.unitRuns = [];
     if (pidChanged && this.pidfd >= 0) {
       closeFd(this.pidfd);
       this.pidfd = -1;
@@ -454,20 +460,23 @@ export class VmLoop {
   }
 
   /**
-   * Where every page sits: host node per page (-1 not present or not queryable). Kept from round
-   * to round (src/migrate/placement-cache.ts): this round's rotating window is queried in the
-   * VM's thread, vmtier's own moves were recorded as they happened.
+   * Where every page sits: host node per page as runs (-1 not present or not queryable). Kept
+   * from round to round (src/migrate/placement-cache.ts): this round's rotating window is queried
+   * in the VM's thread, which answers with runs; vmtier's own moves were recorded as they happened.
    */
-  private async queryNodes(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }> {
+  private async queryNodes(pm: PageMap): Promise<{ node: NodeRuns; unqueryable: number }> {
     if (!this.placement || this.placement.totalPages !== pm.totalPages) this.placement = new PlacementCache(pm.totalPages);
     let unqueryable = 0;
-    await this.placement.refresh(async (w, into) => {
-      // The cache's pages sit on a SharedArrayBuffer: the thread writes them in place.
-      const shared = into.buffer instanceof SharedArrayBuffer;
-      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal, shared ? into : undefined);
+    await this.placement.refresh(async (w) => {
+      const end = w.first + w.count;
+      const units = this.unitRuns.filter((u) => u.firstPage < end && u.firstPage + u.pages > w.first).map((u) => {
+        const lo = Math.max(u.firstPage, w.first);
+        return { firstPage: lo, pages: Math.min(u.firstPage + u.pages, end) - lo, shift: u.shift };
+      });
+      const r = await this.worker.query(this.pid, windowRuns(pm.segments, w), w.first, w.count, DEFAULT_BATCH, this.signal, units);
       this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);
       unqueryable += r.unqueryable;
-      return shared ? null : r.node;
+      return r.runs;
     });
     return { node: this.placement.node, unqueryable };
   }
@@ -492,6 +501,14 @@ export class VmLoop {
         }
       }
       counts = buffer;
+      this.unitRuns = [];
+      for (const r of res.ranges) {
+        const m = r.mapped;
+        for (let k = 0; k + 2 < m.length; k += 3) {
+          const shift = m[k + 2]!;
+          if (shift > PAGE_SHIFT && isUnitShift(shift)) this.unitRuns.push({ firstPage: r.firstPage + m[k]!, pages: m[k + 1]!, shift });
+        }
+      }
       this.trackerBackoff.success();
       this.status.trackerBackoffMs = null;
     } catch (e) {

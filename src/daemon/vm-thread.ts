@@ -14,9 +14,9 @@ import { setPriority } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { KernelError, VmtierError } from '../errors.js';
-import { moveBatch, type BatchMove } from '../migrate/move.js';
+import { MoveScratch, moveBatch, type BatchMove } from '../migrate/move.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
-import { queryWindow, type WindowPlacement } from '../migrate/query.js';
+import { QueryScratch, queryWindow, type UnitRun, type WindowPlacement } from '../migrate/query.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
 import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
@@ -24,7 +24,7 @@ import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 
 export type VmThreadRequest =
   | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
-  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; into?: Int16Array }
+  | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; units?: UnitRun[] }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
   | { op: 'trackerTrack'; id: number; pid: number; ranges: HvaRange[] }
@@ -68,6 +68,9 @@ let tracker: Tracker | null = null;
  * while it waits), so the thread and the tracker's resources (the kmod device's fd) survive it.
  */
 const scans = new Map<number, AbortController>();
+/** The placement query's and the mover's per-call buffers: batch-sized, reused by every round of this VM. */
+const queryScratch = new QueryScratch();
+const moveScratch = new MoveScratch();
 
 /**
  * A scan's counts are the caller's memory (a view on its SharedArrayBuffer, written in place):
@@ -134,12 +137,12 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
       return { result: d, transfer: d.vms.flatMap((v) => [v.promote.buffer, v.demote.buffer]) as ArrayBuffer[] };
     }
     case 'query': {
-      // `into` is the placement cache's window on its SharedArrayBuffer: written in place, sent back shared.
-      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, m.into);
-      return { result: r, transfer: m.into ? [] : [r.node.buffer as ArrayBuffer] };
+      // Answered as runs (three small arrays, transferred); the per-call buffers are the thread's, reused.
+      const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, queryScratch, m.units);
+      return { result: r, transfer: [r.runs.starts.buffer, r.runs.lengths.buffer, r.runs.nodes.buffer] as ArrayBuffer[] };
     }
     case 'move': {
-      const r = moveBatch(m.pid, m.addrs, m.target, m.batch);
+      const r = moveBatch(m.pid, m.addrs, m.target, m.batch, moveScratch);
       return { result: r, transfer: [r.reached.buffer as ArrayBuffer] };
     }
   }

@@ -7,10 +7,19 @@ import { Worker } from 'node:worker_threads';
 import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
 import type { Decision, RoundInput } from '../policy/index.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
+import type { UnitRun } from '../migrate/query.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
 import type { ScanResult, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
 import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest, WorkerHeap } from './vm-thread.js';
+
+/**
+ * The VM thread's young generation, MiB. V8's default (16 MiB semi-spaces) is sized for a main
+ * thread; a VM thread allocates little between rounds, and every VM pays for its own isolate
+ * (bench:scale: ~40 MiB of RSS per VM). Smaller, it is scavenged more often, which also frees the
+ * batch-sized buffers a placement query leaves (external memory) sooner.
+ */
+export const WORKER_YOUNG_MB = 4;
 
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void };
 type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -28,7 +37,7 @@ export class VmWorker {
 
   private get(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(new URL('./vm-thread.js', import.meta.url));
+    const w = new Worker(new URL('./vm-thread.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } });
     w.on('message', (r: VmThreadReply) => {
       if (r.heap && this.worker === w) this.heap = r.heap;
       const p = this.pending.get(r.id);
@@ -90,12 +99,11 @@ export class VmWorker {
 
   /**
    * Host node of pages [base, base + totalPages) of the page numbering, given the address runs that
-   * cover them (src/migrate/query.ts queryWindow); written into `into` when it is given on a
-   * SharedArrayBuffer (the thread writes the caller's memory), else answered in a new array.
+   * cover them (src/migrate/query.ts queryWindow), answered as runs of pages on one node; pages
+   * of `units` (huge units the tracker saw) are asked once per unit.
    */
-  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal, into?: Int16Array): Promise<QueryResult> {
-    const shared = into !== undefined && into.buffer instanceof SharedArrayBuffer;
-    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch, ...(shared ? { into } : {}) }, signal);
+  query(pid: number, runs: AddressRun[], base: number, totalPages: number, batch: number, signal?: AbortSignal, units?: UnitRun[]): Promise<QueryResult> {
+    return this.call<QueryResult>({ op: 'query', pid, segments: runs, base, totalPages, batch, ...(units && units.length > 0 ? { units } : {}) }, signal);
   }
 
   move(pid: number, addrs: Float64Array, target: number, batch: number, signal?: AbortSignal): Promise<MoveResult> {

@@ -33,6 +33,38 @@ export interface MoveOptions {
   onBatch?: (done: number, total: number) => void;
   /** Set to 1 for every page that ended on the target node (same length as addrs): vmtier's own record of its moves. */
   reached?: Uint8Array;
+  /** Per-batch buffers to reuse (the VM thread keeps one): without it each call allocates its own, batch-sized. */
+  scratch?: MoveScratch;
+}
+
+/**
+ * A move's per-batch buffers (addresses as 64-bit words, target nodes, recheck addresses and
+ * answers, arrival flags), `batch` entries each: grown once to the batch and reused by every
+ * batch and every call given the same scratch, so moving a million pages allocates no array
+ * sized by them.
+ */
+export class MoveScratch {
+  words = new BigUint64Array(0);
+  nodes = new Int32Array(0);
+  recheck = new Float64Array(0);
+  where = new Int32Array(0);
+  /** Status of a batch the kernel refused whole (ENOMEM): all unset. */
+  unset = new Int32Array(0);
+  onTarget = new Uint8Array(0);
+
+  ensure(n: number): void {
+    if (this.words.length >= n) return;
+    this.words = new BigUint64Array(n);
+    this.nodes = new Int32Array(n);
+    this.recheck = new Float64Array(n);
+    this.where = new Int32Array(n);
+    this.unset = new Int32Array(n);
+    this.onTarget = new Uint8Array(n);
+  }
+
+  get bytes(): number {
+    return this.words.byteLength + this.nodes.byteLength + this.recheck.byteLength + this.where.byteLength + this.unset.byteLength + this.onTarget.byteLength;
+  }
 }
 
 export function classifyStatus(status: number, target: number): MoveClass {
@@ -69,19 +101,21 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
   const maxFailures = opts.maxFailures ?? 64;
   const out = emptyOutcome();
   out.requested = addrs.length;
+  const scratch = opts.scratch ?? new MoveScratch();
+  scratch.ensure(Math.min(batch, addrs.length));
   for (let off = 0; off < addrs.length; off += batch) {
     if (opts.signal?.aborted) break;
     const n = Math.min(batch, addrs.length - off);
     // 64-bit addresses written as two 32-bit halves (x86_64 is little-endian): no BigInt per page.
-    const slice = new BigUint64Array(n);
-    const halves = new Uint32Array(slice.buffer);
+    const slice = scratch.words.subarray(0, n);
+    const halves = new Uint32Array(slice.buffer, slice.byteOffset, 2 * n);
     for (let i = 0; i < n; i++) {
       const a = addrs[off + i]!;
       halves[2 * i] = a % 0x1_0000_0000;
       halves[2 * i + 1] = Math.floor(a / 0x1_0000_0000);
     }
     const addrAt = (i: number) => addrs[off + i]!;
-    const nodes = new Int32Array(n).fill(node);
+    const nodes = scratch.nodes.subarray(0, n).fill(node);
     let status: Int32Array;
     // Pages the kernel reported nothing for (seen on 6.12 in the lab): a positive return (some
     // pages pinned: no status for the batch at all), or ENOMEM for the whole call once the
@@ -91,20 +125,21 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
       status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
     } catch (e) {
       if (!(e instanceof KernelError) || e.errno !== ENOMEM) throw e;
-      status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
+      status = scratch.unset.subarray(0, n).fill(MOVE_STATUS_UNSET);
       unreported = { cls: 'noMemory', key: 'ENOMEM' };
     }
     out.calls++;
     // Those, and EBUSY (also given for the second 4 KiB address of a THP that the first address
     // already moved), are checked with a query: a page on the target node moved.
-    const recheck: number[] = [];
-    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -EBUSY) recheck.push(i);
-    const onTarget = new Uint8Array(n);
-    if (recheck.length > 0) {
-      // One query call for the batch's rechecks (recheck.length <= n <= batch).
-      const where = queryPageNodes(pid, recheck.map(addrAt), batch);
+    const onTarget = scratch.onTarget.subarray(0, n).fill(0);
+    let rechecks = 0;
+    for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -EBUSY) scratch.recheck[rechecks++] = addrAt(i);
+    if (rechecks > 0) {
+      // One query call for the batch's rechecks (rechecks <= n <= batch).
+      const where = queryPageNodes(pid, scratch.recheck.subarray(0, rechecks), batch, scratch.where);
       out.calls++;
-      recheck.forEach((i, k) => { onTarget[i] = where[k] === node ? 1 : 0; });
+      let k = 0;
+      for (let i = 0; i < n; i++) if (status[i] === MOVE_STATUS_UNSET || status[i] === -EBUSY) onTarget[i] = where[k++] === node ? 1 : 0;
     }
     const keyOf = (s: number) => (s === MOVE_STATUS_UNSET ? unreported.key : s >= 0 ? `node:${s}` : errnoName(-s));
     // Raw status → pages, folded into byStatus once per batch: no string per page on the hot path.
@@ -144,13 +179,13 @@ export interface BatchMove {
  * Moves `addrs` to `target`, `batch` pages per move_pages call (each call holds the process's
  * mmap lock: the batch bounds how long), counting outcomes in the mover's MoveCounts.
  */
-export function moveBatch(pid: number, addrs: Float64Array, target: number, batch = DEFAULT_BATCH): BatchMove {
+export function moveBatch(pid: number, addrs: Float64Array, target: number, batch = DEFAULT_BATCH, scratch = new MoveScratch()): BatchMove {
   const counts = emptyMoveCounts();
   let longest = 0;
   const reached = new Uint8Array(addrs.length);
   for (let off = 0; off < addrs.length; off += batch) {
     const t = performance.now();
-    const o = movePagesToNode(pid, addrs.subarray(off, off + batch), target, { maxFailures: 0, reached: reached.subarray(off, off + batch) });
+    const o = movePagesToNode(pid, addrs.subarray(off, off + batch), target, { maxFailures: 0, reached: reached.subarray(off, off + batch), scratch });
     longest = Math.max(longest, performance.now() - t);
     addMoveCounts(counts, { requested: o.requested, byClass: o.byClass });
   }

@@ -6,10 +6,12 @@
  * else — pages the kernel moved (NUMA balancing, demotion in reclaim), pages that became present
  * or were reclaimed — is refreshed by a window that rotates over the VM's pages, so every page is
  * queried again within `refreshRounds` rounds and a round queries about 1/refreshRounds of them.
- * The first round after a (re)layout queries everything.
+ * The first round after a (re)layout queries everything. The nodes are kept as runs of pages
+ * (node-runs.ts): a VM costs per stretch of pages on one node, not per 4 KiB page.
  */
 import { VmtierError } from '../errors.js';
 import { PAGE_SIZE } from '../units.js';
+import { NodeRuns, RunList, type RunListData } from './node-runs.js';
 
 /** A run of page numbers to query: [first, first + count). */
 export interface PageWindow {
@@ -40,17 +42,15 @@ export function windowRuns(segments: ReadonlyArray<{ start: number; firstPage: n
 }
 
 /**
- * Host node per page of `w` (-1: not present or not queryable): either written into `into` (the
- * cache's own pages of `w`, shared with the VM's thread) and answered null, or returned.
+ * Host node of the pages of `w`, as runs (sorted, inside the window; pages in no run are
+ * recorded as -1: not present or not queryable). Runs, not a node per page: the VM's thread
+ * answers with a few small arrays whatever the window's size.
  */
-export type WindowQuery = (w: PageWindow, into: Int16Array) => Promise<Int16Array | null>;
+export type WindowQuery = (w: PageWindow) => Promise<RunListData>;
 
 export class PlacementCache {
-  /**
-   * Host node per page, -1 when not present or unknown. On a SharedArrayBuffer: the VM's thread
-   * writes its answers here directly instead of sending a copy of every window (issue 13).
-   */
-  readonly node: Int16Array;
+  /** Host node per page as runs of consecutive pages on one node (6 bytes per run; node-runs.ts). */
+  readonly node: NodeRuns;
   readonly refreshRounds: number;
   private cursor = 0;
   private full = true;
@@ -60,7 +60,12 @@ export class PlacementCache {
   constructor(readonly totalPages: number, refreshRounds = 8) {
     if (!Number.isInteger(refreshRounds) || refreshRounds < 1) throw new VmtierError('INVALID_INPUT', `refreshRounds must be >= 1, not ${refreshRounds}`);
     this.refreshRounds = refreshRounds;
-    this.node = new Int16Array(new SharedArrayBuffer(totalPages * Int16Array.BYTES_PER_ELEMENT)).fill(-1);
+    this.node = new NodeRuns(totalPages, -1);
+  }
+
+  /** Bytes the cache holds for its pages (the runs' arrays). */
+  get bytes(): number {
+    return this.node.bytes;
   }
 
   /** Pages one rotating refresh queries. */
@@ -83,11 +88,21 @@ export class PlacementCache {
     const ws = this.windows();
     let queried = 0;
     for (const w of ws) {
-      const nodes = await query(w, this.node.subarray(w.first, w.first + w.count));
-      if (nodes) {
-        if (nodes.length !== w.count) throw new VmtierError('INVALID_INPUT', `placement query answered ${nodes.length} pages for ${w.count}`);
-        this.node.set(nodes, w.first);
+      const runs = await query(w);
+      // The window's pages the answer does not cover are not present: the whole window is rewritten.
+      const filled = new RunList(runs.count * 2 + 2);
+      let pos = w.first;
+      const end = w.first + w.count;
+      for (let k = 0; k < runs.count; k++) {
+        const s = runs.starts[k]!;
+        const e = s + runs.lengths[k]!;
+        if (s < pos || e > end) throw new VmtierError('INVALID_INPUT', `placement query answered pages [${s}, ${e}) outside or out of order in window [${w.first}, ${end})`);
+        filled.push(pos, s - pos, -1);
+        filled.push(s, e - s, runs.nodes[k]!);
+        pos = e;
       }
+      filled.push(pos, end - pos, -1);
+      this.node.apply(filled);
       queried += w.count;
     }
     this.lastQueried = queried;
@@ -95,8 +110,14 @@ export class PlacementCache {
     else if (this.totalPages > 0) this.cursor = (this.cursor + Math.min(this.windowPages, this.totalPages)) % this.totalPages;
   }
 
-  /** Records vmtier's own moves: pages[i] reached `target` where reached[i] is 1. */
+  /** Records vmtier's own moves: pages[i] reached `target` where reached[i] is 1 (cost per moved page and per run, not per VM page). */
   recordMoves(pages: ArrayLike<number>, reached: ArrayLike<number>, target: number): void {
-    for (let i = 0; i < pages.length; i++) if (reached[i]) this.node[pages[i]!] = target;
+    let n = 0;
+    for (let i = 0; i < pages.length; i++) if (reached[i]) n++;
+    if (n === 0) return;
+    const arrived = new Int32Array(n);
+    n = 0;
+    for (let i = 0; i < pages.length; i++) if (reached[i]) arrived[n++] = pages[i]!;
+    this.node.apply(RunList.ofPages(arrived, target));
   }
 }

@@ -20,7 +20,9 @@ import { EngineMetrics } from '../../src/daemon/metrics.js';
 import type { HostTopology } from '../../src/host/topology.js';
 import { MigrationBudget } from '../../src/migrate/budget.js';
 import { emptyMoveCounts } from '../../src/migrate/counts.js';
+import { NodeRuns } from '../../src/migrate/node-runs.js';
 import { PlacementCache, windowRuns } from '../../src/migrate/placement-cache.js';
+import { runsOf } from '../helpers/placement.js';
 import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, normalizePolicy, type RoundInput, type TierPolicy } from '../../src/policy/index.js';
 import { Store } from '../../src/store/store.js';
 import type { GuestNodeMap } from '../../src/vm/types.js';
@@ -65,7 +67,7 @@ async function accounted(counts: Uint8Array | null = COUNTS, coldRounds: Uint16A
   const th = roundThresholds(policy, 4);
   const tiers = new Uint8Array(14).fill(0xee);
   const tierOfNode = tierOfNodes(h);
-  const a = await account({ pm, hostNode: HOST_NODE, counts, tierOfNode, ...th, tiers, coldRounds });
+  const a = await account({ pm, hostNode: NodeRuns.fromArray(HOST_NODE), counts, tierOfNode, ...th, tiers, coldRounds });
   return { pm, h, policy, th, tiers, tierOfNode, coldRounds, a };
 }
 
@@ -131,7 +133,7 @@ test('move: arrivals update the accounted tiers, the placement cache and the cel
   const store = Store.open(join(dir, 'move.db'));
   store.recordVmSeen(VM, 'stand-in', 1000);
   const placement = new PlacementCache(pm.totalPages);
-  placement.node.set(HOST_NODE);
+  placement.node.apply(runsOf(HOST_NODE, 0, HOST_NODE.length));
   const calls: Array<{ target: number; addrs: number[] }> = [];
   const r = await move({
     vmId: VM, vmName: 'stand-in', pm, policy: { ...policy, migration: { ...policy.migration, maxMBps: 1000, maxBytesPerRound: null } }, host: h, budget: new MigrationBudget({ dramFreeWatermarkBytes: 0 }),
@@ -153,7 +155,7 @@ test('move: arrivals update the accounted tiers, the placement cache and the cel
   assert.deepEqual(calls.map((c) => [c.target, c.addrs.map((x) => pm.pageOf(x))]), [[1, [3, 4]], [1, [8]], [0, [6]], [0, [10]]]);
   assert.deepEqual(r.skipped, { 'demote: unmovable backing': 1 });
   assert.deepEqual([tiers[3], tiers[4], tiers[8], tiers[6], tiers[10]], [TIER_DRAM, TIER_SLOW, TIER_SLOW, TIER_DRAM, TIER_DRAM]);
-  assert.deepEqual([placement.node[3], placement.node[4], placement.node[6]], [0, 1, 0]);
+  assert.deepEqual([3, 4, 6].map((p) => placement.node.nodeAt(p)), [0, 1, 0]);
   assert.deepEqual([a.cells.cell(0, 1).moved, a.cells.cell(0, 1).failures, a.cells.cell(1, 1).moved, a.cells.cell(0, 0).moved], [1, 1, 1, 1]);
   const rows = store.migrations(VM, 0, 3000).map((m) => [m.guestNode, m.toNode, m.direction, m.pages, m.moved, m.busy]);
   assert.deepEqual(rows.sort(), [[0, 0, 'promote', 1, 1, 0], [0, 1, 'demote', 2, 1, 1], [1, 0, 'promote', 1, 1, 0], [1, 1, 'demote', 1, 1, 0]].sort());

@@ -9,6 +9,7 @@
  */
 import type { HostTopology } from '../../host/topology.js';
 import { TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, type HeatThresholds, type TierPolicy } from '../../policy/index.js';
+import type { NodeRuns } from '../../migrate/node-runs.js';
 import type { PageMap } from '../page-map.js';
 import { WORK_CHUNK, nextTurn } from './turn.js';
 
@@ -59,8 +60,8 @@ export function roundThresholds(policy: TierPolicy, scans: number): HeatThreshol
 
 export interface AccountInput {
   pm: PageMap;
-  /** Host node per page (-1: not present or not queryable). */
-  hostNode: Int16Array;
+  /** Host node per page as runs (-1: not present or not queryable): the placement cache's. */
+  hostNode: Pick<NodeRuns, 'forEach'>;
   /** Scans that saw each page this round; null when no tracker ran (placement is still accounted). */
   counts: Uint8Array | null;
   /** From tierOfNodes(). */
@@ -96,30 +97,39 @@ export async function account(input: AccountInput): Promise<Accounting> {
     const end = s.firstPage + s.pages;
     for (let from = s.firstPage; from < end; from += WORK_CHUNK) {
       const to = Math.min(end, from + WORK_CHUNK);
-      for (let p = from; p < to; p++) {
-        const hn = hostNode[p]!;
+      // Run by run: a stretch on one node (or not present) is one fill, not a lookup per page.
+      hostNode.forEach(from, to, (rs, re, hn) => {
+        const len = re - rs;
         if (hn < 0 || hn >= MAX_NODES) {
-          tiers[p] = TIER_NONE;
-          if (cold) cold[p] = 0;
-          continue;
+          tiers.fill(TIER_NONE, rs, re);
+          if (cold) cold.fill(0, rs, re);
+          return;
         }
         const t = tierOfNode[hn]!;
-        tiers[p] = t;
-        if (t === TIER_DRAM) out.dramPages++;
-        a[hn * 4]!++;
-        if (!counts) continue;
-        const n = counts[p]!;
-        if (n >= hotMin) {
-          a[hn * 4 + 1]!++;
-          if (cold) cold[p] = 0;
-        } else if (n <= coldMax) {
-          a[hn * 4 + 3]!++;
-          if (cold && cold[p]! < 0xffff) cold[p]!++;
-        } else {
-          a[hn * 4 + 2]!++;
-          if (cold) cold[p] = 0;
+        tiers.fill(t, rs, re);
+        if (t === TIER_DRAM) out.dramPages += len;
+        a[hn * 4]! += len;
+        if (!counts) return;
+        let hot = 0;
+        let warm = 0;
+        let coldN = 0;
+        for (let p = rs; p < re; p++) {
+          const n = counts[p]!;
+          if (n >= hotMin) {
+            hot++;
+            if (cold) cold[p] = 0;
+          } else if (n <= coldMax) {
+            coldN++;
+            if (cold && cold[p]! < 0xffff) cold[p]!++;
+          } else {
+            warm++;
+            if (cold) cold[p] = 0;
+          }
         }
-      }
+        a[hn * 4 + 1]! += hot;
+        a[hn * 4 + 2]! += warm;
+        a[hn * 4 + 3]! += coldN;
+      });
       await nextTurn();
     }
   }

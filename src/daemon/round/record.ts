@@ -65,6 +65,8 @@ export function report(
   summary: RoundSummary,
   tracker: string,
   phasesMs: Record<string, number>,
+  /** What the placement cache holds (runs, bytes): its cost per VM, for bench:scale. */
+  placement?: { runs: number; bytes: number },
 ): void {
   out.metrics.round(out.vmId, out.vmName, summary);
   out.log.info(
@@ -87,6 +89,7 @@ export function report(
       skipped: summary.skipped,
       phasesMs,
       longestSyscallMs: summary.longestSyscallMs,
+      ...(placement ? { placementRuns: placement.runs, placementBytes: placement.bytes } : {}),
     },
     'round',
   );

@@ -17,6 +17,7 @@ import { VmtierError } from '../../errors.js';
 import type { HostTopology } from '../../host/topology.js';
 import type { MigrationBudget } from '../../migrate/budget.js';
 import { addMoveCounts, emptyMoveCounts } from '../../migrate/counts.js';
+import type { NodeRuns } from '../../migrate/node-runs.js';
 import type { PlacementCache } from '../../migrate/placement-cache.js';
 import { TieringPolicy, type ScanPlan, type TierPolicy } from '../../policy/index.js';
 import type { Store } from '../../store/store.js';
@@ -129,7 +130,7 @@ export interface RoundVm {
   /** Scans with the loop's tracker into `counts` (the tracker's failures are the loop's to report). */
   scan(policy: TierPolicy, pm: PageMap, counts: Uint8Array, scans: number, intervalMs: number): Promise<RoundScan>;
   /** Host node per page from the placement cache, refreshed for this round. */
-  placement(pm: PageMap): Promise<{ node: Int16Array; unqueryable: number }>;
+  placement(pm: PageMap): Promise<{ node: NodeRuns; unqueryable: number }>;
   placementCache(): PlacementCache | null;
   /** Bumped when an outgoing migration starts; migrating() while it runs. */
   migrationEpoch(): number;
@@ -156,7 +157,8 @@ export interface RoundContext {
   host: HostTopology;
   tierOfNode: Uint8Array;
   scan: RoundScan;
-  hostNode: Int16Array;
+  /** Host node per page, as runs (the placement cache's). */
+  hostNode: NodeRuns;
   unqueryable: number;
   /** Tier of every page: written by account, updated by move, read by advise and record. */
   tiers: Uint8Array;
@@ -322,6 +324,7 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
   addMoveCounts(status.totals.promote, summary.moves.promote);
   addMoveCounts(status.totals.demote, summary.moves.demote);
   status.totals.madvisedColdBytes += summary.madvisedColdBytes;
-  report({ metrics: d.metrics, log: vm.log, vmId: vm.uuid, vmName: vm.name }, summary, vm.trackerLabel(), phases);
+  const pc = vm.placementCache();
+  report({ metrics: d.metrics, log: vm.log, vmId: vm.uuid, vmName: vm.name }, summary, vm.trackerLabel(), phases, pc ? { runs: pc.node.runs, bytes: pc.bytes } : undefined);
 }
 
