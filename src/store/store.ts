@@ -108,6 +108,8 @@ export interface RetentionResult {
   droppedMigrations: number;
   /** Rollup cells dropped (1-minute cells with the raw rows, 5-minute and 1-hour cells for age). */
   droppedRollups: number;
+  /** Policy versions dropped for age (never a VM's newest: its current policy). */
+  droppedPolicies: number;
 }
 
 export const MAX_HISTORY_BUCKETS = 10_000;
@@ -834,8 +836,10 @@ export class Store {
   /**
    * Keeps raw samples and 1-minute rollups for `fullResolutionMs`, folds older raw samples into
    * `coarseStepMs` rows (sample-weighted means kept unrounded so later history means stay
-   * exact, summed counters), and drops rows and 5-minute/1-hour rollups older than `maxAgeMs`.
-   * Works series by series on the (series, t) index. One transaction: a crash leaves either the
+   * exact, summed counters), and drops rows, 5-minute/1-hour rollups and superseded policy
+   * versions older than `maxAgeMs` (each VM's newest policy version stays whatever its age: it is
+   * the policy in force; a client that PUTs policies often would otherwise grow the table without
+   * end, one row per PUT). Works series by series on the (series, t) index. One transaction: a crash leaves either the
    * old or the new rows, never both.
    */
   applyRetention(now: number, r: RetentionPolicy): RetentionResult {
@@ -845,10 +849,13 @@ export class Store {
     const dropBefore = now - r.maxAgeMs;
     const rawBefore = now - r.fullResolutionMs;
     const step = Math.round(r.coarseStepMs);
-    if (this.mode !== 'read-write') return { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 };
+    if (this.mode !== 'read-write') return { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 };
     const result = this._db.transaction((): RetentionResult => {
-      const out: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 };
+      const out: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 };
       out.droppedMigrations = this.stmt('DELETE FROM migration_log WHERE t < ?').run(dropBefore).changes;
+      out.droppedPolicies = this.stmt(
+        `DELETE FROM policies WHERE updated_at < ? AND version < (SELECT MAX(p.version) FROM policies p WHERE p.vm_uuid = policies.vm_uuid)`,
+      ).run(dropBefore).changes;
       const ids = (this.stmt('SELECT id FROM series').all() as Array<{ id: number }>).map((x) => x.id);
       for (const id of ids) {
         out.droppedSamples += this.stmt('DELETE FROM samples WHERE series_id = ? AND t < ?').run(id, dropBefore).changes;

@@ -187,7 +187,46 @@ test('retention: full resolution for 24 h, coarse buckets after, dropped after 3
   assert.deepEqual(s.history(UUID, now - 2 * hour, now, 60_000), recentBefore);
   assert.equal(s.migrations(UUID, 0, now).length, 1);
   // Idempotent: a second pass right away changes nothing.
-  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 });
+  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 });
+});
+
+test('retention drops policy versions older than maxAge but always keeps each VM\'s newest, and the next PUT numbers on', (t) => {
+  const s = Store.open(join(tempDir(t), 'p.db'));
+  t.after(() => s.close());
+  const day = 24 * 3600_000;
+  const now = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const OTHER = '7f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  const QUIET = '8f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  // UUID: five versions 40..36 days old, then two recent ones; OTHER: one version changed twice
+  // long ago (its newest is old, and must stay: it is the policy in force); QUIET: one old version.
+  for (let i = 0; i < 5; i++) s.putPolicy(UUID, parsePolicy({ mode: 'observe', scan: { intervalMs: 500 + i * 100 } }), now - (40 - i) * day);
+  s.putPolicy(UUID, parsePolicy({ mode: 'tier', migration: { maxMBps: 32 } }), now - 2 * day);
+  s.putPolicy(UUID, parsePolicy({ mode: 'tier', migration: { maxMBps: 64 } }), now - day);
+  s.putPolicy(OTHER, DEFAULT_POLICY, now - 60 * day);
+  s.putPolicy(OTHER, parsePolicy({ mode: 'tier' }), now - 50 * day);
+  s.putPolicy(QUIET, parsePolicy({ mode: 'tier' }), now - 90 * day);
+  const r = s.applyRetention(now, DEFAULT_RETENTION);
+  assert.equal(r.droppedPolicies, 6, 'the five old versions of UUID and the superseded one of OTHER');
+  assert.deepEqual(s.policyVersions(UUID).map((p) => [p.version, p.policy.mode]), [[6, 'tier'], [7, 'tier']]);
+  assert.deepEqual(s.policyVersions(OTHER).map((p) => [p.version, p.policy.mode]), [[2, 'tier']]);
+  assert.deepEqual(s.policyVersions(QUIET).map((p) => p.version), [1]);
+  // The current policies are unchanged.
+  assert.equal(s.currentPolicy(UUID)!.policy.migration.maxMBps, 64);
+  assert.equal(s.currentPolicy(OTHER)!.version, 2);
+  assert.equal(s.currentPolicy(QUIET)!.policy.mode, 'tier');
+  // Version numbers go on from the newest kept (never reused after a drop).
+  assert.equal(s.putPolicy(OTHER, DEFAULT_POLICY, now).version, 3);
+  // ... and the version it superseded (50 days old) goes on the next pass.
+  assert.equal(s.applyRetention(now, DEFAULT_RETENTION).droppedPolicies, 1);
+  assert.deepEqual(s.policyVersions(OTHER).map((p) => p.version), [3]);
+  // A short maxAge leaves only the newest of each VM, however many were written meanwhile.
+  for (let i = 0; i < 50; i++) s.putPolicy(UUID, parsePolicy({ mode: 'observe', scan: { intervalMs: 500 + i } }), now + i);
+  const short = { fullResolutionMs: 0, coarseStepMs: 60_000, maxAgeMs: 0 };
+  assert.equal(s.applyRetention(now + 1000, short).droppedPolicies, 2 + 49, 'versions 6 and 7 and all but the newest of the 50');
+  const n = (s.db.prepare('SELECT COUNT(*) AS n FROM policies').get() as { n: number }).n;
+  assert.equal(n, 3, 'one version per VM');
+  assert.equal(s.currentPolicy(UUID)!.version, 57);
+  assert.equal(s.currentPolicy(UUID)!.policy.scan.intervalMs, 549);
 });
 
 test('0002 moves a 0001 database into series, samples and rollups without changing its history', (t) => {
