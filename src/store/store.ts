@@ -110,6 +110,10 @@ export interface RetentionResult {
   droppedRollups: number;
   /** Policy versions dropped for age (never a VM's newest: its current policy). */
   droppedPolicies: number;
+  /** VMs not seen for maxAge dropped with their guest layout (their newest policy stays). */
+  droppedVms: number;
+  /** Series left without any row (their VM's history all dropped for age). */
+  droppedSeries: number;
 }
 
 export const MAX_HISTORY_BUCKETS = 10_000;
@@ -849,9 +853,10 @@ export class Store {
     const dropBefore = now - r.maxAgeMs;
     const rawBefore = now - r.fullResolutionMs;
     const step = Math.round(r.coarseStepMs);
-    if (this.mode !== 'read-write') return { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 };
+    const none: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 };
+    if (this.mode !== 'read-write') return none;
     const result = this._db.transaction((): RetentionResult => {
-      const out: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 };
+      const out: RetentionResult = { ...none };
       out.droppedMigrations = this.stmt('DELETE FROM migration_log WHERE t < ?').run(dropBefore).changes;
       out.droppedPolicies = this.stmt(
         `DELETE FROM policies WHERE updated_at < ? AND version < (SELECT MAX(p.version) FROM policies p WHERE p.vm_uuid = policies.vm_uuid)`,
@@ -874,8 +879,19 @@ export class Store {
         ).run({ step, before: rawBefore, id }).changes;
         out.coarsened += this.stmt('DELETE FROM samples WHERE series_id = ? AND t < ? AND resolution_ms = 0').run(id, rawBefore).changes;
       }
+      // A host whose VMs come and go (CI, short-lived guests) would otherwise keep a row per VM
+      // ever seen, its layout and its series for good.
+      out.droppedVms = this.stmt('DELETE FROM vms WHERE last_seen < ?').run(dropBefore).changes;
+      this.stmt('DELETE FROM guest_nodes WHERE updated_at < ? AND vm_uuid NOT IN (SELECT uuid FROM vms)').run(dropBefore);
+      out.droppedSeries = this.stmt(
+        `DELETE FROM series WHERE (last_t IS NULL OR last_t < @before)
+           AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id)
+           AND NOT EXISTS (SELECT 1 FROM rollups WHERE resolution_ms IN (60000, 300000, 3600000) AND series_id = series.id)`,
+      ).run({ before: dropBefore }).changes;
       return out;
     })();
+    // Ids of dropped series must not be reused for new rows: look them up again.
+    if (result.droppedSeries > 0) this.seriesIds.clear();
     this.minuteFloor = Math.max(this.minuteFloor, Math.floor(rawBefore / 60_000) * 60_000);
     this.historyChanged(null, 0);
     return result;

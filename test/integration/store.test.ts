@@ -187,7 +187,7 @@ test('retention: full resolution for 24 h, coarse buckets after, dropped after 3
   assert.deepEqual(s.history(UUID, now - 2 * hour, now, 60_000), recentBefore);
   assert.equal(s.migrations(UUID, 0, now).length, 1);
   // Idempotent: a second pass right away changes nothing.
-  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0 });
+  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 });
 });
 
 test('retention drops policy versions older than maxAge but always keeps each VM\'s newest, and the next PUT numbers on', (t) => {
@@ -227,6 +227,41 @@ test('retention drops policy versions older than maxAge but always keeps each VM
   assert.equal(n, 3, 'one version per VM');
   assert.equal(s.currentPolicy(UUID)!.version, 57);
   assert.equal(s.currentPolicy(UUID)!.policy.scan.intervalMs, 549);
+});
+
+test('retention drops VMs not seen for maxAge with their layout and emptied series; their newest policy stays; a returning VM records again', (t) => {
+  const s = Store.open(join(tempDir(t), 'v.db'));
+  t.after(() => s.close());
+  const day = 24 * 3600_000;
+  const now = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const GONE = '9f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  const node = { node: 0, cpus: '0', sizeBytes: 1 << 30, backing: { kind: 'memfd' as const, path: null, id: 'm0', migratable: true }, hva: [] };
+  s.recordVmSeen(GONE, 'gone', now - 40 * day);
+  s.replaceGuestNodes(GONE, [node], now - 40 * day);
+  s.insertSamples([sample(now - 40 * day, { vmUuid: GONE, hotBytes: 1 }), sample(now - 40 * day, { vmUuid: GONE, hostNode: 1, hostTier: 'slow' })]);
+  s.putPolicy(GONE, parsePolicy({ mode: 'tier' }), now - 40 * day);
+  s.recordVmSeen(UUID, 'here', now - 60_000);
+  s.replaceGuestNodes(UUID, [node], now - 40 * day); // an old layout of a VM still seen stays
+  s.insertSamples([sample(now - 60_000, { hotBytes: 2 })]);
+  const r = s.applyRetention(now, DEFAULT_RETENTION);
+  assert.equal(r.droppedVms, 1);
+  assert.equal(r.droppedSeries, 2);
+  assert.equal(s.getVm(GONE), null);
+  assert.deepEqual(s.guestNodes(GONE), []);
+  assert.equal(s.guestNodes(UUID).length, 1);
+  assert.deepEqual(s.listVms().map((v) => v.uuid), [UUID]);
+  const count = (sql: string) => (s.db.prepare(sql).get() as { n: number }).n;
+  assert.equal(count(`SELECT COUNT(*) AS n FROM series WHERE vm_uuid = '${GONE}'`), 0);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM series WHERE vm_uuid = '${UUID}'`), 1);
+  assert.equal(s.currentPolicy(GONE)!.policy.mode, 'tier', 'the policy in force is kept');
+  // The VM comes back: its rounds get a new series and read back.
+  s.recordVmSeen(GONE, 'gone', now);
+  s.insertSamples([sample(now + 1000, { vmUuid: GONE, hotBytes: 4096 })]);
+  const h = s.history(GONE, now, now + 60_000, 60_000);
+  assert.equal(h.length, 1);
+  assert.equal(h[0]!.buckets[0]!.hotBytes, 4096);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM samples WHERE series_id NOT IN (SELECT id FROM series)`), 0, 'no row under a dropped series id');
+  assert.deepEqual(s.applyRetention(now + 1000, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 });
 });
 
 test('0002 moves a 0001 database into series, samples and rollups without changing its history', (t) => {
