@@ -115,6 +115,8 @@ test('history: the cached answer equals the store\'s answer for the whole range,
     assert.equal(await get(app, A, now - 3 * HOUR, now, 300_000, 'auto'), expected(store, A, now - 3 * HOUR, now, 300_000, 'auto'));
   }
   // Retention folds raw rows older than 2 h and drops their 1-minute cells: every cached answer goes.
+  // (The VM is still seen: retention drops VMs not seen for maxAge.)
+  store.recordVmSeen(A, 'vm-a', NOW);
   store.applyRetention(NOW, { fullResolutionMs: 2 * HOUR, coarseStepMs: 60_000, maxAgeMs: 6 * HOUR });
   await check(40);
 });
