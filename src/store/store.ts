@@ -190,6 +190,9 @@ export function withoutNulls<T>(v: T): T {
   return v;
 }
 
+/** The WAL file's size after a checkpoint has reset it (bytes): twice what the default autocheckpoint (1000 pages) lets it reach. */
+export const WAL_SIZE_LIMIT_BYTES = 8 << 20;
+
 /** Opens and migrates a database file read-write (strict: throws on any problem). */
 function openReadWrite(path: string, migrations: ReturnType<typeof loadMigrations>): { db: Database; version: number } {
   let db: Database | undefined;
@@ -205,6 +208,11 @@ function openReadWrite(path: string, migrations: ReturnType<typeof loadMigration
     // NORMAL in WAL mode: a committed transaction survives a crash of the process (not of the
     // host's power), which is what a killed daemon needs.
     db.pragma('synchronous = NORMAL');
+    // A checkpoint resets the WAL but never shrinks the file: without a limit it keeps the size of
+    // the largest run of commits between two checkpoints for good (an hour's retention folding
+    // hundreds of thousands of raw rows is one such run). SQLite truncates it to this size when it
+    // resets it.
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     const version = migrate(db, migrations);
     return { db, version };
   } catch (e) {

@@ -1,11 +1,11 @@
 // The store on real SQLite files in temporary directories.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Store, type HotnessSample } from '../../src/store/store.js';
+import { Store, WAL_SIZE_LIMIT_BYTES, type HotnessSample } from '../../src/store/store.js';
 import { MIGRATIONS_DIR } from '../../src/store/migrations.js';
 import { DEFAULT_POLICY, parsePolicy } from '../../src/policy/schema.js';
 import { DEFAULT_RETENTION } from '../../src/config.js';
@@ -262,6 +262,24 @@ test('retention drops VMs not seen for maxAge with their layout and emptied seri
   assert.equal(h[0]!.buckets[0]!.hotBytes, 4096);
   assert.equal(count(`SELECT COUNT(*) AS n FROM samples WHERE series_id NOT IN (SELECT id FROM series)`), 0, 'no row under a dropped series id');
   assert.deepEqual(s.applyRetention(now + 1000, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 });
+});
+
+test('the WAL file shrinks back to the limit after a large transaction has been checkpointed', (t) => {
+  const path = join(tempDir(t), 'w.db');
+  const s = Store.open(path);
+  t.after(() => s.close());
+  const walSize = () => statSync(`${path}-wal`).size;
+  // One transaction of 600,000 rows (raw rows, rollups, index): far more than the limit.
+  const big: HotnessSample[] = [];
+  for (let i = 0; i < 150_000; i++) {
+    for (const [g, h] of [[0, 0], [0, 1], [1, 0], [1, 1]] as const) big.push(sample(1_000_000 + i * 1000, { guestNode: g, hostNode: h, hotBytes: i }));
+  }
+  // Its commit writes ~25 MB of frames to the WAL (what the file keeps without the limit).
+  s.insertSamples(big);
+  // The checkpoint its commit triggered (or this one) lets the next writer restart the WAL from the start, truncated.
+  s.db.pragma('wal_checkpoint(PASSIVE)');
+  s.insertSamples([sample(2e12)]);
+  assert.ok(walSize() <= WAL_SIZE_LIMIT_BYTES, `WAL ${walSize()} bytes after the checkpoint, limit ${WAL_SIZE_LIMIT_BYTES}`);
 });
 
 test('0002 moves a 0001 database into series, samples and rollups without changing its history', (t) => {
