@@ -11,7 +11,17 @@
  * alone, and the maximum of the middle and of the last third: a bounded quantity has a last-third
  * maximum no higher than the middle third's. Not part of `npm test`.
  *
- *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2]
+ *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2 --default-retention]
+ *
+ * The store runs with a short retention by default (raw rows and minute cells 4 min, coarse
+ * rows 2 min wide, everything dropped after 8 min, applied every 30 s; SOAK_RETENTION below),
+ * so that within the run it reaches its steady state (rows dropped as fast as they are written,
+ * the freed pages reused) and a growing SQLite file means a table that retention does not bound.
+ * `--default-retention` runs it with the production settings instead (24 h / 30 days, hourly),
+ * under which the file grows for a day by design. Besides the file (and WAL) size it samples the
+ * pages in use (page_count - freelist_count) and the number of policy versions, and ends with a
+ * verdict per series: slope per hour over the last two thirds and `plateau` when the last third's
+ * maximum is at most the middle third's plus the threshold printed beside it.
  *
  * `--env K=V` (repeatable) is put into `vmtier serve`'s environment only. VMTIER_SOAK_CSV=file
  * writes every sample; `--table file --minutes N` prints the summary table again from it.
@@ -27,6 +37,20 @@ import { destroyDomains, startDomain, type TestDomain } from '../test/helpers/do
 const PREFIX = 'vmtier-test-soak-';
 const TOKEN = 'bench-soak-token-0123456789abcdef';
 const repoRoot = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+
+const USAGE = `bench:soak [-- options]
+  --minutes N           run length (default 30)
+  --domains N           TCG domains managed by vmtier serve (default 8)
+  --env K=V             put K=V into vmtier serve's environment (repeatable)
+  --default-retention   the production retention (24 h raw, 30 days, hourly) instead of the soak's short one
+  --table file.csv      print the summary again from a run's VMTIER_SOAK_CSV samples (with --minutes)
+  --help                this text`;
+
+/**
+ * The soak's retention (vmtier.yaml `retention:`): short enough that the store reaches its steady
+ * state within the first third of a 30-minute run.
+ */
+const SOAK_RETENTION = { fullResolutionHours: 4 / 60, coarseStepSeconds: 120, maxAgeDays: 8 / 1440, intervalSeconds: 30 };
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -102,8 +126,10 @@ function slopePerHour(points: Array<[number, number]>): number {
 type Sample = {
   t: number; rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number;
   wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
+  /** The main database file alone, the WAL, the bytes of pages in use (page_count - freelist_count) and policy versions. */
+  dbFile: number; wal: number; pagesUsed: number; policies: number;
 };
-const CSV_COLUMNS: Array<keyof Sample> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1'];
+const CSV_COLUMNS: Array<keyof Sample> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1', 'dbFile', 'wal', 'pagesUsed', 'policies'];
 
 /**
  * The summary table. Windows by thirds of the run: the first third is warm-up; slopes are fitted
@@ -158,12 +184,56 @@ function table(samples: Sample[], minutes: number): void {
   fmt('max worker used', 'MiB', 2 ** 20, (s) => s.wMaxUsed);
   fmt('open fds', 'fds', 1, (s) => s.fds);
   fmt('SQLite + WAL', 'MiB', 2 ** 20, (s) => s.db);
+  fmt('  SQLite file', 'MiB', 2 ** 20, (s) => s.dbFile);
+  fmt('  WAL', 'MiB', 2 ** 20, (s) => s.wal);
+  fmt('  pages in use', 'MiB', 2 ** 20, (s) => s.pagesUsed);
+  fmt('policy versions', 'rows', 1, (s) => s.policies);
+  verdicts(samples, minutes);
+}
+
+/**
+ * The verdict per series the issue asks for: the slope per hour over the last two thirds and
+ * `plateau` when the last third's maximum is at most the middle third's plus a threshold (relative
+ * to the middle third's maximum, plus an absolute slack for small integer counts), else `higher`.
+ */
+const VERDICT_SERIES: Array<{ name: string; unit: string; scale: number; rel: number; abs: number; pick: (s: Sample) => number }> = [
+  { name: 'RSS', unit: 'MiB', scale: 2 ** 20, rel: 0.02, abs: 0, pick: (s) => s.rss },
+  { name: 'open fds', unit: 'fds', scale: 1, rel: 0, abs: 2, pick: (s) => s.fds },
+  { name: 'SQLite file', unit: 'MiB', scale: 2 ** 20, rel: 0.02, abs: 0, pick: (s) => s.dbFile },
+  { name: 'SQLite + WAL', unit: 'MiB', scale: 2 ** 20, rel: 0.02, abs: 0, pick: (s) => s.db },
+  { name: 'pages in use', unit: 'MiB', scale: 2 ** 20, rel: 0.02, abs: 0, pick: (s) => s.pagesUsed },
+  { name: 'policy versions', unit: 'rows', scale: 1, rel: 0.1, abs: 8, pick: (s) => s.policies },
+];
+
+function verdicts(samples: Sample[], minutes: number): void {
+  const third = (minutes * 60_000) / 3;
+  const steady = samples.filter((s) => s.t >= third);
+  const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
+  const last = samples.filter((s) => s.t >= 2 * third);
+  const max = (xs: Sample[], pick: (s: Sample) => number) => Math.max(...xs.map(pick).filter((v) => Number.isFinite(v)));
+  console.log(`verdicts (slope over the last two thirds; plateau = max of the last third <= max of the middle third x (1 + rel) + abs):`);
+  for (const v of VERDICT_SERIES) {
+    const slope = slopePerHour(steady.map((s) => [s.t, v.pick(s)] as [number, number]).filter((p) => Number.isFinite(p[1])));
+    const m2 = max(mid, v.pick);
+    const m3 = max(last, v.pick);
+    if (!Number.isFinite(m2) || !Number.isFinite(m3)) {
+      console.log(`  ${v.name.padEnd(16)} not sampled`);
+      continue;
+    }
+    const limit = m2 * (1 + v.rel) + v.abs;
+    const f = (x: number) => (x / v.scale).toFixed(2);
+    console.log(
+      `  ${v.name.padEnd(16)} slope ${f(slope).padStart(9)} ${v.unit}/h   max mid ${f(m2).padStart(9)}  max last ${f(m3).padStart(9)}  threshold ${f(limit).padStart(9)} ` +
+        `(+${(v.rel * 100).toFixed(0)}% +${v.abs})  ${m3 <= limit ? 'plateau' : 'higher'}`,
+    );
+  }
 }
 
 async function main(): Promise<void> {
   const minutes = arg('minutes', 30);
   const nDomains = arg('domains', 8);
   const childEnv = envArgs();
+  const defaultRetention = process.argv.includes('--default-retention');
   const load0 = loadavg();
   const started = new Date();
   const dir = mkdtempSync(join(tmpdir(), 'vmtier-soak-'));
@@ -177,7 +247,10 @@ async function main(): Promise<void> {
       process.stderr.write(`\rstarted ${i + 1}/${nDomains} domains`);
     }
     process.stderr.write('\n');
-    served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--db', db, '--listen', '127.0.0.1:0', '--tracker', 'kmod', '--manage', `^${PREFIX}`], {
+    const config = join(dir, 'vmtier.yaml');
+    const r = SOAK_RETENTION;
+    writeFileSync(config, defaultRetention ? '{}\n' : `retention:\n  fullResolutionHours: ${r.fullResolutionHours}\n  coarseStepSeconds: ${r.coarseStepSeconds}\n  maxAgeDays: ${r.maxAgeDays}\n  intervalSeconds: ${r.intervalSeconds}\n`);
+    served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--config', config, '--db', db, '--listen', '127.0.0.1:0', '--tracker', 'kmod', '--manage', `^${PREFIX}`], {
       env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info', ...childEnv },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -237,8 +310,11 @@ async function main(): Promise<void> {
       const file = kib('RssFile') + kib('RssShmem');
       const h = await heap();
       const fds = readdirSync(`/proc/${pid}/fd`).length;
-      const size = statSync(db).size + (existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0);
-      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]! });
+      const dbFile = statSync(db).size;
+      const wal = existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0;
+      const size = dbFile + wal;
+      const pages = dbPages(db);
+      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]!, dbFile, wal, ...pages });
       process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, workers' heaps ${(h.wUsed / 2 ** 20).toFixed(1)} MiB (${h.workers}), ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(0, end - Date.now()))));
     }
@@ -246,7 +322,9 @@ async function main(): Promise<void> {
     client.send('stop');
     const counts = await new Promise<Record<string, number>>((resolve) => client.once('message', (m) => resolve(m as Record<string, number>)));
     const loads = samples.map((s) => s.load1);
-    console.log(`bench:soak on this host, ${started.toISOString()}: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients` +
+    const ret = defaultRetention ? 'default retention (24 h raw, 5-min rows, 30 days, hourly)' :
+      `soak retention (raw ${SOAK_RETENTION.fullResolutionHours * 60} min, ${SOAK_RETENTION.coarseStepSeconds} s rows, dropped after ${SOAK_RETENTION.maxAgeDays * 1440} min, every ${SOAK_RETENTION.intervalSeconds} s)`;
+    console.log(`bench:soak on this host, ${started.toISOString()}: ${minutes} min, ${nDomains} TCG domains (engine observing, placement rounds), 4 API clients, ${ret}` +
       `${Object.keys(childEnv).length ? `, serve env ${JSON.stringify(childEnv)}` : ''}; ${rounds} rounds (${roundFailures} failed), API answers ${JSON.stringify(counts)}; ` +
       `load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (at start ${load0.map((x) => x.toFixed(2)).join(' ')})`);
     table(samples, minutes);
@@ -265,12 +343,16 @@ async function main(): Promise<void> {
       const vms = n('SELECT COUNT(DISTINCT vm_uuid) AS n FROM heat_frames');
       const rollups = n('SELECT COUNT(*) AS n FROM rollups');
       const heat = n('SELECT COUNT(*) AS n FROM heat_frames');
+      const policies = n('SELECT COUNT(*) AS n FROM policies');
+      const migrationsN = n('SELECT COUNT(*) AS n FROM migration_log');
+      const vmsN = n('SELECT COUNT(*) AS n FROM vms');
+      const guestN = n('SELECT COUNT(*) AS n FROM guest_nodes');
       const total = n('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()');
       const hours = samples[samples.length - 1]!.t / 3600_000;
       const perRaw = bytesOf('samples') / Math.max(1, raw);
       const perRollup = bytesOf('rollups') / Math.max(1, rollups);
       const perHeat = bytesOf('heat_frames') / Math.max(1, heat);
-      d.close();
+      const d2 = d;
       const mib = (b: number) => (b / 2 ** 20).toFixed(1);
       const rawBound = (raw / hours) * 24 * perRaw;
       const coarseBound = series * 288 * 30 * perRaw;
@@ -278,7 +360,10 @@ async function main(): Promise<void> {
       const heatBound = vms * (60 * 24 + 288 * 30) * perHeat;
       console.log(`SQLite at the end: ${total} bytes of pages (${mib(total)} MiB; the WAL not yet checkpointed counts in); ${raw} raw sample rows (${(raw / hours).toFixed(0)}/h, ` +
         `${perRaw.toFixed(0)} B each with index), ${series} series, ${rollups} rollup cells (${perRollup.toFixed(0)} B), ${heat} heat frames of ${vms} VMs (${perHeat.toFixed(0)} B)`);
-      console.log(`computed bound at default retention (24 h raw, 5-min rows to 30 days) and this run's rates: raw ${mib(rawBound)} + coarse ${mib(coarseBound)} + rollups ${mib(rollupBound)} + heat ${mib(heatBound)} = ${mib(rawBound + coarseBound + rollupBound + heatBound)} MiB`);
+      if (defaultRetention) console.log(`computed bound at default retention (24 h raw, 5-min rows to 30 days) and this run's rates: raw ${mib(rawBound)} + coarse ${mib(coarseBound)} + rollups ${mib(rollupBound)} + heat ${mib(heatBound)} = ${mib(rawBound + coarseBound + rollupBound + heatBound)} MiB`);
+      const byRes = (table: string) => (d2.prepare(`SELECT resolution_ms AS r, COUNT(*) AS n FROM ${table} GROUP BY resolution_ms`).all() as Array<{ r: number; n: number }>).map((x) => `${x.r / 1000} s: ${x.n}`).join(', ');
+      console.log(`rows at the end by resolution: samples {${byRes('samples')}}, rollups {${byRes('rollups')}}, heat_frames {${byRes('heat_frames')}}; policies ${policies}, migration_log ${migrationsN}, series ${series}, vms ${vmsN}, guest_nodes ${guestN}`);
+      d2.close();
     } catch (e) {
       console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
     }
@@ -288,6 +373,22 @@ async function main(): Promise<void> {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The store's pages in use and policy versions, read by a read-only connection of our own (WAL: it sees the last commit). */
+function dbPages(path: string): { pagesUsed: number; policies: number } {
+  try {
+    const d = new BetterSqlite3(path, { readonly: true, fileMustExist: true });
+    try {
+      const one = (sql: string) => Number(Object.values(d.prepare(sql).get() as object)[0]);
+      const pagesUsed = (one('PRAGMA page_count') - one('PRAGMA freelist_count')) * one('PRAGMA page_size');
+      return { pagesUsed, policies: one('SELECT COUNT(*) FROM policies') };
+    } finally {
+      d.close();
+    }
+  } catch {
+    return { pagesUsed: NaN, policies: NaN };
   }
 }
 
@@ -306,7 +407,9 @@ function tableFromCsv(file: string, minutes: number): void {
   table(samples, minutes);
 }
 
-if (process.argv.includes('--table')) {
+if (process.argv.includes('--help')) {
+  console.log(USAGE);
+} else if (process.argv.includes('--table')) {
   tableFromCsv(process.argv[process.argv.indexOf('--table') + 1]!, arg('minutes', 30));
 } else if (process.argv.includes('--clients')) {
   process.once('message', (job) => void clients(job as ClientJob));

@@ -20,14 +20,17 @@ export interface RetentionConfig {
   fullResolutionMs: number;
   /** Bucket width that older samples are averaged into. */
   coarseStepMs: number;
-  /** Samples and migration log entries older than this are dropped. */
+  /** Samples, migration log entries and superseded policy versions older than this are dropped. */
   maxAgeMs: number;
+  /** How often `vmtier serve` applies retention (also once at start). */
+  intervalMs: number;
 }
 
 export const DEFAULT_RETENTION: RetentionConfig = Object.freeze({
   fullResolutionMs: 24 * 3600_000,
   coarseStepMs: 5 * 60_000,
   maxAgeMs: 30 * 24 * 3600_000,
+  intervalMs: 3600_000,
 });
 
 export interface VmtierConfig {
@@ -55,6 +58,7 @@ export const ConfigFileSchema = Type.Object(
           fullResolutionHours: Type.Optional(Type.Number({ minimum: 0 })),
           coarseStepSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
           maxAgeDays: Type.Optional(Type.Number({ minimum: 0 })),
+          intervalSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
         },
         { additionalProperties: false },
       ),
@@ -118,6 +122,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     fullResolutionMs: r.fullResolutionHours !== undefined ? r.fullResolutionHours * 3600_000 : DEFAULT_RETENTION.fullResolutionMs,
     coarseStepMs: r.coarseStepSeconds !== undefined ? r.coarseStepSeconds * 1000 : DEFAULT_RETENTION.coarseStepMs,
     maxAgeMs: r.maxAgeDays !== undefined ? r.maxAgeDays * 24 * 3600_000 : DEFAULT_RETENTION.maxAgeMs,
+    intervalMs: r.intervalSeconds !== undefined ? r.intervalSeconds * 1000 : DEFAULT_RETENTION.intervalMs,
   };
   if (retention.maxAgeMs < retention.fullResolutionMs) {
     throw new VmtierError('CONFIG_ERROR', 'retention.maxAgeDays must not be shorter than retention.fullResolutionHours');

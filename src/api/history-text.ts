@@ -90,6 +90,8 @@ export interface HistoryTextCacheStats {
 interface WholeEntry {
   kind: 'whole';
   key: string;
+  /** `${uuid}|${stepMs}|${source}`: what the per-window bound counts by. */
+  group: string;
   uuid: string;
   /** End of the cached range: a write of this VM earlier than this invalidates the entry. */
   end: number;
@@ -106,6 +108,7 @@ interface WholeEntry {
 interface HeadEntry {
   kind: 'head';
   uuid: string;
+  group: string;
   times: number[];
   texts: Map<string, SeriesText[]>;
   bytes: number;
@@ -115,6 +118,8 @@ interface HeadEntry {
 interface EndEntry {
   kind: 'tail' | 'newest';
   uuid: string;
+  /** Null for the VM's newest row time (one per VM). */
+  group: string | null;
   series: SeriesText[];
   newestT: number;
   bytes: number;
@@ -125,15 +130,31 @@ type Entry = WholeEntry | HeadEntry | EndEntry;
 /** Head texts kept per head bucket: a poller's `from` moves through a bucket one row time after another. */
 const HEAD_TEXTS_KEPT = 8;
 
+/**
+ * Whole-bucket windows kept per (VM, step, source). A poller of the last hour or day moves its
+ * window on by a step every step: the window it left is never asked again, and the VM's new rows
+ * lie after its end, so no write drops it. Without this bound such entries stayed until the byte
+ * cap evicted them (hours of polling: the soak's heap snapshot found them); a few windows cover
+ * pollers of different spans at one step.
+ */
+export const WHOLE_WINDOWS_KEPT = 4;
+/** Head and tail entries kept per (VM, step, source), for the same reason (a tail's key moves on every minute). */
+export const END_ENTRIES_KEPT = 4;
+
 const seriesBytes = (series: SeriesText[]) => series.reduce((n, s) => n + s.buckets.length + 64, 64);
 const assembledBytes = (e: WholeEntry) => (e.assembled ? e.assembled.body.length + (e.assembled.gz?.deflated.length ?? 0) : 0);
 
 /**
- * Whole-bucket texts per (VM, A, B, step, source), ragged ends and built series texts, least
- * recently used dropped beyond `maxBytes` (everything kept counts).
+ * Whole-bucket texts per (VM, A, B, step, source), ragged ends and built series texts: at most
+ * WHOLE_WINDOWS_KEPT windows and END_ENTRIES_KEPT heads and tails per (VM, step, source), the least
+ * recently used of the group dropped first, and the least recently used of all dropped beyond
+ * `maxBytes` (everything kept counts).
  */
 export class HistoryTextCache {
   private readonly entries = new Map<string, Entry>();
+  /** Per group, the keys of its whole entries and of its head/tail entries, least recently used first. */
+  private readonly wholeKeys = new Map<string, Set<string>>();
+  private readonly endKeys = new Map<string, Set<string>>();
   private bytes = 0;
   private hits = 0;
   private misses = 0;
@@ -152,6 +173,31 @@ export class HistoryTextCache {
     return { hits: this.hits, misses: this.misses, endHits: this.endHits, endMisses: this.endMisses, entries: this.entries.size, bytes: this.bytes };
   }
 
+  /** How many whole windows and head/tail entries are kept per (VM, step, source) group now. */
+  groupCounts(): Array<{ group: string; whole: number; ends: number }> {
+    const groups = new Set([...this.wholeKeys.keys(), ...this.endKeys.keys()]);
+    return [...groups].map((group) => ({ group, whole: this.wholeKeys.get(group)?.size ?? 0, ends: this.endKeys.get(group)?.size ?? 0 }));
+  }
+
+  private groupSet(e: Entry): Set<string> | null {
+    if (e.group === null) return null;
+    const m = e.kind === 'whole' ? this.wholeKeys : this.endKeys;
+    let set = m.get(e.group);
+    if (!set) m.set(e.group, (set = new Set()));
+    return set;
+  }
+
+  /** Forgets a kept entry (and its place in its group). */
+  private drop(key: string, e: Entry): void {
+    this.entries.delete(key);
+    this.bytes -= e.bytes;
+    if (e.group === null) return;
+    const m = e.kind === 'whole' ? this.wholeKeys : this.endKeys;
+    const set = m.get(e.group);
+    set?.delete(key);
+    if (set && set.size === 0) m.delete(e.group);
+  }
+
   private subscribe(): void {
     if (!this.subscribed) {
       this.store.onHistoryWrite((id, earliestT) => this.invalidate(id, earliestT));
@@ -162,9 +208,14 @@ export class HistoryTextCache {
   private get(key: string): Entry | undefined {
     const e = this.entries.get(key);
     if (e) {
-      // Map order is the eviction order: a use moves the entry to the back.
+      // Map order is the eviction order: a use moves the entry to the back (of its group too).
       this.entries.delete(key);
       this.entries.set(key, e);
+      const set = this.groupSet(e);
+      if (set) {
+        set.delete(key);
+        set.add(key);
+      }
     }
     return e;
   }
@@ -172,12 +223,18 @@ export class HistoryTextCache {
   private put(key: string, e: Entry): void {
     if (e.bytes > this.maxBytes / 4) return;
     const old = this.entries.get(key);
-    if (old) {
-      this.entries.delete(key);
-      this.bytes -= old.bytes;
-    }
+    if (old) this.drop(key, old);
     this.entries.set(key, e);
     this.bytes += e.bytes;
+    const set = this.groupSet(e);
+    if (set) {
+      set.add(key);
+      const limit = e.kind === 'whole' ? WHOLE_WINDOWS_KEPT : END_ENTRIES_KEPT;
+      for (const k of set) {
+        if (set.size <= limit) break;
+        this.drop(k, this.entries.get(k)!);
+      }
+    }
     this.evict();
   }
 
@@ -191,8 +248,7 @@ export class HistoryTextCache {
   private evict(): void {
     for (const [k, e] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(k);
-      this.bytes -= e.bytes;
+      this.drop(k, e);
     }
   }
 
@@ -207,7 +263,7 @@ export class HistoryTextCache {
     }
     this.misses++;
     const series = seriesText(this.store.history(uuid, a, b, stepMs, source));
-    const e: WholeEntry = { kind: 'whole', key, uuid, end: b, series, assembled: null, bytes: seriesBytes(series) };
+    const e: WholeEntry = { kind: 'whole', key, group: `${uuid}|${stepMs}|${source}`, uuid, end: b, series, assembled: null, bytes: seriesBytes(series) };
     this.put(key, e);
     return e;
   }
@@ -219,7 +275,7 @@ export class HistoryTextCache {
     let e = this.get(bucketKey) as HeadEntry | undefined;
     if (!e) {
       const times = this.store.sampleTimes(uuid, a - stepMs, a);
-      e = { kind: 'head', uuid, times, texts: new Map(), bytes: 64 + times.length * 8 };
+      e = { kind: 'head', uuid, group: `${uuid}|${stepMs}|${source}`, times, texts: new Map(), bytes: 64 + times.length * 8 };
       this.put(bucketKey, e);
     }
     // The first row time at or after `from` (binary search; a.length when none).
@@ -257,7 +313,7 @@ export class HistoryTextCache {
     const newestKey = `n|${uuid}`;
     let newest = this.get(newestKey) as EndEntry | undefined;
     if (!newest) {
-      newest = { kind: 'newest', uuid, series: [], newestT: this.store.newestSampleT(uuid) ?? -Infinity, bytes: 64 };
+      newest = { kind: 'newest', uuid, group: null, series: [], newestT: this.store.newestSampleT(uuid) ?? -Infinity, bytes: 64 };
       this.put(newestKey, newest);
     }
     if (to <= newest.newestT) {
@@ -273,7 +329,7 @@ export class HistoryTextCache {
     }
     this.endMisses++;
     const series = seriesText(this.store.history(uuid, b, to, stepMs, source));
-    this.put(key, { kind: 'tail', uuid, series, newestT: newest.newestT, bytes: seriesBytes(series) });
+    this.put(key, { kind: 'tail', uuid, group: `${uuid}|${stepMs}|${source}`, series, newestT: newest.newestT, bytes: seriesBytes(series) });
     return { key: String(minute), series };
   }
 
@@ -298,14 +354,15 @@ export class HistoryTextCache {
   private invalidate(uuid: string | null, earliestT: number): void {
     if (uuid === null) {
       this.entries.clear();
+      this.wholeKeys.clear();
+      this.endKeys.clear();
       this.bytes = 0;
       return;
     }
     for (const [k, e] of this.entries) {
       if (e.uuid !== uuid) continue;
       if (e.kind !== 'whole' || earliestT < e.end) {
-        this.entries.delete(k);
-        this.bytes -= e.bytes;
+        this.drop(k, e);
       } else if (e.assembled) {
         // Built with the VM's old ends.
         const n = assembledBytes(e);

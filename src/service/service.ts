@@ -1,6 +1,6 @@
 /**
  * The composition root behind `vmtier serve`: SQLite store, libvirt inventory, sightings
- * recorder, hourly retention, the HTTP API and the tiering engine, started and stopped as one.
+ * recorder, periodic retention (retention.intervalSeconds, hourly by default), the HTTP API and the tiering engine, started and stopped as one.
  */
 import type { Logger } from 'pino';
 import { isLoopback, type VmtierConfig } from '../config.js';
@@ -15,8 +15,6 @@ import type { VmInventory } from '../vm/inventory.js';
 import { createLibvirtInventory } from '../vm/libvirt-inventory.js';
 import type { AnyFastify } from '../api/context.js';
 import { buildApi } from '../api/server.js';
-
-const RETENTION_PERIOD_MS = 3600_000;
 
 export interface Service {
   app: AnyFastify;
@@ -43,13 +41,14 @@ export async function startService(cfg: VmtierConfig, logger: Logger, engineCfg:
   const retain = () => {
     try {
       const r = store.applyRetention(Date.now(), cfg.retention);
-      logger.debug({ retention: r, heat: heatHistoryOf(store).applyRetention(Date.now(), cfg.retention) }, 'retention applied');
+      const heat = store.health().mode === 'read-write' ? heatHistoryOf(store).applyRetention(Date.now(), cfg.retention) : null;
+      logger.debug({ retention: r, heat }, 'retention applied');
     } catch (err) {
       logger.error({ err }, 'retention failed');
     }
   };
   retain();
-  const retentionTimer = setInterval(retain, RETENTION_PERIOD_MS);
+  const retentionTimer = setInterval(retain, cfg.retention.intervalMs);
   retentionTimer.unref();
 
   let app: AnyFastify;

@@ -108,6 +108,12 @@ export interface RetentionResult {
   droppedMigrations: number;
   /** Rollup cells dropped (1-minute cells with the raw rows, 5-minute and 1-hour cells for age). */
   droppedRollups: number;
+  /** Policy versions dropped for age (never a VM's newest: its current policy). */
+  droppedPolicies: number;
+  /** VMs not seen for maxAge dropped with their guest layout (their newest policy stays). */
+  droppedVms: number;
+  /** Series left without any row (their VM's history all dropped for age). */
+  droppedSeries: number;
 }
 
 export const MAX_HISTORY_BUCKETS = 10_000;
@@ -184,6 +190,9 @@ export function withoutNulls<T>(v: T): T {
   return v;
 }
 
+/** The WAL file's size after a checkpoint has reset it (bytes): twice what the default autocheckpoint (1000 pages) lets it reach. */
+export const WAL_SIZE_LIMIT_BYTES = 8 << 20;
+
 /** Opens and migrates a database file read-write (strict: throws on any problem). */
 function openReadWrite(path: string, migrations: ReturnType<typeof loadMigrations>): { db: Database; version: number } {
   let db: Database | undefined;
@@ -199,6 +208,11 @@ function openReadWrite(path: string, migrations: ReturnType<typeof loadMigration
     // NORMAL in WAL mode: a committed transaction survives a crash of the process (not of the
     // host's power), which is what a killed daemon needs.
     db.pragma('synchronous = NORMAL');
+    // A checkpoint resets the WAL but never shrinks the file: without a limit it keeps the size of
+    // the largest run of commits between two checkpoints for good (an hour's retention folding
+    // hundreds of thousands of raw rows is one such run). SQLite truncates it to this size when it
+    // resets it.
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     const version = migrate(db, migrations);
     return { db, version };
   } catch (e) {
@@ -834,8 +848,10 @@ export class Store {
   /**
    * Keeps raw samples and 1-minute rollups for `fullResolutionMs`, folds older raw samples into
    * `coarseStepMs` rows (sample-weighted means kept unrounded so later history means stay
-   * exact, summed counters), and drops rows and 5-minute/1-hour rollups older than `maxAgeMs`.
-   * Works series by series on the (series, t) index. One transaction: a crash leaves either the
+   * exact, summed counters), and drops rows, 5-minute/1-hour rollups and superseded policy
+   * versions older than `maxAgeMs` (each VM's newest policy version stays whatever its age: it is
+   * the policy in force; a client that PUTs policies often would otherwise grow the table without
+   * end, one row per PUT). Works series by series on the (series, t) index. One transaction: a crash leaves either the
    * old or the new rows, never both.
    */
   applyRetention(now: number, r: RetentionPolicy): RetentionResult {
@@ -845,10 +861,14 @@ export class Store {
     const dropBefore = now - r.maxAgeMs;
     const rawBefore = now - r.fullResolutionMs;
     const step = Math.round(r.coarseStepMs);
-    if (this.mode !== 'read-write') return { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 };
+    const none: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 };
+    if (this.mode !== 'read-write') return none;
     const result = this._db.transaction((): RetentionResult => {
-      const out: RetentionResult = { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 };
+      const out: RetentionResult = { ...none };
       out.droppedMigrations = this.stmt('DELETE FROM migration_log WHERE t < ?').run(dropBefore).changes;
+      out.droppedPolicies = this.stmt(
+        `DELETE FROM policies WHERE updated_at < ? AND version < (SELECT MAX(p.version) FROM policies p WHERE p.vm_uuid = policies.vm_uuid)`,
+      ).run(dropBefore).changes;
       const ids = (this.stmt('SELECT id FROM series').all() as Array<{ id: number }>).map((x) => x.id);
       for (const id of ids) {
         out.droppedSamples += this.stmt('DELETE FROM samples WHERE series_id = ? AND t < ?').run(id, dropBefore).changes;
@@ -867,8 +887,19 @@ export class Store {
         ).run({ step, before: rawBefore, id }).changes;
         out.coarsened += this.stmt('DELETE FROM samples WHERE series_id = ? AND t < ? AND resolution_ms = 0').run(id, rawBefore).changes;
       }
+      // A host whose VMs come and go (CI, short-lived guests) would otherwise keep a row per VM
+      // ever seen, its layout and its series for good.
+      out.droppedVms = this.stmt('DELETE FROM vms WHERE last_seen < ?').run(dropBefore).changes;
+      this.stmt('DELETE FROM guest_nodes WHERE updated_at < ? AND vm_uuid NOT IN (SELECT uuid FROM vms)').run(dropBefore);
+      out.droppedSeries = this.stmt(
+        `DELETE FROM series WHERE (last_t IS NULL OR last_t < @before)
+           AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id)
+           AND NOT EXISTS (SELECT 1 FROM rollups WHERE resolution_ms IN (60000, 300000, 3600000) AND series_id = series.id)`,
+      ).run({ before: dropBefore }).changes;
       return out;
     })();
+    // Ids of dropped series must not be reused for new rows: look them up again.
+    if (result.droppedSeries > 0) this.seriesIds.clear();
     this.minuteFloor = Math.max(this.minuteFloor, Math.floor(rawBefore / 60_000) * 60_000);
     this.historyChanged(null, 0);
     return result;

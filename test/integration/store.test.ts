@@ -1,11 +1,11 @@
 // The store on real SQLite files in temporary directories.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Store, type HotnessSample } from '../../src/store/store.js';
+import { Store, WAL_SIZE_LIMIT_BYTES, type HotnessSample } from '../../src/store/store.js';
 import { MIGRATIONS_DIR } from '../../src/store/migrations.js';
 import { DEFAULT_POLICY, parsePolicy } from '../../src/policy/schema.js';
 import { DEFAULT_RETENTION } from '../../src/config.js';
@@ -187,7 +187,99 @@ test('retention: full resolution for 24 h, coarse buckets after, dropped after 3
   assert.deepEqual(s.history(UUID, now - 2 * hour, now, 60_000), recentBefore);
   assert.equal(s.migrations(UUID, 0, now).length, 1);
   // Idempotent: a second pass right away changes nothing.
-  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0 });
+  assert.deepEqual(s.applyRetention(now, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 });
+});
+
+test('retention drops policy versions older than maxAge but always keeps each VM\'s newest, and the next PUT numbers on', (t) => {
+  const s = Store.open(join(tempDir(t), 'p.db'));
+  t.after(() => s.close());
+  const day = 24 * 3600_000;
+  const now = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const OTHER = '7f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  const QUIET = '8f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  // UUID: five versions 40..36 days old, then two recent ones; OTHER: one version changed twice
+  // long ago (its newest is old, and must stay: it is the policy in force); QUIET: one old version.
+  for (let i = 0; i < 5; i++) s.putPolicy(UUID, parsePolicy({ mode: 'observe', scan: { intervalMs: 500 + i * 100 } }), now - (40 - i) * day);
+  s.putPolicy(UUID, parsePolicy({ mode: 'tier', migration: { maxMBps: 32 } }), now - 2 * day);
+  s.putPolicy(UUID, parsePolicy({ mode: 'tier', migration: { maxMBps: 64 } }), now - day);
+  s.putPolicy(OTHER, DEFAULT_POLICY, now - 60 * day);
+  s.putPolicy(OTHER, parsePolicy({ mode: 'tier' }), now - 50 * day);
+  s.putPolicy(QUIET, parsePolicy({ mode: 'tier' }), now - 90 * day);
+  const r = s.applyRetention(now, DEFAULT_RETENTION);
+  assert.equal(r.droppedPolicies, 6, 'the five old versions of UUID and the superseded one of OTHER');
+  assert.deepEqual(s.policyVersions(UUID).map((p) => [p.version, p.policy.mode]), [[6, 'tier'], [7, 'tier']]);
+  assert.deepEqual(s.policyVersions(OTHER).map((p) => [p.version, p.policy.mode]), [[2, 'tier']]);
+  assert.deepEqual(s.policyVersions(QUIET).map((p) => p.version), [1]);
+  // The current policies are unchanged.
+  assert.equal(s.currentPolicy(UUID)!.policy.migration.maxMBps, 64);
+  assert.equal(s.currentPolicy(OTHER)!.version, 2);
+  assert.equal(s.currentPolicy(QUIET)!.policy.mode, 'tier');
+  // Version numbers go on from the newest kept (never reused after a drop).
+  assert.equal(s.putPolicy(OTHER, DEFAULT_POLICY, now).version, 3);
+  // ... and the version it superseded (50 days old) goes on the next pass.
+  assert.equal(s.applyRetention(now, DEFAULT_RETENTION).droppedPolicies, 1);
+  assert.deepEqual(s.policyVersions(OTHER).map((p) => p.version), [3]);
+  // A short maxAge leaves only the newest of each VM, however many were written meanwhile.
+  for (let i = 0; i < 50; i++) s.putPolicy(UUID, parsePolicy({ mode: 'observe', scan: { intervalMs: 500 + i } }), now + i);
+  const short = { fullResolutionMs: 0, coarseStepMs: 60_000, maxAgeMs: 0 };
+  assert.equal(s.applyRetention(now + 1000, short).droppedPolicies, 2 + 49, 'versions 6 and 7 and all but the newest of the 50');
+  const n = (s.db.prepare('SELECT COUNT(*) AS n FROM policies').get() as { n: number }).n;
+  assert.equal(n, 3, 'one version per VM');
+  assert.equal(s.currentPolicy(UUID)!.version, 57);
+  assert.equal(s.currentPolicy(UUID)!.policy.scan.intervalMs, 549);
+});
+
+test('retention drops VMs not seen for maxAge with their layout and emptied series; their newest policy stays; a returning VM records again', (t) => {
+  const s = Store.open(join(tempDir(t), 'v.db'));
+  t.after(() => s.close());
+  const day = 24 * 3600_000;
+  const now = Date.UTC(2026, 10, 26, 0, 0, 0);
+  const GONE = '9f1f6a7e-9a53-4c1e-9d2b-0c3a4b5c6d7e';
+  const node = { node: 0, cpus: '0', sizeBytes: 1 << 30, backing: { kind: 'memfd' as const, path: null, id: 'm0', migratable: true }, hva: [] };
+  s.recordVmSeen(GONE, 'gone', now - 40 * day);
+  s.replaceGuestNodes(GONE, [node], now - 40 * day);
+  s.insertSamples([sample(now - 40 * day, { vmUuid: GONE, hotBytes: 1 }), sample(now - 40 * day, { vmUuid: GONE, hostNode: 1, hostTier: 'slow' })]);
+  s.putPolicy(GONE, parsePolicy({ mode: 'tier' }), now - 40 * day);
+  s.recordVmSeen(UUID, 'here', now - 60_000);
+  s.replaceGuestNodes(UUID, [node], now - 40 * day); // an old layout of a VM still seen stays
+  s.insertSamples([sample(now - 60_000, { hotBytes: 2 })]);
+  const r = s.applyRetention(now, DEFAULT_RETENTION);
+  assert.equal(r.droppedVms, 1);
+  assert.equal(r.droppedSeries, 2);
+  assert.equal(s.getVm(GONE), null);
+  assert.deepEqual(s.guestNodes(GONE), []);
+  assert.equal(s.guestNodes(UUID).length, 1);
+  assert.deepEqual(s.listVms().map((v) => v.uuid), [UUID]);
+  const count = (sql: string) => (s.db.prepare(sql).get() as { n: number }).n;
+  assert.equal(count(`SELECT COUNT(*) AS n FROM series WHERE vm_uuid = '${GONE}'`), 0);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM series WHERE vm_uuid = '${UUID}'`), 1);
+  assert.equal(s.currentPolicy(GONE)!.policy.mode, 'tier', 'the policy in force is kept');
+  // The VM comes back: its rounds get a new series and read back.
+  s.recordVmSeen(GONE, 'gone', now);
+  s.insertSamples([sample(now + 1000, { vmUuid: GONE, hotBytes: 4096 })]);
+  const h = s.history(GONE, now, now + 60_000, 60_000);
+  assert.equal(h.length, 1);
+  assert.equal(h[0]!.buckets[0]!.hotBytes, 4096);
+  assert.equal(count(`SELECT COUNT(*) AS n FROM samples WHERE series_id NOT IN (SELECT id FROM series)`), 0, 'no row under a dropped series id');
+  assert.deepEqual(s.applyRetention(now + 1000, DEFAULT_RETENTION), { coarsened: 0, coarseRows: 0, droppedSamples: 0, droppedMigrations: 0, droppedRollups: 0, droppedPolicies: 0, droppedVms: 0, droppedSeries: 0 });
+});
+
+test('the WAL file shrinks back to the limit after a large transaction has been checkpointed', (t) => {
+  const path = join(tempDir(t), 'w.db');
+  const s = Store.open(path);
+  t.after(() => s.close());
+  const walSize = () => statSync(`${path}-wal`).size;
+  // One transaction of 600,000 rows (raw rows, rollups, index): far more than the limit.
+  const big: HotnessSample[] = [];
+  for (let i = 0; i < 150_000; i++) {
+    for (const [g, h] of [[0, 0], [0, 1], [1, 0], [1, 1]] as const) big.push(sample(1_000_000 + i * 1000, { guestNode: g, hostNode: h, hotBytes: i }));
+  }
+  // Its commit writes ~25 MB of frames to the WAL (what the file keeps without the limit).
+  s.insertSamples(big);
+  // The checkpoint its commit triggered (or this one) lets the next writer restart the WAL from the start, truncated.
+  s.db.pragma('wal_checkpoint(PASSIVE)');
+  s.insertSamples([sample(2e12)]);
+  assert.ok(walSize() <= WAL_SIZE_LIMIT_BYTES, `WAL ${walSize()} bytes after the checkpoint, limit ${WAL_SIZE_LIMIT_BYTES}`);
 });
 
 test('0002 moves a 0001 database into series, samples and rollups without changing its history', (t) => {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { HistoryTextCache, historyJson } from '../../src/api/history-text.js';
+import { END_ENTRIES_KEPT, HistoryTextCache, WHOLE_WINDOWS_KEPT, historyJson } from '../../src/api/history-text.js';
 import { buildApi } from '../../src/api/server.js';
 import { Store, type HistorySource, type HotnessSample } from '../../src/store/store.js';
 import { InMemoryInventory } from '../helpers/memory-inventory.js';
@@ -115,6 +115,8 @@ test('history: the cached answer equals the store\'s answer for the whole range,
     assert.equal(await get(app, A, now - 3 * HOUR, now, 300_000, 'auto'), expected(store, A, now - 3 * HOUR, now, 300_000, 'auto'));
   }
   // Retention folds raw rows older than 2 h and drops their 1-minute cells: every cached answer goes.
+  // (The VM is still seen: retention drops VMs not seen for maxAge.)
+  store.recordVmSeen(A, 'vm-a', NOW);
   store.applyRetention(NOW, { fullResolutionMs: 2 * HOUR, coarseStepMs: 60_000, maxAgeMs: 6 * HOUR });
   await check(40);
 });
@@ -254,4 +256,40 @@ test('history: HEAD has the GET\'s length and no body; the request counter count
   assert.equal(Number(got.headers['content-length']), Buffer.byteLength(got.body));
   const metrics = (await app.inject({ url: '/metrics' })).body;
   assert.match(metrics, /vmtier_http_requests_total\{method="GET",route="\/v1\/vms\/:uuid\/history",status="200"\} 1\b/);
+});
+
+test('history: a poller whose window moves on keeps at most 4 whole windows and 4 heads/tails per VM, step and source', async (t) => {
+  const { store } = await setup(t);
+  const rand = rng(41);
+  store.insertSamples(rounds(A, NOW - 3 * HOUR, NOW - 30_000, rand));
+  // A byte cap far above what is kept: only the per-group bound can hold the entries down.
+  const cache = new HistoryTextCache(store, 1 << 30);
+  let now = NOW;
+  const check = () => {
+    for (const g of cache.groupCounts()) {
+      assert.ok(g.whole <= WHOLE_WINDOWS_KEPT, `${g.whole} whole windows kept for ${g.group}`);
+      assert.ok(g.ends <= END_ENTRIES_KEPT, `${g.ends} heads/tails kept for ${g.group}`);
+    }
+  };
+  // Rounds keep coming, each after the window's end (so no write drops a window left behind),
+  // and the poller asks for the last hour at 1-minute steps, once a minute.
+  for (let i = 0; i < 30; i++) {
+    now += 60_000;
+    store.insertSamples(rounds(A, now - 60_000, now - 5_000, rand));
+    for (const step of [60_000, 300_000]) {
+      const got = historyJson(store, cache, A, now - HOUR + 123, now, step, 'auto').toString();
+      assert.equal(got, expected(store, A, now - HOUR + 123, now, step, 'auto'));
+    }
+    check();
+  }
+  // No more rounds: a poller past the newest row, whose head and tail keys move every minute.
+  for (let i = 0; i < 30; i++) {
+    now += 60_000;
+    const got = historyJson(store, cache, A, now - HOUR + 4_567, now, 60_000, 'auto').toString();
+    assert.equal(got, expected(store, A, now - HOUR + 4_567, now, 60_000, 'auto'));
+    check();
+  }
+  // One newest-time entry plus at most 4 + 4 per group (two steps).
+  assert.ok(cache.stats().entries <= 1 + 2 * (WHOLE_WINDOWS_KEPT + END_ENTRIES_KEPT), `${cache.stats().entries} entries kept`);
+  assert.ok(cache.stats().hits + cache.stats().endHits > 0, 'nothing was ever answered from kept text');
 });
