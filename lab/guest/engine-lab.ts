@@ -94,10 +94,12 @@ export class LabDomain {
     this.pagenodes = ensureLabBinary('pagenodes', 'lab/guest/pagenodes.c');
   }
 
-  static async create(lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null, layout: PayloadLayout = LAYOUT): Promise<LabDomain> {
+  static async create(
+    lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null, layout: PayloadLayout = LAYOUT, nodeBytes: number = NODE_BYTES,
+  ): Promise<LabDomain> {
     const d = new LabDomain(lab, name, `/tmp/${name}.serial`);
     const xml = payloadDomainXml({
-      name, payload: ensurePayload(), type: virt.domainType, nodeBytes: NODE_BYTES, bindHostNode, layout, serialLog: d.serialLog,
+      name, payload: ensurePayload(), type: virt.domainType, nodeBytes, bindHostNode, layout, serialLog: d.serialLog,
     });
     writeFileSync(join(lab.xchg, `${name}.xml`), xml);
     await lab.check(['virsh', 'create', `${XCHG_IN_GUEST}/${name}.xml`], { timeoutMs: 120_000 });
