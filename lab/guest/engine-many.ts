@@ -15,11 +15,15 @@
  * writes 4 MiB at 20 Hz: a round's cost grows with the guest's pages and the guests' with what
  * they write, and both share the lab's one CPU with serve.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { labCacheDir } from '../paths.js';
 import { VmtierError } from '../../src/errors.js';
 import type { LabProcess, LabSession } from '../session.js';
 import { LabDomain, LabServe, TOKEN, fraction, type LabVirt, type Progress, type SetCount } from './engine-lab.js';
 import type { PayloadLayout } from './payload.js';
+import { POLICY_NS } from '../../src/vm/vm-metadata.js';
 
 const MiB = 2 ** 20;
 export type ManyTracker = 'damon' | 'kmod';
@@ -47,14 +51,14 @@ export interface ManyVm {
   hot: SetCount;
   cold: SetCount;
   initialHotOnNode1: number;
-  /** Seconds from this VM's policy PUT until the witness saw ≥ 95 % of the hot set on node 0. */
+  /** Seconds from the start of its domains' creation until the witness saw ≥ 95 % of the hot set on node 0. */
   seconds: number | null;
   /** Most node changes of any hot / cold page over the witness samples. */
   maxChanges: { hot: number; cold: number };
   /** GET /v1/vms/{uuid}/engine at the end of its phase. */
   engine: {
     mode: string; lastRoundMode: string | null; tracker: string | null; trackerAvailable: boolean | null; trackerError: string | null;
-    trackerFailures: number; rounds: number; tierRounds: number; promoted: number; demoted: number; failures: number; lastError: string | null;
+    trackerFailures: number; rounds: number; tierRounds: number; roundMs: number | null; promoted: number; demoted: number; failures: number; lastError: string | null;
   };
   /** This VM in GET /v1/engine's list at the end of its phase: its tracker name and error code. */
   engineList: { tracker: string | null; trackerError: string | null } | null;
@@ -108,7 +112,8 @@ async function ticks(lab: LabSession, pid: number): Promise<{ serve: number; kda
 function startClients(lab: LabSession): LabProcess[] {
   const curl = (kind: string, path: string) =>
     `curl -s -m 30 -o /dev/null -w '${kind} %{http_code} %{time_total}\\n' -H 'Authorization: Bearer ${TOKEN}' "http://127.0.0.1:8477${path}" >>/tmp/many-clients.log`;
-  const a = ['while :; do', `  ${curl('engine', '/v1/engine')}`, `  ${curl('metrics', '/metrics')}`, 'done'].join('\n');
+  // A pause per pass, as a control plane polls: curl's fork and exec cost the lab's one CPU too.
+  const a = ['while :; do', `  ${curl('engine', '/v1/engine')}`, `  ${curl('metrics', '/metrics')}`, '  sleep 1', 'done'].join('\n');
   const b = [
     'while :; do',
     `  ${curl('vms', '/v1/vms')}`,
@@ -116,6 +121,7 @@ function startClients(lab: LabSession): LabProcess[] {
     `    ${curl('vm-engine', '/v1/vms/$u/engine')}`,
     `    ${curl('history', '/v1/vms/$u/history?step=10s')}`,
     '  done',
+    '  sleep 1',
     'done',
   ].join('\n');
   return [a, b].map((script) => {
@@ -130,7 +136,7 @@ function engineOf(e: any): ManyVm['engine'] {
   return {
     mode: String(e?.mode), lastRoundMode: e?.lastRound?.mode ?? null, tracker: e?.tracker?.name ?? null,
     trackerAvailable: typeof e?.tracker?.available === 'boolean' ? e.tracker.available : null, trackerError: e?.tracker?.error?.code ?? null,
-    trackerFailures: Number(e?.trackerFailures ?? 0), rounds: Number(e?.rounds ?? 0), tierRounds: 0,
+    trackerFailures: Number(e?.trackerFailures ?? 0), rounds: Number(e?.rounds ?? 0), tierRounds: 0, roundMs: null,
     promoted: Number(e?.totals?.promote?.byClass?.moved ?? 0), demoted: Number(e?.totals?.demote?.byClass?.moved ?? 0),
     failures: Number(e?.failures ?? 0), lastError: e?.lastError?.code ?? null,
   };
@@ -150,7 +156,7 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
   try {
     await lab.check('rm -f /tmp/many-clients.log /tmp/many-uuids /tmp/vmtier-engine-lab.db*', { timeoutMs: 30_000 });
     const s0 = Date.now();
-    await serve.start(progress, 600_000);
+    await serve.start(progress, 600_000, '', process.env.VMTIER_LAB_MANY_TRACE_GC === '1' ? '--trace-gc' : '');
     const serveStartSeconds = (Date.now() - s0) / 1000;
     clients = startClients(lab);
     const vms: ManyVm[] = [];
@@ -167,8 +173,22 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
       return String(m.body);
     };
     for (const [pi, trackers] of phases.entries()) {
+      if (t0 === 0) {
+        t0 = Date.now();
+        stalls0 = metricValue(await readGauge(), 'vmtier_event_loop_stalls_total');
+        cpu0 = await ticks(lab, serve.pid);
+      }
+      // The policy is in each domain's metadata from the start (what `PUT /v1/vms/{uuid}/policy`
+      // writes): the loop starts with the tracker it names, no switch from the default's 'auto'.
+      const p0 = Date.now();
       const doms = await Promise.all(trackers.map(async (t, i) => {
-        const d = await LabDomain.create(lab, virt, `vmtier-test-i-many-${pi}-${t}-${i}`, 1, MANY_LAYOUT, MANY_NODE_BYTES);
+        const policy = {
+          mode: 'tier', tracker: t, scan: { intervalMs: 500, scansPerRound: 4, autoTune: false },
+          thresholds: { coldConfirmRounds: 2, hotConfirmRounds: 2 }, dram: { maxBytes: MANY_CEILING },
+        };
+        const d = await LabDomain.create(lab, virt, `vmtier-test-i-many-${pi}-${t}-${i}`, 1, MANY_LAYOUT, {
+          nodeBytes: MANY_NODE_BYTES, metadataXml: `<vmtier:policy xmlns:vmtier="${POLICY_NS}">${JSON.stringify(policy)}</vmtier:policy>`,
+        });
         live.push(d);
         return { d, tracker: t };
       }));
@@ -179,35 +199,14 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
         progress(`engine-many: phase ${pi} ${d.name} pid ${d.pid} (${tracker}): hot ${s.hot.node1}/${s.hot.pages} on node 1`);
       }
       await lab.check(`echo ${[...live.map((d) => d.uuid)].join(' ')} >/tmp/many-uuids`, { timeoutMs: 30_000 });
-      const putAt = new Map<string, number>();
-      for (const { d, tracker } of doms) {
-        const st = Date.now();
-        while ((await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).status !== 200) {
-          if (Date.now() - st > 120_000) throw new VmtierError('LAB_ERROR', `the engine did not pick up ${d.name} in 120 s`);
-          await sleep(1000);
-        }
-        const policy = {
-          mode: 'tier', tracker, scan: { intervalMs: 500, scansPerRound: 4, autoTune: false },
-          thresholds: { coldConfirmRounds: 2, hotConfirmRounds: 2 }, dram: { maxBytes: MANY_CEILING },
-        };
-        const put = await serve.http('PUT', `/v1/vms/${d.uuid}/policy`, policy);
-        if (put.status !== 200) throw new VmtierError('LAB_ERROR', `PUT policy ${d.name}: ${put.status} ${JSON.stringify(put.body)}`);
-        putAt.set(d.uuid, Date.now());
-        if (t0 === 0) {
-          t0 = Date.now();
-          stalls0 = metricValue(await readGauge(), 'vmtier_event_loop_stalls_total');
-          cpu0 = await ticks(lab, serve.pid);
-        }
-      }
       const seconds = new Map<string, number>();
       const last = new Map<string, { hot: SetCount; cold: SetCount }>();
-      const p0 = Date.now();
       while (seconds.size < doms.length && Date.now() - p0 < phaseTimeoutMs) {
         for (const { d } of doms) {
           if (seconds.has(d.uuid)) continue;
           const s = await d.sample();
           last.set(d.uuid, s);
-          if (fraction(s.hot, 0) >= MANY_HOT_ON_DRAM) seconds.set(d.uuid, (Date.now() - putAt.get(d.uuid)!) / 1000);
+          if (fraction(s.hot, 0) >= MANY_HOT_ON_DRAM) seconds.set(d.uuid, (Date.now() - p0) / 1000);
         }
         await readGauge();
         progress(`engine-many: phase ${pi} t=${((Date.now() - p0) / 1000).toFixed(0)}s hot on node 0: ` +
@@ -227,7 +226,10 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
         const e = (await serve.http('GET', `/v1/vms/${d.uuid}/engine`)).body;
         const inList = (list?.vms ?? []).find((v: any) => v.uuid === d.uuid);
         const engine = engineOf(e);
-        engine.tierRounds = serve.rounds(d.uuid).filter((r) => r.mode === 'tier').length;
+        const tierLog = serve.rounds(d.uuid).filter((r) => r.mode === 'tier');
+        engine.tierRounds = tierLog.length;
+        const ms = tierLog.map((r) => Number(r.ms)).filter(Number.isFinite).sort((a, b) => a - b);
+        engine.roundMs = ms.length ? ms[Math.floor(ms.length / 2)]! : null;
         vms.push({
           name: d.name, uuid: d.uuid, asked: tracker, phase: pi, hot: s.hot, cold: s.cold, initialHotOnNode1: initial.get(d.uuid)!,
           seconds: seconds.get(d.uuid) ?? null, maxChanges: { hot: d.maxChanges('hot'), cold: d.maxChanges('cold') }, engine,
@@ -269,6 +271,8 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
   } finally {
     for (const c of clients) c.kill();
     await serve.stop();
+    // serve's whole log, for reading a failure afterwards (git-ignored).
+    writeFileSync(join(labCacheDir, 'engine-many-serve.jsonl'), serve.log.map((l) => JSON.stringify(l)).join('\n') + '\n');
     for (const d of live) await d.destroy();
   }
 }
@@ -276,8 +280,8 @@ export async function runManyScenario(lab: LabSession, virt: LabVirt, progress: 
 /** One line per VM and a summary line (plain text), printed by the test. */
 export function manyTable(r: ManyRun): string {
   const rows = r.vms.map((v) => `phase ${v.phase} ${v.name}: tracker ${v.engine.tracker} (asked ${v.asked})${v.engine.trackerError ? ` error ${v.engine.trackerError}` : ''}, ` +
-    `mode ${v.engine.mode} (last round ${v.engine.lastRoundMode}), ${v.engine.tierRounds} tier rounds, ${v.engine.trackerFailures} tracker failures; ` +
-    `hot ${v.hot.node0}/${v.hot.pages} on node 0${v.seconds === null ? ' (95 % not reached)' : ` (95 % ${v.seconds.toFixed(0)} s after its PUT)`}, ` +
+    `mode ${v.engine.mode} (last round ${v.engine.lastRoundMode}), ${v.engine.tierRounds} tier rounds (median ${v.engine.roundMs ?? '?'} ms), ${v.engine.trackerFailures} tracker failures; ` +
+    `hot ${v.hot.node0}/${v.hot.pages} on node 0${v.seconds === null ? ' (95 % not reached)' : ` (95 % after ${v.seconds.toFixed(0)} s)`}, ` +
     `cold ${v.cold.node0}/${v.cold.pages} on node 0; ${v.engine.promoted} pages promoted, ${v.engine.demoted} demoted`);
   rows.push(`serve up in ${r.serveStartSeconds.toFixed(0)} s; over ${r.windowSeconds.toFixed(0)} s: event-loop stalls ≥ 100 ms of main-thread CPU: ${r.stalls}; ` +
     `longest on-CPU gap seen ${r.blockedMaxMs.toFixed(0)} ms (${r.metricSamples} /metrics reads); serve CPU ${r.serveCpuSeconds.toFixed(1)} s, kdamonds ${r.kdamondCpuSeconds.toFixed(1)} s`);
