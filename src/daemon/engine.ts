@@ -86,14 +86,7 @@ export class Engine implements EngineView {
     this.readHost = opts.readHost ?? (() => readHostTopology());
     this.metrics = new EngineMetrics(opts.registry);
     this.loopStalls = LoopStallSampler.supported() ? new LoopStallSampler() : null;
-    if (this.loopStalls) {
-      exportLoopStallMetrics(this.metrics.registry, this.loopStalls);
-      const count = this.loopStalls.onStall;
-      this.loopStalls.onStall = (g) => {
-        count?.(g);
-        this.log.warn({ wallMs: Math.round(g.wallMs), cpuMs: Math.round(g.cpuMs), waitMs: Math.round(g.waitMs) }, 'event loop stalled');
-      };
-    }
+    if (this.loopStalls) exportLoopStallMetrics(this.metrics.registry, this.loopStalls);
   }
 
   /** Starts managing every running domain; returns after the first listing (or its failure). */
