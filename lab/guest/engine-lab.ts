@@ -94,10 +94,14 @@ export class LabDomain {
     this.pagenodes = ensureLabBinary('pagenodes', 'lab/guest/pagenodes.c');
   }
 
-  static async create(lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null, layout: PayloadLayout = LAYOUT): Promise<LabDomain> {
+  static async create(
+    lab: LabSession, virt: LabVirt, name: string, bindHostNode: number | null, layout: PayloadLayout = LAYOUT,
+    extra: { nodeBytes?: number; metadataXml?: string } = {},
+  ): Promise<LabDomain> {
     const d = new LabDomain(lab, name, `/tmp/${name}.serial`);
     const xml = payloadDomainXml({
-      name, payload: ensurePayload(), type: virt.domainType, nodeBytes: NODE_BYTES, bindHostNode, layout, serialLog: d.serialLog,
+      name, payload: ensurePayload(), type: virt.domainType, nodeBytes: extra.nodeBytes ?? NODE_BYTES, bindHostNode, layout, serialLog: d.serialLog,
+      metadataXml: extra.metadataXml,
     });
     writeFileSync(join(lab.xchg, `${name}.xml`), xml);
     await lab.check(['virsh', 'create', `${XCHG_IN_GUEST}/${name}.xml`], { timeoutMs: 120_000 });
@@ -220,10 +224,10 @@ export class LabServe {
 
   constructor(private readonly lab: LabSession) {}
 
-  async start(progress: Progress, timeoutMs = 420_000, extraArgs = ''): Promise<void> {
+  async start(progress: Progress, timeoutMs = 420_000, extraArgs = '', nodeArgs = ''): Promise<void> {
     // The session reads a command's output only while someone waits for it: wait from the start.
     this.proc = this.lab.start(
-      `ip link set lo up; echo $$ >/tmp/vmtier-serve.pid; exec node bin/vmtier.js serve --listen 127.0.0.1:8477 --token ${TOKEN} --manage '^vmtier-test-i-' ${extraArgs} 2>&1`,
+      `ip link set lo up; echo $$ >/tmp/vmtier-serve.pid; exec node ${nodeArgs} bin/vmtier.js serve --listen 127.0.0.1:8477 --token ${TOKEN} --manage '^vmtier-test-i-' ${extraArgs} 2>&1`,
       {
         timeoutMs: 3_600_000,
         env: { VMTIER_DB: '/tmp/vmtier-engine-lab.db' },
@@ -240,9 +244,11 @@ export class LabServe {
         },
       },
     );
-    this.done = this.proc.wait().catch(() => null);
+    let ended = false;
+    this.done = this.proc.wait().catch(() => null).finally(() => { ended = true; });
     const started = Date.now();
     while (!this.log.some((l) => l.msg === 'vmtier serving')) {
+      if (ended) throw new VmtierError('LAB_ERROR', `vmtier serve exited before serving: ${JSON.stringify(this.log.slice(-5))}`);
       if (Date.now() - started > timeoutMs) throw new VmtierError('LAB_ERROR', `vmtier serve did not start in ${timeoutMs} ms: ${JSON.stringify(this.log.slice(-5))}`);
       await sleep(1000);
     }

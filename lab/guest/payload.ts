@@ -58,6 +58,8 @@ export interface PayloadDomainOptions {
   layout: PayloadLayout;
   /** Serial log path inside the lab (a tmpfs there). */
   serialLog: string;
+  /** Elements for the domain's <metadata> (e.g. a vmtier policy), verbatim; none when absent. */
+  metadataXml?: string;
 }
 
 function rangesArg(rs: GpaRange[]): string {
@@ -80,7 +82,7 @@ export function payloadDomainXml(o: PayloadDomainOptions): string {
   const numatune = o.bindHostNode === null ? '' :
     `<numatune>${[0, 1].map((c) => `<memnode cellid='${c}' mode='strict' nodeset='${o.bindHostNode}'/>`).join('')}</numatune>`;
   return `<domain type='${o.type}'>
-  <name>${o.name}</name>
+  <name>${o.name}</name>${o.metadataXml ? `\n  <metadata>${o.metadataXml}</metadata>` : ''}
   <memory unit='MiB'>${2 * mib}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${o.payload}</kernel><cmdline>${payloadCmdline(o.layout)}</cmdline></os>
