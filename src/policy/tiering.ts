@@ -716,18 +716,18 @@ export class TieringPolicy {
     let vi = 0;
     let freed = 0;
     let taken = 0;
+    /** Demotes the next victim if the budget allows; false when none is left or it does not fit. */
     const demoteNext = (): boolean => {
-      while (vi < victims.length) {
-        const p = victims[vi++]!;
-        const b = u.dramB[p]!;
-        if (b > plan.bd) return false;
-        plan.demote.push(p);
-        plan.bd -= b;
-        dram -= b;
-        freed += b;
-        return true;
-      }
-      return false;
+      if (vi >= victims.length) return false;
+      const p = victims[vi]!;
+      const b = u.dramB[p]!;
+      if (b > plan.bd) return false;
+      vi++;
+      plan.demote.push(p);
+      plan.bd -= b;
+      dram -= b;
+      freed += b;
+      return true;
     };
     while (dram > target && demoteNext());
     for (const p of order) {
