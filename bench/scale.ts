@@ -277,7 +277,7 @@ function breakdown(pages: number, placementBytes: number): Row[] {
     return [q, m];
   });
   rows.push({ what: 'query + mover batch buffers (VM thread)', where: 'src/migrate/query.ts, move.ts', bytes: scratch.ab, perPage: false });
-  // The policy, as the VM thread runs it: its retained state, and what one decide() allocates and drops.
+  // The policy, as the host policy thread runs it: its retained state, and what one decide() allocates and drops.
   const policy = normalizePolicy({ mode: 'observe' });
   const { counts, tiers } = bufs.keep as { counts: Uint8Array; tiers: Uint8Array };
   tiers.fill(TIER_DRAM);

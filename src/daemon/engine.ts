@@ -5,18 +5,22 @@
  * and the top tier's DRAM between the loops, and watches the kernel's own tiering (NUMA balancing
  * in tiering mode, demotion) to warn when both would move the same pages.
  *
- * Loops are independent async tasks: one slow or failing VM never delays another or the API.
+ * Loops are independent async tasks that meet once per round in the host's decider
+ * (host-decider.ts): the tiered VMs whose rounds are due are decided in one policy call over the
+ * host's DRAM pool. A slow VM delays another's decision by at most the decider's gathering wait
+ * (half a round, ≤ 2 s), and a failing one not at all once it stops submitting; never the API.
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { VmtierError, isVmtierError } from '../errors.js';
 import { readHostTopology, type HostTopology } from '../host/topology.js';
-import { splitDram, type TierPolicy } from '../policy/index.js';
+import type { TierPolicy } from '../policy/index.js';
 import { resolveTrackerName, type TrackerOptions } from '../scan/index.js';
 import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import type { DomainSummary } from '../vm/types.js';
 import { MigrationBudget, type BudgetOptions } from '../migrate/budget.js';
+import { HostDecider, batchCapacity, type PoolVm } from './host-decider.js';
 import { LoopStallSampler, exportLoopStallMetrics } from './loop-stall.js';
 import { EngineMetrics } from './metrics.js';
 import type { EngineStatus, EngineView, VmEngineStatus } from './status.js';
@@ -50,6 +54,8 @@ export interface EngineOptions {
   /** Host topology cache lifetime; default 1 s. */
   hostCacheMs?: number;
   backoff?: { baseMs?: number; maxMs?: number };
+  /** Longest wait of the host decider for the other due VMs (default 2000 ms). */
+  maxGatherMs?: number;
   now?: () => number;
 }
 
@@ -77,6 +83,7 @@ export class Engine implements EngineView {
   private hostCache: { t: number; host: HostTopology } | null = null;
   private lastWarnings = '';
   private syncing: Promise<void> | null = null;
+  private decider: HostDecider | null = null;
 
   constructor(opts: EngineOptions) {
     this.o = opts;
@@ -93,6 +100,7 @@ export class Engine implements EngineView {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.decider = new HostDecider({ pool: { capacity: this.capacity }, now: this.now, onThreadHeap: (h) => this.metrics.policyThread(h), ...(this.o.maxGatherMs !== undefined ? { maxGatherMs: this.o.maxGatherMs } : {}) });
     this.loopStalls?.start();
     const host = this.host();
     this.log.info(
@@ -131,6 +139,8 @@ export class Engine implements EngineView {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     await Promise.all([...this.loops.values()].map((m) => m.loop.stop(new Error('engine stopping'))));
     this.loops.clear();
+    await this.decider?.close();
+    this.decider = null;
     this.loopStalls?.stop();
     this.log.info('engine stopped');
   }
@@ -148,6 +158,7 @@ export class Engine implements EngineView {
       kernel: host?.kernel ?? null,
       warnings: host?.warnings ?? [],
       budget: this.budget.hostStatus(),
+      decisions: { ...(this.decider?.stats ?? { decisions: 0, lastBatchVms: 0, maxBatchVms: 0, jointRounds: 0, soloRounds: 0, retriedAlone: 0 }), policyStateBytes: this.decider?.threadHeap?.stateBytes ?? null },
       vms: [...this.loops.values()].map((m) => m.loop.snapshot()).sort((a, b) => a.name.localeCompare(b.name)),
     };
   }
@@ -200,34 +211,22 @@ export class Engine implements EngineView {
     return { name, options: this.o.trackerOptions ?? {} };
   };
 
-  /**
-   * DRAM a tiered VM may hold: the top tier's DRAM held by tiered VMs plus what is free above the
-   * watermark (minus the shortfall below it), split by splitDram over the tiered VMs' floors, ceilings, weights and last demand.
-   */
-  private dramShare = (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number): number => {
-    const me = this.loops.get(uuid);
-    if (me) {
-      me.dramBytes = dramBytes;
-      me.demandBytes = demandBytes;
-      me.policy = policy;
+  /** The DRAM pool of a batch the host decider is about to decide (batchCapacity), with the batch's DRAM and demand kept for the next one. */
+  private capacity = (batch: readonly PoolVm[]): { dramCapacityBytes: number; dramShort: boolean } => {
+    for (const b of batch) {
+      const me = this.loops.get(b.vmId);
+      if (me) {
+        me.dramBytes = b.dramBytes;
+        me.demandBytes = b.demandBytes;
+        me.policy = b.policy;
+      }
     }
     const host = this.host();
-    const free = host.nodes.filter((n) => n.tier.class === 'top').reduce((s, n) => s + n.memFreeBytes, 0);
-    const tiered = [...this.loops.entries()].filter(([, m]) => m.policy?.mode === 'tier');
-    if (!tiered.some(([u]) => u === uuid)) tiered.push([uuid, { loop: null as unknown as VmLoop, dramBytes, demandBytes, policy }]);
-    // Below the watermark the shortfall comes out of the pool: VMs then hold more than their
-    // shares and give back (confirmed-cold pages first) until the host is above it again.
-    const pool = Math.max(0, tiered.reduce((s, [, m]) => s + m.dramBytes, 0) + free - this.budget.watermarkBytes);
-    const shares = splitDram(
-      pool,
-      tiered.map(([, m]) => ({
-        floorBytes: m.policy!.dram.minBytes,
-        ceilingBytes: m.policy!.dram.maxBytes ?? Infinity,
-        weight: m.policy!.dram.weight,
-        demandBytes: m.demandBytes,
-      })),
-    );
-    return shares[tiered.findIndex(([u]) => u === uuid)]!;
+    const inBatch = new Set(batch.map((b) => b.vmId));
+    const outside: PoolVm[] = [];
+    for (const [vmId, m] of this.loops) if (m.policy?.mode === 'tier' && !inBatch.has(vmId)) outside.push({ vmId, dramBytes: m.dramBytes, demandBytes: m.demandBytes, policy: m.policy });
+    const topFreeBytes = host.nodes.filter((n) => n.tier.class === 'top').reduce((s, n) => s + n.memFreeBytes, 0);
+    return batchCapacity({ topFreeBytes, watermarkBytes: this.budget.watermarkBytes, outside, batch });
   };
 
   private ensure(d: Pick<DomainSummary, 'uuid' | 'name'>): void {
@@ -244,7 +243,7 @@ export class Engine implements EngineView {
       budget: this.budget,
       host: () => this.host(),
       trackerFor: this.trackerFor,
-      dramShare: this.dramShare,
+      decider: (req, signal) => (this.decider ?? closedDecider()).submit(req, signal),
       targetNodes: this.o.targetNodes,
       idleMs: this.o.idleMs ?? 1000,
       hotMapEveryRounds: Math.max(1, this.o.hotMapEveryRounds ?? 5),
@@ -253,6 +252,7 @@ export class Engine implements EngineView {
       onEnd: () => {
         if (this.loops.get(uuid)?.loop === loop) this.loops.delete(uuid);
         this.budget.forget(uuid);
+        this.decider?.forget(uuid);
         this.metrics.forget(uuid, d.name);
       },
     });
@@ -266,4 +266,8 @@ export class Engine implements EngineView {
     if (!m) return;
     await m.loop.stop(new VmtierError('VM_GONE', why));
   }
+}
+
+function closedDecider(): never {
+  throw new VmtierError('UNSUPPORTED', 'the engine is not running');
 }

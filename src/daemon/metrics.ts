@@ -39,6 +39,7 @@ export class EngineMetrics {
   private readonly bytes: Gauge<'vm_uuid' | 'vm_name' | 'class'>;
   private readonly failures: Gauge<'vm_uuid' | 'vm_name'>;
   private readonly workerHeapBytes: Gauge<'vm_uuid' | 'vm_name' | 'kind'>;
+  private readonly policyThreadBytes: Gauge<'kind'>;
   private readonly trackersOf = new Map<string, Set<string>>();
 
   constructor(registry: Registry = new Registry()) {
@@ -71,6 +72,20 @@ export class EngineMetrics {
       labelNames: ['vm_uuid', 'vm_name', 'kind'],
       registers: r,
     });
+    this.policyThreadBytes = gauge(registry, {
+      name: 'vmtier_engine_policy_thread_bytes',
+      help: "the host's policy thread after its newest decision: V8 heap used, total (reserved) and external bytes, and state (the policy's retained per-unit state for every VM)",
+      labelNames: ['kind'],
+      registers: r,
+    });
+  }
+
+  /** The policy thread after a decision; null (no thread now) drops the series. */
+  policyThread(h: (WorkerHeap & { stateBytes: number }) | null): void {
+    for (const [kind, v] of [['used', h?.usedBytes], ['total', h?.totalBytes], ['external', h?.externalBytes], ['state', h?.stateBytes]] as const) {
+      if (v === undefined) this.policyThreadBytes.remove({ kind });
+      else this.policyThreadBytes.set({ kind }, v);
+    }
   }
 
   round(vm: string, name: string, s: RoundSummary): void {

@@ -2,6 +2,7 @@
  * What the engine reports about itself and each managed VM (read by the API's /v1/engine routes
  * and logged). Plain data: no behaviour, so the API depends on these types only.
  */
+import type { HostDecisionStatus } from './host-decider.js';
 import type { KernelTiering } from '../host/topology.js';
 
 import type { HostBudgetStatus } from '../migrate/budget.js';
@@ -44,6 +45,10 @@ export interface RoundSummary {
   /** Why the policy set the next round's scan plan ('none' before a decision), and the recurrence period it found in rounds (0: none). */
   planReason: string;
   recurrencePeriodRounds: number;
+  /** VMs decided in the same src/policy decide() as this one (host-decider.ts; 0 before a decision, 1: alone). */
+  decidedWithVms: number;
+  /** DRAM the policy gave this VM in that decision (its share of the host's pool), bytes. */
+  shareBytes: number;
 }
 
 /** Outgoing live migration as the loop saw it: scans and moves pause while one runs. */
@@ -128,6 +133,8 @@ export interface EngineStatus {
   warnings: string[];
   /** The host-wide migration budget every VM's moves lease from. */
   budget: HostBudgetStatus;
+  /** The host's decisions: tiered VMs decided together in one policy call (host-decider.ts). */
+  decisions: HostDecisionStatus & { policyStateBytes: number | null };
   vms: VmEngineStatus[];
 }
 

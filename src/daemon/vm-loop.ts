@@ -50,8 +50,6 @@ export interface VmLoopDeps extends RoundDeps {
   host: () => HostTopology;
   /** The tracker for this policy (engine override, else the policy's own). */
   trackerFor: (policy: TierPolicy) => TrackerChoice;
-  /** DRAM this VM may hold this round (the engine splits the top tier between tiered VMs). */
-  dramShare: (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number) => number;
   /** Destination overrides (serve --promote-node/--demote-node); else the freest node of the tier. */
   targetNodes?: { top?: number; slow?: number };
   /** Write the hot-unit map into the domain's metadata every this many rounds (when it changed). */
@@ -143,7 +141,6 @@ export class VmLoop {
       placementCache: () => this.placement,
       migrationEpoch: () => this.migrationEpoch,
       migrating: () => this.migrating !== null,
-      decider: (fresh, input, signal) => this.worker.decide(fresh, input, signal),
       movePages: async (addrs, target) => {
         const r = await this.worker.move(this.pid, addrs, target, DEFAULT_BATCH, this.signal);
         this.rounds.longestSyscallMs = Math.max(this.rounds.longestSyscallMs, r.longestCallMs);

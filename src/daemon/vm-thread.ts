@@ -1,7 +1,6 @@
 /**
  * A VM loop's worker thread: everything of a round that is long and synchronous runs here, so it
  * never holds node's main thread (the API, the other VMs' loops):
- *  - src/policy's decide(), O(pages) (≈0.1–0.3 s for 1 GiB of 4 KiB pages on a loaded host);
  *  - move_pages(2) queries and moves, which the kernel may hold for a long time (one 1024-page
  *    call on a running TCG guest took 1.7 s on this machine under load);
  *  - the tracker's scans: the kmod and replay trackers live here whole (reads, decoding, counts
@@ -17,13 +16,11 @@ import { KernelError, VmtierError } from '../errors.js';
 import { MoveScratch, moveBatch, type BatchMove } from '../migrate/move.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
 import { QueryScratch, queryWindow, type UnitRun, type WindowPlacement } from '../migrate/query.js';
-import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
 import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
 import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
 
 export type VmThreadRequest =
-  | { op: 'decide'; id: number; fresh: boolean; input: RoundInput }
   | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; units?: UnitRun[] }
   | { op: 'move'; id: number; pid: number; addrs: Float64Array; target: number; batch: number }
   | { op: 'trackerOpen'; id: number; name: string; options: TrackerOptions }
@@ -36,7 +33,7 @@ export type VmThreadRequest =
 export type QueryResult = WindowPlacement;
 export type MoveResult = BatchMove;
 
-type Result = Decision | QueryResult | MoveResult | ScanResult | null;
+type Result = QueryResult | MoveResult | ScanResult | null;
 
 /**
  * This thread's V8 isolate (its own heap, apart from the main thread's), sent with every reply:
@@ -60,7 +57,6 @@ function heap(): WorkerHeap {
   return { usedBytes: h.used_heap_size, totalBytes: h.total_heap_size, externalBytes: h.external_memory };
 }
 
-let core: TieringPolicy | null = null;
 /** The VM's tracker (kmod, replay), when it runs here. */
 let tracker: Tracker | null = null;
 /**
@@ -81,7 +77,7 @@ function scanTransfer(r: ScanResult): ArrayBuffer[] {
 }
 
 // On Linux setpriority(PRIO_PROCESS, 0) sets the calling thread's nice value: this thread's CPU
-// work (decide over every page) yields to node's main thread, which serves the API and the loops.
+// work (scans, decoding) yields to node's main thread, which serves the API and the loops.
 try {
   setPriority(0, 10);
 } catch {
@@ -131,11 +127,6 @@ async function run(m: VmThreadRequest): Promise<{ result: Result; transfer: Arra
     case 'abort':
       scans.get(m.target)?.abort(new VmtierError('VM_GONE', 'scan aborted'));
       return { result: null, transfer: [] };
-    case 'decide': {
-      if (!core || m.fresh) core = new TieringPolicy();
-      const d = core.decide(m.input);
-      return { result: d, transfer: d.vms.flatMap((v) => [v.promote.buffer, v.demote.buffer]) as ArrayBuffer[] };
-    }
     case 'query': {
       // Answered as runs (three small arrays, transferred); the per-call buffers are the thread's, reused.
       const r = queryWindow(m.pid, m.segments, m.base, m.totalPages, m.batch, queryScratch, m.units);

@@ -5,7 +5,6 @@
  */
 import { Worker } from 'node:worker_threads';
 import { KernelError, VmtierError, type ErrorCode } from '../errors.js';
-import type { Decision, RoundInput } from '../policy/index.js';
 import type { AddressRun } from '../migrate/placement-cache.js';
 import type { UnitRun } from '../migrate/query.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
@@ -30,8 +29,6 @@ export class VmWorker {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  /** The thread was replaced (crash): policy state restarts fresh. */
-  private lost = false;
   /** The thread's V8 heap as of its newest reply; null before the first one and after the thread ended. */
   heap: WorkerHeap | null = null;
 
@@ -51,7 +48,6 @@ export class VmWorker {
       if (this.worker !== w) return;
       this.worker = null;
       this.heap = null;
-      this.lost = true;
       for (const [, p] of this.pending) p.reject(new VmtierError('UNSUPPORTED', `VM worker thread ${why}`));
       this.pending.clear();
     };
@@ -89,12 +85,6 @@ export class VmWorker {
       });
       w.postMessage({ ...req, id } as VmThreadRequest, transfer);
     });
-  }
-
-  decide(fresh: boolean, input: RoundInput, signal?: AbortSignal): Promise<Decision> {
-    const f = fresh || this.lost;
-    this.lost = false;
-    return this.call<Decision>({ op: 'decide', fresh: f, input }, signal);
   }
 
   /**

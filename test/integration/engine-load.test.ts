@@ -191,6 +191,7 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
   const smallNow = vm(small)!;
   const failingNow = vm(failing)!;
   const loadAvg = loadavg()[0]!;
+  const decisions = (await api('GET', '/v1/engine')).body.decisions as { maxBatchVms: number; jointRounds: number; soloRounds: number };
   await e.stop();
   engine = null;
 
@@ -209,7 +210,7 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
   console.log(
     `# VMs under load (host): 1 GiB VM ${bigNow.rounds} rounds (last ${bigNow.lastRound!.durationMs.toFixed(0)} ms), ` +
       `384 MiB VM ${smallNow.rounds} rounds, failing VM ${failingNow.failures} failures in a row (${failingNow.lastError?.code}), ` +
-      `destroyed VM's loop ended ${endedMs} ms after virsh destroy`,
+      `destroyed VM's loop ended ${endedMs} ms after virsh destroy; host decisions: ${decisions.jointRounds} VM rounds decided jointly, ${decisions.soloRounds} alone, at most ${decisions.maxBatchVms} VMs per call`,
   );
   const worst = stalls.worst.map((g) => `${g.cpuMs.toFixed(1)}/${g.wallMs.toFixed(1)}`).join(' ');
   const phases = logLines
@@ -231,6 +232,10 @@ test('four VMs (one failing, one destroyed mid-round), API clients and CPU hogs:
   for (const p of paths) assert.ok(requests.some((r) => r.path === p), `requested ${p}`);
   assert.equal(failingStatus.status, 200);
   assert.equal(failingStatus.body.lastError.code, 'PID_UNTRUSTED');
+
+  // One decision for the host: the two healthy tiered VMs were decided together in one policy call.
+  assert.ok(decisions.maxBatchVms >= 2 && decisions.jointRounds >= 2, `joint decisions: ${JSON.stringify(decisions)}`);
+  assert.ok(bigNow.lastRound!.decidedWithVms >= 1);
 
   // The other VMs kept completing rounds while one failed and one was destroyed.
   assert.equal(bigNow.lastRound!.trackedBytes, 1024 * 2 ** 20);

@@ -135,6 +135,9 @@ test('observe → tier → observe on a real TCG domain with the replay tracker;
   // The policy's reason for the next plan reaches the API; a steady hot set has no recurrence.
   assert.ok(['shift', 'too-hot', 'stable', 'hold', 'fixed'].includes(obs.lastRound.planReason), `planReason ${obs.lastRound.planReason}`);
   assert.equal(obs.lastRound.recurrencePeriodRounds, 0);
+  // Observe mode moves nothing: decided alone, within the share it would have.
+  assert.equal(obs.lastRound.decidedWithVms, 1);
+  assert.ok(obs.lastRound.shareBytes > 0, `share ${obs.lastRound.shareBytes}`);
   assert.equal(obs.lastRound.hotBytes, hotBytes, 'exactly the replayed hot set is hot');
   assert.equal(obs.lastRound.warmBytes, 0);
   assert.equal(obs.lastRound.coldBytes, obs.lastRound.residentBytes - hotBytes, 'every other resident page is cold');
@@ -174,8 +177,9 @@ test('observe → tier → observe on a real TCG domain with the replay tracker;
     const s = engine.vm(d.uuid);
     if (s?.lastRound) seen.set(s.lastRound.round, s.lastRound);
   }, 10);
-  const r0 = engine.vm(d.uuid)!.rounds;
   assert.equal((await http('PUT', `/v1/vms/${d.uuid}/policy`, observe)).status, 200);
+  // Counted from the PUT's answer: rounds may complete while the PUT writes the domain metadata.
+  const r0 = engine.vm(d.uuid)!.rounds;
   await until(15_000, 'four rounds after the switch', () => engine.vm(d.uuid)!.rounds >= r0 + 4);
   clearInterval(poll);
   const after = [...seen.values()].filter((r) => r.round >= r0 + 2);

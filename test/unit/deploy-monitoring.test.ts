@@ -38,7 +38,7 @@ async function engineExposition(): Promise<{ text: string; registry: Registry }>
     round: 1, t: Date.now(), mode: 'tier', scans: 4, intervalMs: 100, scanMs: 12, durationMs: 40,
     trackedBytes: 1 << 30, residentBytes: 1 << 29, hotBytes: 1 << 27, warmBytes: 1 << 26, coldBytes: 1 << 28,
     decided: { promotePages: 10, demotePages: 20 }, moves: { promote: counts(10), demote: counts(18, 2) },
-    promotionPaused: false, skipped: {}, madvisedColdBytes: 4096, unmovablePages: 0, longestSyscallMs: 1, planReason: 'hold', recurrencePeriodRounds: 0,
+    promotionPaused: false, skipped: {}, madvisedColdBytes: 4096, unmovablePages: 0, longestSyscallMs: 1, planReason: 'hold', recurrencePeriodRounds: 0, decidedWithVms: 1, shareBytes: 1 << 29,
   };
   m.round('6f1d4c3a-1111-4222-8333-944455556666', 'web', round);
   m.moves('6f1d4c3a-1111-4222-8333-944455556666', 'web', 'demote', round.moves.demote, 4096);

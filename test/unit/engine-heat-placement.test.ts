@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { EngineMetrics } from '../../src/daemon/metrics.js';
+import { HostDecider } from '../../src/daemon/host-decider.js';
 import { VmLoop } from '../../src/daemon/vm-loop.js';
 import type { HostTopology } from '../../src/host/topology.js';
 import { MigrationBudget } from '../../src/migrate/budget.js';
@@ -115,12 +116,14 @@ test("a round that demotes a region records that region in the slow tier in that
   const now = () => t0 + (Date.now() - real0) * 1000;
   process.env[MOVE_PAGES_INJECT_ENV] = 'ARRIVED';
   let ended = '';
+  // The daemon's decider and policy thread, with a fixed pool: DRAM for the hot half.
+  const decider = new HostDecider({ pool: { capacity: () => ({ dramCapacityBytes: hotPages * PAGE, dramShort: false }) } });
   const loop = new VmLoop({
     uuid: VM, name: map.domain.name, inventory, store, logger, metrics: new EngineMetrics(),
     budget: new MigrationBudget({ dramFreeWatermarkBytes: 0 }),
     host: topology,
     trackerFor: () => ({ name: 'replay', options: { replay: { trace, loop: true, paced: true } } }),
-    dramShare: () => hotPages * PAGE,
+    decider: (req, signal) => decider.submit(req, signal),
     targetNodes: { slow: 1 },
     idleMs: 50, backoff: { baseMs: 50, maxMs: 200 }, now, hotMapEveryRounds: 5,
     onEnd: (why) => (ended = why),
@@ -131,6 +134,7 @@ test("a round that demotes a region records that region in the slow tier in that
     while (!rounds.some((r) => r.demoted > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   } finally {
     await loop.stop();
+    await decider.close();
   }
   assert.equal(loop.snapshot().lastError, null, `no failed round (${ended})`);
   const moving = rounds.findIndex((r) => r.demoted > 0);

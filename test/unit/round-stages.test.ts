@@ -14,6 +14,7 @@ import { PageMap } from '../../src/daemon/page-map.js';
 import { account, roundThresholds, tierOfNodes } from '../../src/daemon/round/account.js';
 import { coldRanges } from '../../src/daemon/round/advise.js';
 import { decide } from '../../src/daemon/round/decide.js';
+import type { DecisionRequest } from '../../src/daemon/host-decider.js';
 import { move } from '../../src/daemon/round/move.js';
 import { record } from '../../src/daemon/round/record.js';
 import { EngineMetrics } from '../../src/daemon/metrics.js';
@@ -23,7 +24,7 @@ import { emptyMoveCounts } from '../../src/migrate/counts.js';
 import { NodeRuns } from '../../src/migrate/node-runs.js';
 import { PlacementCache, windowRuns } from '../../src/migrate/placement-cache.js';
 import { runsOf } from '../helpers/placement.js';
-import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, normalizePolicy, type RoundInput, type TierPolicy } from '../../src/policy/index.js';
+import { DEFAULT_POLICY, TIER_DRAM, TIER_NONE, TIER_SLOW, heatThresholds, normalizePolicy, type TierPolicy } from '../../src/policy/index.js';
 import { Store } from '../../src/store/store.js';
 import type { GuestNodeMap } from '../../src/vm/types.js';
 
@@ -108,24 +109,29 @@ test('account without a scan: placement only, no heat, cold rounds kept', async 
   assert.deepEqual([...coldRounds], [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0]);
 });
 
-test('decide: the share is asked with last demand (first round: hot + warm), and DRAM short below the watermark', async () => {
+test('decide: the host decider gets the VM counts, tiers, DRAM and last demand (first round: hot + warm)', async () => {
   const { policy, tiers, a } = await accounted();
-  const asked: Array<[number, number]> = [];
-  const inputs: RoundInput[] = [];
-  const run = (lastDemandBytes: number | null, topFree: number) =>
+  const asked: DecisionRequest[] = [];
+  const run = (lastDemandBytes: number | null) =>
     decide({
-      vmId: VM, policy, counts: COUNTS, tiers, plan: { scansPerRound: 4, intervalMultiplier: 1 } as never, accounting: a, lastDemandBytes, fresh: false,
-      host: host(topFree), watermarkBytes: 256 << 20,
-      dramShare: (dram, demand) => (asked.push([dram, demand]), 3 * P),
-      // Stand-in decider: the policy's answer is not this stage's contract, its input is.
-      decider: async (_fresh, input) => (inputs.push(input), { round: 1, vms: [{ vmId: VM, promote: new Int32Array([6]), demote: new Int32Array(0), plan: input.vms[0]!.plan, stats: { demandBytes: 7 * P } as never }] }),
+      vmId: VM, policy, counts: COUNTS, tiers, plan: { scansPerRound: 4, intervalMultiplier: 1 } as never, accounting: a, lastDemandBytes, fresh: lastDemandBytes === null,
+      // Stand-in decider: the policy's answer is not this stage's contract, its request is.
+      decider: async (req) => (asked.push(req), { decision: { vmId: VM, promote: new Int32Array([6]), demote: new Int32Array(0), plan: req.vm.plan, stats: { demandBytes: 7 * P } as never }, batchVms: 2, dramCapacityBytes: 3 * P }),
       signal: new AbortController().signal,
     });
-  const d = await run(null, 1 << 30);
-  assert.deepEqual([...d.promote], [6]);
-  await run(9 * P, 100 << 20);
-  assert.deepEqual(asked, [[8 * P, 6 * P], [8 * P, 9 * P]]);
-  assert.deepEqual(inputs.map((i) => [i.dramCapacityBytes, i.dramShort]), [[3 * P, false], [3 * P, true]]);
+  const d = await run(null);
+  assert.deepEqual([...d.decision.promote], [6]);
+  assert.equal(d.batchVms, 2);
+  await run(9 * P);
+  assert.deepEqual(asked.map((r) => [r.dramBytes, r.demandBytes, r.fresh]), [[8 * P, 6 * P, true], [8 * P, 9 * P, false]]);
+  assert.ok(asked.every((r) => r.vm.counts === COUNTS && r.vm.tiers === tiers && r.vm.vmId === VM), 'the round\'s own buffers, not copies');
+  const aborted = new AbortController();
+  const late = decide({
+    vmId: VM, policy, counts: COUNTS, tiers, plan: { scansPerRound: 4, intervalMultiplier: 1 } as never, accounting: a, lastDemandBytes: null, fresh: false,
+    decider: async (req) => (aborted.abort(new Error('loop stopping')), { decision: { vmId: VM, promote: new Int32Array(0), demote: new Int32Array(0), plan: req.vm.plan, stats: {} as never }, batchVms: 1, dramCapacityBytes: 0 }),
+    signal: aborted.signal,
+  });
+  await assert.rejects(late, /loop stopping/, 'a decision that comes back after the loop stopped is not used');
 });
 
 test('move: arrivals update the accounted tiers, the placement cache and the cells; one log row per guest node batch', async () => {

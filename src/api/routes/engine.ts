@@ -47,6 +47,8 @@ const RoundSummary = Type.Object({
   longestSyscallMs: Type.Number({ description: 'longest single synchronous move_pages batch of the round' }),
   planReason: Type.String({ description: "why the policy set the next round's scan plan: shift, too-hot, stable, hold, recurrent (held while a recurrence period is found), fixed; none before a decision" }),
   recurrencePeriodRounds: Type.Integer({ minimum: 0, description: 'the recurrence period the policy found in the VM\'s seen pages, in rounds (0: none); while one is found DRAM follows it' }),
+  decidedWithVms: Type.Integer({ minimum: 0, description: 'tiered VMs decided in the same policy call as this one: the host decides the tiered VMs whose rounds are due together, over one DRAM pool (1: alone, e.g. observe mode; 0: no decision yet)' }),
+  shareBytes: Type.Number({ minimum: 0, description: 'DRAM the policy gave this VM in that decision (its share of the host pool), bytes' }),
 });
 
 export const VmEngineResponse = Type.Object({
@@ -159,6 +161,18 @@ export const EngineResponse = Type.Object({
   ),
   warnings: Type.Array(Type.String(), { description: 'the kernel also tiers the memory vmtier manages' }),
   budget: HostBudget,
+  decisions: Type.Object(
+    {
+      decisions: Type.Integer({ description: 'policy calls over tiered VMs since the engine started' }),
+      lastBatchVms: Type.Integer({ description: 'tiered VMs in the newest call' }),
+      maxBatchVms: Type.Integer({ description: 'most tiered VMs decided in one call' }),
+      jointRounds: Type.Integer({ description: 'VM rounds decided together with at least one other VM' }),
+      soloRounds: Type.Integer({ description: 'tiered VM rounds decided alone (no other VM due)' }),
+      retriedAlone: Type.Integer({ description: 'joint calls that failed (one VM\'s input) and were decided VM by VM' }),
+      policyStateBytes: Nullable(Type.Number({ description: "the policy's retained per-unit state for every VM, bytes (null before the policy thread's first answer)" })),
+    },
+    { description: "one decision for the host: the tiered VMs whose rounds are due are decided in one call of the policy over the host's DRAM pool, as the simulator decides its VMs" },
+  ),
   vms: Type.Array(VmEngineResponse),
 });
 

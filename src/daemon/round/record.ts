@@ -79,6 +79,8 @@ export function report(
       intervalMs: summary.intervalMs,
       plan: summary.planReason,
       ...(summary.recurrencePeriodRounds > 0 ? { periodRounds: summary.recurrencePeriodRounds } : {}),
+      decidedWith: summary.decidedWithVms,
+      shareMB: +(summary.shareBytes / 2 ** 20).toFixed(1),
       scanMs: Math.round(summary.scanMs),
       ms: Math.round(summary.durationMs),
       residentMB: +(summary.residentBytes / 2 ** 20).toFixed(1),

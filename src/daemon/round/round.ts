@@ -104,7 +104,8 @@ export interface RoundDeps {
   metrics: EngineMetrics;
   budget: MigrationBudget;
   host: () => HostTopology;
-  dramShare: (uuid: string, policy: TierPolicy, dramBytes: number, demandBytes: number) => number;
+  /** The host's decider: this VM's round decided with the other tiered VMs due (host-decider.ts). */
+  decider: Decider;
   targetNodes?: { top?: number; slow?: number };
   hotMapEveryRounds: number;
   now: () => number;
@@ -135,7 +136,6 @@ export interface RoundVm {
   /** Bumped when an outgoing migration starts; migrating() while it runs. */
   migrationEpoch(): number;
   migrating(): boolean;
-  decider: Decider;
   movePages: MoveInput['movePages'];
   /** The VM's pidfd, opened on first need. */
   pidfd(): number;
@@ -190,6 +190,8 @@ function summaryOf(ctx: RoundContext, a: Accounting, round: number): RoundSummar
     longestSyscallMs: 0,
     planReason: 'none',
     recurrencePeriodRounds: 0,
+    decidedWithVms: 0,
+    shareBytes: 0,
   };
 }
 
@@ -259,7 +261,7 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
     if (n > 0) summary.skipped[why] = (summary.skipped[why] ?? 0) + n;
   };
   if (scan.counts) {
-    const decision = await decide({
+    const { decision, batchVms } = await decide({
       vmId: vm.uuid,
       policy,
       counts: scan.counts,
@@ -268,10 +270,7 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
       accounting,
       lastDemandBytes: state.demandBytes,
       fresh: state.freshPolicy,
-      host,
-      watermarkBytes: d.budget.watermarkBytes,
-      dramShare: (dramBytes, demandBytes) => d.dramShare(vm.uuid, policy, dramBytes, demandBytes),
-      decider: vm.decider,
+      decider: d.decider,
       signal: vm.signal,
     });
     state.freshPolicy = false;
@@ -279,6 +278,8 @@ export async function runRound(vm: RoundVm, policy: TierPolicy): Promise<void> {
     state.plan = decision.plan;
     summary.planReason = decision.stats.planReason;
     summary.recurrencePeriodRounds = decision.stats.recurrencePeriodRounds;
+    summary.decidedWithVms = batchVms;
+    summary.shareBytes = decision.stats.shareBytes;
     phase('decide');
     summary.decided = { promotePages: decision.promote.length, demotePages: decision.demote.length };
     if (migrationStarted()) throw new MigrationStarted();
