@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { MOVE_PAGES_INJECT_ENV } from '../../src/sys/fault-injection.js';
 import { MoveScratch, movePagesToNode } from '../../src/migrate/move.js';
-import { MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, movePagesRaw, queryPageNodes, syscallScratchBytes } from '../../src/sys/syscalls.js';
+import { MADV_COLD, MOVE_PAGES_BATCH, MOVE_STATUS_UNSET, closeFd, movePagesRaw, pidfdOpen, processMadvise, queryPageNodes, syscallScratchBytes } from '../../src/sys/syscalls.js';
 
 afterEach(() => {
   delete process.env[MOVE_PAGES_INJECT_ENV];
@@ -125,4 +125,19 @@ test('fault injection still answers in the caller\'s buffer, and a query never s
   process.env[MOVE_PAGES_INJECT_ENV] = 'ENOMEM';
   assert.throws(() => movePagesRaw(process.pid, addrs, new Int32Array(8), 2, status), { code: 'KERNEL_ERROR' });
   assert.throws(() => movePagesRaw(process.pid, addrs, new Int32Array(8), 2, new Int32Array(4)), { code: 'INVALID_INPUT' }, 'a status buffer too small is refused');
+});
+
+test('process_madvise writes its iovecs into the thread buffer: the kernel advises what was asked, nothing allocated per call', () => {
+  const addrs = ownPages();
+  const pidfd = pidfdOpen(process.pid);
+  try {
+    // Three ranges of this process's own mapping (MADV_COLD only deactivates them).
+    const ranges = [0, 64, 1024].map((p) => ({ start: addrs[p]!, end: addrs[p]! + 16 * 4096 }));
+    assert.equal(processMadvise(pidfd, ranges, MADV_COLD), 3 * 16 * 4096, 'every byte of every iovec advised');
+    const a = allocationsOf(() => processMadvise(pidfd, ranges, MADV_COLD), 50);
+    assert.equal(a.arrays, 0);
+    assert.ok(a.bytes < 16 * 1024, `array buffers appeared over 50 calls: ${a.bytes} B`);
+  } finally {
+    closeFd(pidfd);
+  }
 });
