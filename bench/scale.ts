@@ -32,6 +32,7 @@ import { PageMap } from '../src/daemon/page-map.js';
 import { RoundState } from '../src/daemon/round/round.js';
 import { MoveScratch, DEFAULT_BATCH } from '../src/migrate/move.js';
 import { QueryScratch } from '../src/migrate/query.js';
+import { queryPageNodes, syscallScratchBytes } from '../src/sys/syscalls.js';
 import { TIER_DRAM, TieringPolicy, normalizePolicy } from '../src/policy/index.js';
 import type { GuestNodeMap } from '../src/vm/types.js';
 import { destroyDomains, fixtureXml, startDomain, type TestDomain } from '../test/helpers/domains.js';
@@ -276,7 +277,9 @@ function breakdown(pages: number, placementBytes: number): Row[] {
     m.ensure(DEFAULT_BATCH);
     return [q, m];
   });
-  rows.push({ what: 'query + mover batch buffers (VM thread)', where: 'src/migrate/query.ts, move.ts', bytes: scratch.ab, perPage: false });
+  // The syscall layer's own address buffer, grown by one batch-sized query (of an unmapped address: EFAULT, no effect).
+  queryPageNodes(process.pid, new Float64Array(DEFAULT_BATCH).fill(PAGE), DEFAULT_BATCH, new Int32Array(DEFAULT_BATCH));
+  rows.push({ what: 'query + mover + syscall batch buffers (VM thread)', where: 'src/migrate/query.ts, move.ts, src/sys/syscalls.ts', bytes: scratch.ab + syscallScratchBytes(), perPage: false });
   // The policy, as the host policy thread runs it: its retained state, and what one decide() allocates and drops.
   const policy = normalizePolicy({ mode: 'observe' });
   const { counts, tiers } = bufs.keep as { counts: Uint8Array; tiers: Uint8Array };

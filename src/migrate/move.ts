@@ -38,8 +38,8 @@ export interface MoveOptions {
 }
 
 /**
- * A move's per-batch buffers (addresses as 64-bit words, target nodes, recheck addresses and
- * answers, arrival flags), `batch` entries each: grown once to the batch and reused by every
+ * A move's per-batch buffers (addresses as 64-bit words, target nodes, the kernel's statuses,
+ * recheck addresses and answers, arrival flags), `batch` entries each: grown once to the batch and reused by every
  * batch and every call given the same scratch, so moving a million pages allocates no array
  * sized by them.
  */
@@ -48,8 +48,8 @@ export class MoveScratch {
   nodes = new Int32Array(0);
   recheck = new Float64Array(0);
   where = new Int32Array(0);
-  /** Status of a batch the kernel refused whole (ENOMEM): all unset. */
-  unset = new Int32Array(0);
+  /** The kernel's status per page of a batch (all unset for a batch it refused whole, ENOMEM). */
+  status = new Int32Array(0);
   onTarget = new Uint8Array(0);
 
   ensure(n: number): void {
@@ -58,12 +58,12 @@ export class MoveScratch {
     this.nodes = new Int32Array(n);
     this.recheck = new Float64Array(n);
     this.where = new Int32Array(n);
-    this.unset = new Int32Array(n);
+    this.status = new Int32Array(n);
     this.onTarget = new Uint8Array(n);
   }
 
   get bytes(): number {
-    return this.words.byteLength + this.nodes.byteLength + this.recheck.byteLength + this.where.byteLength + this.unset.byteLength + this.onTarget.byteLength;
+    return this.words.byteLength + this.nodes.byteLength + this.recheck.byteLength + this.where.byteLength + this.status.byteLength + this.onTarget.byteLength;
   }
 }
 
@@ -122,10 +122,10 @@ export function movePagesToNode(pid: number, addrs: ArrayLike<number>, node: num
     // target node is full (while earlier pages of the batch did move).
     let unreported: { cls: MoveClass; key: string } = { cls: 'busy', key: 'nostatus' };
     try {
-      status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE);
+      status = movePagesRaw(pid, slice, nodes, opts.flags ?? MPOL_MF_MOVE, scratch.status);
     } catch (e) {
       if (!(e instanceof KernelError) || e.errno !== ENOMEM) throw e;
-      status = scratch.unset.subarray(0, n).fill(MOVE_STATUS_UNSET);
+      status = scratch.status.subarray(0, n).fill(MOVE_STATUS_UNSET);
       unreported = { cls: 'noMemory', key: 'ENOMEM' };
     }
     out.calls++;

@@ -114,11 +114,20 @@ export function processComm(pid: number, procRoot = '/proc'): string | null {
 const PM_PRESENT_HI = 0x80000000;
 const PM_SWAPPED_HI = 0x40000000;
 const PAGEMAP_CHUNK_PAGES = 64 * 1024;
+/** The pagemap reads' buffer: this thread's (module state is per thread), grown once up to PAGEMAP_CHUNK_PAGES entries. */
+let pagemapBuf = Buffer.alloc(0);
+
+/** Bytes held by the pagemap read buffer of this thread. */
+export function pagemapBufferBytes(): number {
+  return pagemapBuf.byteLength;
+}
 
 /**
  * The pages of `r` present in RAM (pagemap bit 63), as mapping runs of unknown page size (pagemap
  * does not say); swapped pages count as not present, since no accessed bit can be read for them.
- * Reads in 512 KiB chunks and keeps nothing per page.
+ * Reads in 512 KiB chunks into one buffer kept by this thread (every DAMON round reads every
+ * tracked range: a fresh 512 KiB buffer per range per round was garbage glibc may keep), and
+ * keeps nothing per page.
  */
 export function presentRuns(pid: number, r: HvaRange, procRoot = '/proc'): MappingRuns {
   const n = pagesIn(r);
@@ -130,7 +139,8 @@ export function presentRuns(pid: number, r: HvaRange, procRoot = '/proc'): Mappi
     throw procError(e, pid, '/proc/<pid>/pagemap');
   }
   try {
-    const buf = Buffer.alloc(Math.min(n, PAGEMAP_CHUNK_PAGES) * 8);
+    if (pagemapBuf.length < Math.min(n, PAGEMAP_CHUNK_PAGES) * 8) pagemapBuf = Buffer.allocUnsafeSlow(Math.min(n, PAGEMAP_CHUNK_PAGES) * 8);
+    const buf = pagemapBuf;
     let runStart = -1;
     let done = 0;
     while (done < n) {

@@ -33,54 +33,87 @@ export const MOVE_PAGES_BATCH = 1024;
 const TWO_32 = 0x1_0000_0000;
 
 /**
+ * This thread's buffers for the system calls' arguments: 64-bit addresses (move_pages), iovecs
+ * (process_madvise). Module state is per thread (every worker thread loads its own copy of this
+ * module), and the calls are synchronous, so one set serves every call of the thread: grown once
+ * to the largest batch asked, never allocated per call (issue 13: a query over every page of a VM
+ * would otherwise leave 8 bytes of garbage per page, which glibc may keep resident).
+ */
+const scratch = { words: new BigUint64Array(0), iov: new BigUint64Array(0) };
+
+/** The thread's address words, at least `n` of them. */
+function wordsFor(n: number): BigUint64Array {
+  if (scratch.words.length < n) scratch.words = new BigUint64Array(Math.max(n, MOVE_PAGES_BATCH));
+  return scratch.words;
+}
+
+/** Bytes the syscall layer keeps for its arguments in this thread (batch-sized, whatever was asked). */
+export function syscallScratchBytes(): number {
+  return scratch.words.byteLength + scratch.iov.byteLength;
+}
+
+/** Writes addrs[from, from + n) as 64-bit words into `words` (two 32-bit halves: no BigInt per page). */
+function putWords(words: BigUint64Array, addrs: ArrayLike<number>, from: number, n: number): void {
+  const halves = new Uint32Array(words.buffer, words.byteOffset, 2 * n);
+  for (let i = 0; i < n; i++) {
+    const a = addrs[from + i]!;
+    // x86_64 is little-endian: low word first.
+    halves[2 * i] = a % TWO_32;
+    halves[2 * i + 1] = Math.floor(a / TWO_32);
+  }
+}
+
+/**
  * move_pages(2) over `addrs` (page-aligned virtual addresses of `pid`; 0 = self) to `nodes[i]`.
- * Returns the per-page status array (node reached, or -errno); a whole-call failure throws
+ * The kernel writes each page's status (node reached, or -errno; MOVE_STATUS_UNSET where it wrote
+ * nothing) into `status` (at least addrs.length entries; the caller's, reused: nothing is
+ * allocated per call), which is returned, viewed to addrs.length. A whole-call failure throws
  * KernelError. Asking where pages are is queryPageNodes, the one placement query.
  */
-export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array, flags: number): Int32Array {
-  return movePagesCall(pid, addrs, nodes, flags);
+export function movePagesRaw(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array, flags: number, status: Int32Array = new Int32Array(addrs.length)): Int32Array {
+  return movePagesCall(pid, addrs, nodes, flags, status);
 }
 
 /**
  * The placement query, the only one in vmtier: which node each page of `pid` is on, move_pages(2)
  * with nodes = NULL (it moves nothing). out[i] = the node of addrs[i], or -errno (-ENOENT: not
  * present, never touched or swapped out; -EFAULT: not mapped). `batch` pages per call; addresses
- * are written as two 32-bit halves into one reused buffer, so a query over millions of pages
- * makes no BigInt per page. A whole-call failure (ESRCH: the process is gone) throws KernelError.
+ * are written as two 32-bit halves into the thread's one address buffer, and the kernel writes
+ * its answers straight into `out`: a query over millions of pages makes no BigInt per page and,
+ * given `out`, allocates nothing. A whole-call failure (ESRCH: the process is gone) throws KernelError.
  */
 export function queryPageNodes(pid: number, addrs: ArrayLike<number>, batch = MOVE_PAGES_BATCH, out = new Int32Array(addrs.length)): Int32Array {
   if (out.length < addrs.length) throw new VmtierError('INVALID_INPUT', `queryPageNodes: output holds ${out.length} of ${addrs.length} pages`);
   const total = addrs.length;
   if (total === 0) return out;
   const size = Math.max(1, Math.min(batch, total));
-  const buf = new BigUint64Array(size);
-  const halves = new Uint32Array(buf.buffer);
+  const words = wordsFor(size);
   for (let off = 0; off < total; off += size) {
     const n = Math.min(size, total - off);
-    for (let i = 0; i < n; i++) {
-      const a = addrs[off + i]!;
-      // x86_64 is little-endian: low word first.
-      halves[2 * i] = a % TWO_32;
-      halves[2 * i + 1] = Math.floor(a / TWO_32);
-    }
-    out.set(movePagesCall(pid, n === size ? buf : buf.subarray(0, n), null, 0), off);
+    putWords(words, addrs, off, n);
+    movePagesCall(pid, words.subarray(0, n), null, 0, out.subarray(off, off + n));
   }
   return out;
 }
 
-/** move_pages(2) itself: a move with `nodes`, a query with null (only through queryPageNodes). */
-function movePagesCall(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array | null, flags: number): Int32Array {
+/**
+ * move_pages(2) itself: a move with `nodes`, a query with null (only through queryPageNodes).
+ * Statuses go into `status` (the caller's), returned viewed to the call's length.
+ */
+function movePagesCall(pid: number, addrs: ArrayLike<number> | BigUint64Array, nodes: Int32Array | null, flags: number, statusBuf: Int32Array): Int32Array {
   const n = addrs.length;
+  if (statusBuf.length < n) throw new VmtierError('INVALID_INPUT', `move_pages: status holds ${statusBuf.length} of ${n} pages`);
   // The kernel leaves status[] untouched for a batch it could not finish (it returns a count of
   // unmoved pages, or ENOMEM): the sentinel lets callers see which entries it never wrote.
-  const status = new Int32Array(n).fill(MOVE_STATUS_UNSET);
+  const status = (statusBuf.length === n ? statusBuf : statusBuf.subarray(0, n)).fill(MOVE_STATUS_UNSET);
   if (n === 0) return status;
   // A BigUint64Array is passed as is: callers scanning millions of pages avoid a BigInt per page.
   let pages: BigUint64Array;
   if (addrs instanceof BigUint64Array) pages = addrs;
   else {
-    pages = new BigUint64Array(n);
-    for (let i = 0; i < n; i++) pages[i] = BigInt((addrs as ArrayLike<number>)[i]!);
+    const words = wordsFor(n);
+    putWords(words, addrs, 0, n);
+    pages = words.length === n ? words : words.subarray(0, n);
   }
   if (nodes && nodes.length !== n) throw new VmtierError('INVALID_INPUT', 'move_pages: nodes and pages differ in length');
   if (nodes) {
@@ -122,12 +155,18 @@ export function closeFd(fd: number): void {
  */
 export function processMadvise(pidfd: number, ranges: ReadonlyArray<{ start: number; end: number }>, advice: number): number {
   if (ranges.length === 0) return 0;
-  // struct iovec { void *iov_base; size_t iov_len; }
-  const iov = new BigUint64Array(ranges.length * 2);
-  ranges.forEach((r, i) => {
-    iov[2 * i] = BigInt(r.start);
-    iov[2 * i + 1] = BigInt(r.end - r.start);
-  });
+  // struct iovec { void *iov_base; size_t iov_len; }, in the thread's reused buffer (two 32-bit halves per word).
+  if (scratch.iov.length < 2 * ranges.length) scratch.iov = new BigUint64Array(Math.max(2 * ranges.length, 2 * 64));
+  const iov = scratch.iov.length === 2 * ranges.length ? scratch.iov : scratch.iov.subarray(0, 2 * ranges.length);
+  const halves = new Uint32Array(iov.buffer, iov.byteOffset, 4 * ranges.length);
+  for (let i = 0; i < ranges.length; i++) {
+    const r = ranges[i]!;
+    const len = r.end - r.start;
+    halves[4 * i] = r.start % TWO_32;
+    halves[4 * i + 1] = Math.floor(r.start / TWO_32);
+    halves[4 * i + 2] = len % TWO_32;
+    halves[4 * i + 3] = Math.floor(len / TWO_32);
+  }
   const rc = sys()(SYS.process_madvise, 'int', pidfd, 'void *', iov, 'unsigned long', ranges.length, 'int', advice, 'unsigned int', 0) as number;
   if (rc < 0) throw new KernelError('process_madvise', koffi.errno());
   return rc;

@@ -20,6 +20,8 @@ export interface PlacementOptions {
 export async function measurePlacement(map: GuestNodeMap, opts: PlacementOptions = {}): Promise<Placement> {
   const chunk = Math.max(1, opts.chunkPages ?? 65536);
   const addrs = new Float64Array(chunk);
+  // The kernel's answers, one chunk's worth reused for every chunk (nothing allocated per query).
+  const where = new Int32Array(chunk);
   const total = map.nodes.reduce((s, n) => s + n.hva.reduce((t, r) => t + (r.end - r.start) / PAGE_SIZE, 0), 0);
   let done = 0;
   const nodes: GuestNodePlacement[] = [];
@@ -33,7 +35,7 @@ export async function measurePlacement(map: GuestNodeMap, opts: PlacementOptions
         opts.signal?.throwIfAborted();
         const count = Math.min(chunk, (r.end - at) / PAGE_SIZE);
         for (let i = 0; i < count; i++) addrs[i] = at + i * PAGE_SIZE;
-        const status = queryPageNodes(map.domain.pid, count === chunk ? addrs : addrs.subarray(0, count));
+        const status = queryPageNodes(map.domain.pid, count === chunk ? addrs : addrs.subarray(0, count), undefined, where);
         for (let i = 0; i < count; i++) {
           const s = status[i]!;
           if (s >= 0) byNode.set(s, (byNode.get(s) ?? 0) + 1);

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { defaultRanges, parseMaps, processAlive, readMaps, presentRuns } from '../../src/scan/procfs.js';
+import { defaultRanges, pagemapBufferBytes, parseMaps, processAlive, readMaps, presentRuns } from '../../src/scan/procfs.js';
+import { readFileSync } from 'node:fs';
 import { ensureWorkload } from '../../lab/build.js';
 import { KernelError } from '../../src/errors.js';
 
@@ -56,4 +57,30 @@ test('presentRuns and readMaps on a real process; a gone pid is ESRCH', async ()
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+test('presentRuns reads pagemap into one buffer kept by the thread, not a new one per call (every DAMON round calls it per range)', () => {
+  // A mapping of this process's own, 16 MiB (4096 pages: 32 KiB of pagemap per call), its first 4 MiB touched.
+  const mem = new Uint8Array(16 << 20);
+  mem.fill(1, 0, 4 << 20);
+  const m = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => /^([0-9a-f]+)-([0-9a-f]+) rw-p/.exec(l))
+    .filter((x): x is RegExpExecArray => !!x && parseInt(x[2]!, 16) - parseInt(x[1]!, 16) >= 16 << 20)
+    .map((x) => ({ start: parseInt(x[1]!, 16), end: parseInt(x[1]!, 16) + (16 << 20) }));
+  assert.ok(m.length > 0);
+  const r = m.map((x) => ({ r: x, runs: presentRuns(process.pid, x) })).sort((a, b) => (b.runs[1] ?? 0) - (a.runs[1] ?? 0))[0]!.r;
+  assert.ok((presentRuns(process.pid, r)[1] ?? 0) >= 1000, 'the touched pages are present');
+  const held = pagemapBufferBytes();
+  assert.ok(held >= 4096 * 8 && held <= 512 * 1024, `sized by the largest read, capped at 512 KiB: ${held} B`);
+  let appeared = 0;
+  let last = process.memoryUsage().arrayBuffers;
+  for (let i = 0; i < 50; i++) {
+    presentRuns(process.pid, r);
+    const now = process.memoryUsage().arrayBuffers;
+    if (now > last) appeared += now - last;
+    last = now;
+  }
+  // A buffer per call: 50 × 32 KiB = 1.6 MiB.
+  assert.ok(appeared < 64 * 1024, `array buffers appeared over 50 calls: ${appeared} B`);
+  assert.equal(pagemapBufferBytes(), held);
+  void mem;
 });
