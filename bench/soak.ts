@@ -13,15 +13,23 @@
  *
  *   npm run bench:soak [-- --minutes 30 --domains 8 --env MALLOC_ARENA_MAX=2 --default-retention]
  *
- * The store runs with a short retention by default (raw rows and minute cells 4 min, coarse
- * rows 2 min wide, everything dropped after 8 min, applied every 30 s; SOAK_RETENTION below),
- * so that within the run it reaches its steady state (rows dropped as fast as they are written,
- * the freed pages reused) and a growing SQLite file means a table that retention does not bound.
+ * The store runs with a short retention by default (raw rows and minute cells 2 min, coarse
+ * rows 2 min wide, everything dropped after 4 min, applied every 15 s; SOAK_RETENTION below),
+ * so that the 10-minute warm-up covers 2.5 retention windows and the run 7.5: within the warm-up
+ * the store reaches its steady state (rows dropped as fast as they are written, the freed pages
+ * reused, the B-trees' fill settled — with the earlier 8-minute window that settling still went
+ * on until minute ~17, measured in an accelerated-time replay of the soak's write load) and a
+ * growing SQLite file means a table that retention does not bound.
  * `--default-retention` runs it with the production settings instead (24 h / 30 days, hourly),
  * under which the file grows for a day by design. Besides the file (and WAL) size it samples the
  * pages in use (page_count - freelist_count) and the number of policy versions, and ends with a
  * verdict per series: slope per hour over the last two thirds and `plateau` when the last third's
- * maximum is at most the middle third's plus the threshold printed beside it.
+ * maximum is at most the middle third's plus the threshold printed beside it. Since those sizes
+ * follow the number of live rows, i.e. the write rate (rounds per second, policy PUTs) times the
+ * retention window, and the rate is not constant on a shared host, it also samples every table's
+ * rows and bytes of pages (dbstat), the free pages and the rows retention should already have
+ * dropped, and ends with a store verdict that tells growth beyond the rows from a faster rate
+ * (storeReport).
  *
  * `--env K=V` (repeatable) is put into `vmtier serve`'s environment only. VMTIER_SOAK_CSV=file
  * writes every sample; `--table file --minutes N` prints the summary table again from it.
@@ -32,6 +40,7 @@ import { loadavg, tmpdir } from 'node:os';
 import BetterSqlite3 from 'better-sqlite3';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_RETENTION } from '../src/config.js';
 import { destroyDomains, startDomain, type TestDomain } from '../test/helpers/domains.js';
 
 const PREFIX = 'vmtier-test-soak-';
@@ -50,7 +59,12 @@ const USAGE = `bench:soak [-- options]
  * The soak's retention (vmtier.yaml `retention:`): short enough that the store reaches its steady
  * state within the first third of a 30-minute run.
  */
-const SOAK_RETENTION = { fullResolutionHours: 4 / 60, coarseStepSeconds: 120, maxAgeDays: 8 / 1440, intervalSeconds: 30 };
+const SOAK_RETENTION = { fullResolutionHours: 2 / 60, coarseStepSeconds: 120, maxAgeDays: 4 / 1440, intervalSeconds: 15 };
+/** Rows retention should have dropped are counted `stale` once they are older than its horizon plus one interval and this slack. */
+const STALE_SLACK_MS = 5_000;
+/** The store's tables, sampled one by one (rows and bytes of pages, the table's and its indexes'). */
+const TABLES = ['samples', 'rollups', 'heat_frames', 'policies', 'series', 'vms', 'guest_nodes', 'migration_log'] as const;
+type TableName = (typeof TABLES)[number];
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -128,8 +142,13 @@ type Sample = {
   wUsed: number; wTotal: number; wExternal: number; wMaxUsed: number; workers: number; fds: number; db: number; load1: number;
   /** The main database file alone, the WAL, the bytes of pages in use (page_count - freelist_count) and policy versions. */
   dbFile: number; wal: number; pagesUsed: number; policies: number;
+  /** Rounds logged so far, free pages' bytes (freelist_count x page_size), rows older than retention's horizon (see staleRows). */
+  rounds: number; freeBytes: number; stale: number;
+  /** Per table: rows and bytes of pages (dbstat: the table and its indexes). */
+  tables: Partial<Record<TableName, { rows: number; bytes: number }>>;
 };
-const CSV_COLUMNS: Array<keyof Sample> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1', 'dbFile', 'wal', 'pagesUsed', 'policies'];
+const CSV_COLUMNS: Array<Exclude<keyof Sample, 'tables'>> = ['t', 'rss', 'anon', 'file', 'heapUsed', 'heapTotal', 'external', 'wUsed', 'wTotal', 'wExternal', 'wMaxUsed', 'workers', 'fds', 'db', 'load1', 'dbFile', 'wal', 'pagesUsed', 'policies', 'rounds', 'freeBytes', 'stale'];
+const TABLE_COLUMNS = TABLES.flatMap((t) => [`rows:${t}`, `bytes:${t}`]);
 
 /**
  * The summary table. Windows by thirds of the run: the first third is warm-up; slopes are fitted
@@ -189,6 +208,69 @@ function table(samples: Sample[], minutes: number): void {
   fmt('  pages in use', 'MiB', 2 ** 20, (s) => s.pagesUsed);
   fmt('policy versions', 'rows', 1, (s) => s.policies);
   verdicts(samples, minutes);
+  storeReport(samples, minutes);
+}
+
+/**
+ * What the store's size is made of, table by table, and whether it is bounded. The file, the
+ * pages in use and the policy versions follow the number of live rows, and under retention that
+ * is the write rate times the retention window: rounds per second (set by the engine and by
+ * what else runs on the host's 2 cores) and the clients' PUTs (one per 97 requests: set by the
+ * API's answer times) are not constant, so a size can end higher only because the last third
+ * wrote faster. The store is judged `bounded` when three things hold:
+ *   1. retention keeps pace: no stale row (older than its horizon by more than one interval plus
+ *      STALE_SLACK_MS; staleRows) in any sample after the first third;
+ *   2. no table's pages grow beyond its rows: per table, the last third's maximum bytes are at
+ *      most the middle third's maximum bytes per row times the last third's maximum rows, +2 % and
+ *      + 2 pages (8 KiB; page granularity of small tables). Fragmentation, pages not reused, or
+ *      anything kept besides rows shows here;
+ *   3. free pages are reused: the file's growth over the last two thirds is at most the growth
+ *      of the pages in use's maximum (+2 %): the file is their high-water mark.
+ * Slopes per hour are fitted over each half of the run (the first half contains the warm-up).
+ */
+function storeReport(samples: Sample[], minutes: number): void {
+  const third = (minutes * 60_000) / 3;
+  const half = (minutes * 60_000) / 2;
+  const mid = samples.filter((s) => s.t >= third && s.t < 2 * third);
+  const last = samples.filter((s) => s.t >= 2 * third);
+  const h1 = samples.filter((s) => s.t < half);
+  const h2 = samples.filter((s) => s.t >= half);
+  if (!mid.length || !last.length) return;
+  const fin = (xs: number[]) => xs.filter((v) => Number.isFinite(v));
+  const max = (xs: number[]) => Math.max(...fin(xs));
+  const slope = (xs: Sample[], pick: (s: Sample) => number) => slopePerHour(xs.map((s) => [s.t, pick(s)] as [number, number]).filter((p) => Number.isFinite(p[1])));
+  const rate = (xs: Sample[]) => (xs.length > 1 ? (xs[xs.length - 1]!.rounds - xs[0]!.rounds) / ((xs[xs.length - 1]!.t - xs[0]!.t) / 1000) : NaN);
+  console.log(`store: rounds per second ${rate(mid).toFixed(1)} in the middle third, ${rate(last).toFixed(1)} in the last (the rows retention keeps scale with it)`);
+  console.log(`per table (rows and bytes of pages with indexes; slopes per hour over the first / second half; max over the middle / last third; bytes per row at the middle third's max):`);
+  let tablesOk = true;
+  for (const t of TABLES) {
+    const rows = (s: Sample) => s.tables[t]?.rows ?? NaN;
+    const bytes = (s: Sample) => s.tables[t]?.bytes ?? NaN;
+    if (!fin(samples.map(rows)).length) continue;
+    const r2 = max(mid.map(rows));
+    const r3 = max(last.map(rows));
+    const b2 = max(mid.map(bytes));
+    const b3 = max(last.map(bytes));
+    const perRow = b2 / Math.max(1, r2);
+    const limit = perRow * Math.max(1, r3) * 1.02 + 8192;
+    const ok = b3 <= limit;
+    tablesOk &&= ok;
+    console.log(
+      `  ${t.padEnd(14)} rows ${r2.toFixed(0).padStart(7)} / ${r3.toFixed(0).padStart(7)} (slope ${slope(h1, rows).toFixed(0)} / ${slope(h2, rows).toFixed(0)} /h)` +
+        `  KiB ${(b2 / 1024).toFixed(1).padStart(8)} / ${(b3 / 1024).toFixed(1).padStart(8)} (slope ${(slope(h1, bytes) / 1024).toFixed(1)} / ${(slope(h2, bytes) / 1024).toFixed(1)} KiB/h)` +
+        `  ${perRow.toFixed(1)} B/row  limit ${(limit / 1024).toFixed(1)} KiB  ${ok ? 'bounded by rows' : 'GROWS BEYOND ROWS'}`,
+    );
+  }
+  const mib = (b: number) => (b / 2 ** 20).toFixed(3);
+  for (const [name, pick] of [['file', (s: Sample) => s.dbFile], ['pages in use', (s: Sample) => s.pagesUsed], ['free pages', (s: Sample) => s.freeBytes], ['WAL', (s: Sample) => s.wal]] as const) {
+    console.log(`  ${name.padEnd(14)} MiB max ${mib(max(mid.map(pick)))} / ${mib(max(last.map(pick)))}, slope ${mib(slope(h1, pick))} / ${mib(slope(h2, pick))} MiB/h`);
+  }
+  const staleMax = max(samples.filter((s) => s.t >= third).map((s) => s.stale));
+  const fileGrowth = max(last.map((s) => s.dbFile)) - max(mid.map((s) => s.dbFile));
+  const usedGrowth = Math.max(0, max(last.map((s) => s.pagesUsed)) - max(mid.map((s) => s.pagesUsed)));
+  const reused = fileGrowth <= usedGrowth * 1.02 + 4096;
+  console.log(`  stale rows (retention behind) after the first third: max ${staleMax}; file growth middle -> last third ${mib(fileGrowth)} MiB, pages in use's max ${mib(usedGrowth)} MiB`);
+  console.log(`store verdict: ${staleMax === 0 && tablesOk && reused ? 'bounded' : 'NOT SHOWN BOUNDED'} (retention keeps pace: ${staleMax === 0 ? 'yes' : 'no'}; every table's pages follow its rows: ${tablesOk ? 'yes' : 'no'}; free pages reused: ${reused ? 'yes' : 'no'})`);
 }
 
 /**
@@ -249,6 +331,9 @@ async function main(): Promise<void> {
     process.stderr.write('\n');
     const config = join(dir, 'vmtier.yaml');
     const r = SOAK_RETENTION;
+    const retentionMs: RetentionMs = defaultRetention ? DEFAULT_RETENTION : {
+      fullResolutionMs: r.fullResolutionHours * 3600_000, coarseStepMs: r.coarseStepSeconds * 1000, maxAgeMs: r.maxAgeDays * 86_400_000, intervalMs: r.intervalSeconds * 1000,
+    };
     writeFileSync(config, defaultRetention ? '{}\n' : `retention:\n  fullResolutionHours: ${r.fullResolutionHours}\n  coarseStepSeconds: ${r.coarseStepSeconds}\n  maxAgeDays: ${r.maxAgeDays}\n  intervalSeconds: ${r.intervalSeconds}\n`);
     served = spawn(process.execPath, [join(repoRoot, 'bin', 'vmtier.js'), 'serve', '--config', config, '--db', db, '--listen', '127.0.0.1:0', '--tracker', 'kmod', '--manage', `^${PREFIX}`], {
       env: { ...process.env, VMTIER_TOKEN: TOKEN, VMTIER_LOG_LEVEL: 'info', ...childEnv },
@@ -313,8 +398,8 @@ async function main(): Promise<void> {
       const dbFile = statSync(db).size;
       const wal = existsSync(`${db}-wal`) ? statSync(`${db}-wal`).size : 0;
       const size = dbFile + wal;
-      const pages = dbPages(db);
-      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]!, dbFile, wal, ...pages });
+      const stats = dbStats(db, Date.now(), retentionMs);
+      samples.push({ t: Date.now() - t0, rss, anon, file, ...h, fds, db: size, load1: loadavg()[0]!, dbFile, wal, rounds, ...stats });
       process.stderr.write(`\r${((Date.now() - t0) / 60_000).toFixed(1)}/${minutes} min: RSS ${(rss / 2 ** 20).toFixed(1)} MiB, heap ${(h.heapUsed / 2 ** 20).toFixed(1)} MiB, workers' heaps ${(h.wUsed / 2 ** 20).toFixed(1)} MiB (${h.workers}), ${fds} fds, db ${(size / 2 ** 20).toFixed(2)} MiB, ${rounds} rounds   `);
       await new Promise((r) => setTimeout(r, Math.min(10_000, Math.max(0, end - Date.now()))));
     }
@@ -368,7 +453,10 @@ async function main(): Promise<void> {
       console.log(`SQLite row counts unavailable: ${(e as Error).message}`);
     }
     const csv = process.env.VMTIER_SOAK_CSV;
-    if (csv) writeFileSync(csv, [CSV_COLUMNS.join(','), ...samples.map((s) => CSV_COLUMNS.map((c) => s[c]).join(','))].join('\n') + '\n');
+    if (csv) {
+      const row = (s: Sample) => [...CSV_COLUMNS.map((c) => s[c]), ...TABLES.flatMap((t) => [s.tables[t]?.rows ?? NaN, s.tables[t]?.bytes ?? NaN])].join(',');
+      writeFileSync(csv, [[...CSV_COLUMNS, ...TABLE_COLUMNS].join(','), ...samples.map(row)].join('\n') + '\n');
+    }
   } finally {
     served?.kill('SIGTERM');
     await destroyDomains(PREFIX);
@@ -376,19 +464,55 @@ async function main(): Promise<void> {
   }
 }
 
-/** The store's pages in use and policy versions, read by a read-only connection of our own (WAL: it sees the last commit). */
-function dbPages(path: string): { pagesUsed: number; policies: number } {
+/** Retention's rules in milliseconds (the config file's units converted), for staleRows. */
+interface RetentionMs { fullResolutionMs: number; coarseStepMs: number; maxAgeMs: number; intervalMs: number }
+
+/**
+ * Rows retention should already have dropped: older than its horizon (src/store/store.ts
+ * applyRetention, heat-history.ts) by more than one interval and STALE_SLACK_MS. Raw sample rows
+ * and 1-minute rollup cells past fullResolution, any sample row, heat frame or migration-log
+ * entry past maxAge, superseded policy versions past maxAge. 5-minute and hourly rollup cells are
+ * not counted: the cell being written starts before the horizon (retention drops it, the next
+ * round writes it again with that round alone) and holds one row per series either way.
+ */
+function staleRows(d: BetterSqlite3.Database, now: number, r: RetentionMs): number {
+  const drop = now - r.maxAgeMs - r.intervalMs - STALE_SLACK_MS;
+  const raw = now - r.fullResolutionMs - r.intervalMs - STALE_SLACK_MS;
+  const n = (sql: string, ...args: number[]) => Number((d.prepare(sql).get(...args) as { n: number }).n);
+  // Heat minute cells stay until maxAge when the coarse step is the cell itself (nothing to fold into).
+  const heatRaw = r.coarseStepMs > 60_000 ? raw : drop;
+  return (
+    n('SELECT COUNT(*) AS n FROM samples WHERE t < ? OR (resolution_ms = 0 AND t < ?)', drop, raw) +
+    n('SELECT COUNT(*) AS n FROM rollups WHERE resolution_ms = 60000 AND t + 60000 <= ?', raw) +
+    n('SELECT COUNT(*) AS n FROM heat_frames WHERE t < ? OR (resolution_ms = 60000 AND t + 60000 <= ?)', drop, heatRaw) +
+    n('SELECT COUNT(*) AS n FROM migration_log WHERE t < ?', drop) +
+    n('SELECT COUNT(*) AS n FROM policies WHERE updated_at < ? AND version < (SELECT MAX(p.version) FROM policies p WHERE p.vm_uuid = policies.vm_uuid)', drop)
+  );
+}
+
+/**
+ * The store's pages in use, free pages, policy versions, rows and bytes per table, and stale rows,
+ * read by a read-only connection of our own (WAL: it sees the last commit).
+ */
+function dbStats(path: string, now: number, r: RetentionMs): Pick<Sample, 'pagesUsed' | 'policies' | 'freeBytes' | 'stale' | 'tables'> {
   try {
     const d = new BetterSqlite3(path, { readonly: true, fileMustExist: true });
     try {
       const one = (sql: string) => Number(Object.values(d.prepare(sql).get() as object)[0]);
-      const pagesUsed = (one('PRAGMA page_count') - one('PRAGMA freelist_count')) * one('PRAGMA page_size');
-      return { pagesUsed, policies: one('SELECT COUNT(*) FROM policies') };
+      const pageSize = one('PRAGMA page_size');
+      const free = one('PRAGMA freelist_count') * pageSize;
+      const pagesUsed = one('PRAGMA page_count') * pageSize - free;
+      const bytes = new Map(
+        (d.prepare('SELECT m.tbl_name AS t, SUM(s.pgsize) AS b FROM dbstat s JOIN sqlite_master m ON m.name = s.name GROUP BY m.tbl_name').all() as Array<{ t: string; b: number }>).map((x) => [x.t, x.b]),
+      );
+      const tables: Sample['tables'] = {};
+      for (const t of TABLES) tables[t] = { rows: one(`SELECT COUNT(*) FROM ${t}`), bytes: bytes.get(t) ?? 0 };
+      return { pagesUsed, policies: tables.policies!.rows, freeBytes: free, stale: staleRows(d, now, r), tables };
     } finally {
       d.close();
     }
   } catch {
-    return { pagesUsed: NaN, policies: NaN };
+    return { pagesUsed: NaN, policies: NaN, freeBytes: NaN, stale: NaN, tables: {} };
   }
 }
 
@@ -397,11 +521,17 @@ function tableFromCsv(file: string, minutes: number): void {
   const [head, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
   // Older runs' CSVs named the columns differently: read them by position in this order.
   const legacy = ['t_ms', 'rss', 'rss_anon', 'rss_file', 'heap_used', 'heap_total', 'external', 'workers_used', 'workers_total', 'workers_external', 'max_worker_used', 'workers', 'fds', 'db', 'load1'];
-  const cols = head!.split(',').map((c) => CSV_COLUMNS[legacy.indexOf(c)] ?? (c as keyof Sample));
+  const cols = head!.split(',').map((c) => CSV_COLUMNS[legacy.indexOf(c)] ?? c);
   const samples = lines.map((l) => {
     const v = l.split(',').map(Number);
-    const s = Object.fromEntries(CSV_COLUMNS.map((c) => [c, NaN])) as Sample;
-    cols.forEach((c, i) => (s[c] = v[i]!));
+    const s = { ...Object.fromEntries(CSV_COLUMNS.map((c) => [c, NaN])), tables: {} } as Sample;
+    cols.forEach((c, i) => {
+      const m = /^(rows|bytes):(.+)$/.exec(c);
+      if (m) {
+        const t = (s.tables[m[2] as TableName] ??= { rows: NaN, bytes: NaN });
+        t[m[1] as 'rows' | 'bytes'] = v[i]!;
+      } else (s as unknown as Record<string, number>)[c] = v[i]!;
+    });
     return s;
   });
   table(samples, minutes);
