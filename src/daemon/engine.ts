@@ -20,7 +20,7 @@ import type { Store } from '../store/store.js';
 import type { VmInventory } from '../vm/inventory.js';
 import type { DomainSummary } from '../vm/types.js';
 import { MigrationBudget, type BudgetOptions } from '../migrate/budget.js';
-import { HostDecider, batchCapacity, type PoolVm } from './host-decider.js';
+import { HostDecider, batchCapacity, noDecisions, type PoolVm } from './host-decider.js';
 import { LoopStallSampler, exportLoopStallMetrics } from './loop-stall.js';
 import { EngineMetrics } from './metrics.js';
 import type { EngineStatus, EngineView, VmEngineStatus } from './status.js';
@@ -158,7 +158,7 @@ export class Engine implements EngineView {
       kernel: host?.kernel ?? null,
       warnings: host?.warnings ?? [],
       budget: this.budget.hostStatus(),
-      decisions: { ...(this.decider?.stats ?? { decisions: 0, lastBatchVms: 0, maxBatchVms: 0, jointRounds: 0, soloRounds: 0, retriedAlone: 0 }), policyStateBytes: this.decider?.threadHeap?.stateBytes ?? null },
+      decisions: { ...(this.decider?.stats ?? noDecisions()), policyStateBytes: this.decider?.threadHeap?.stateBytes ?? null },
       vms: [...this.loops.values()].map((m) => m.loop.snapshot()).sort((a, b) => a.name.localeCompare(b.name)),
     };
   }

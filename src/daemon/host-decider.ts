@@ -19,9 +19,9 @@
  */
 import { Worker } from 'node:worker_threads';
 import { VmtierError, type ErrorCode } from '../errors.js';
-import { splitDram, type Decision, type RoundInput, type TierPolicy, type VmDecision, type VmRoundInput } from '../policy/index.js';
+import { TieringPolicy, splitDram, type Decision, type RoundInput, type TierPolicy, type VmDecision, type VmRoundInput } from '../policy/index.js';
 import type { PolicyThreadReply, PolicyThreadRequest } from './policy-thread.js';
-import type { WorkerHeap } from './vm-thread.js';
+import type { PolicyThreadHeap } from './thread-heap.js';
 
 export interface DecisionRequest {
   vm: VmRoundInput;
@@ -90,7 +90,7 @@ export interface HostDeciderOptions {
   runner?: PolicyRunner;
   now?: () => number;
   /** Called after each decision of the policy thread with its heap and the policy's state. */
-  onThreadHeap?: (h: (WorkerHeap & { stateBytes: number }) | null) => void;
+  onThreadHeap?: (h: PolicyThreadHeap | null) => void;
 }
 
 export interface HostDecisionStatus {
@@ -105,6 +105,11 @@ export interface HostDecisionStatus {
   soloRounds: number;
   /** Batches that failed as a whole and were decided VM by VM. */
   retriedAlone: number;
+}
+
+/** The status before any decision (and of an engine that is not running). */
+export function noDecisions(): HostDecisionStatus {
+  return { decisions: 0, lastBatchVms: 0, maxBatchVms: 0, jointRounds: 0, soloRounds: 0, retriedAlone: 0 };
 }
 
 interface Pending {
@@ -137,7 +142,7 @@ export class HostDecider {
   private busy: Promise<void> | null = null;
   private flushing = false;
   private closed = false;
-  readonly stats: HostDecisionStatus = { decisions: 0, lastBatchVms: 0, maxBatchVms: 0, jointRounds: 0, soloRounds: 0, retriedAlone: 0 };
+  readonly stats: HostDecisionStatus = noDecisions();
 
   constructor(o: HostDeciderOptions) {
     this.o = { pool: o.pool, maxGatherMs: o.maxGatherMs ?? 2000, now: o.now ?? Date.now };
@@ -146,7 +151,7 @@ export class HostDecider {
   }
 
   /** The policy thread's heap and the policy's retained state (null before its first answer or with an in-process runner). */
-  get threadHeap(): (WorkerHeap & { stateBytes: number }) | null {
+  get threadHeap(): PolicyThreadHeap | null {
     return this.thread?.heap ?? null;
   }
 
@@ -255,8 +260,7 @@ export class HostDecider {
     } catch (e) {
       if (batch.length === 1) {
         this.toForget.add(batch[0]!.req.vm.vmId);
-        const s = this.seen.get(batch[0]!.req.vm.vmId);
-        if (s) s.doneAt = this.o.now();
+        this.markDone(batch);
         batch[0]!.reject(e as Error);
         return;
       }
@@ -265,8 +269,7 @@ export class HostDecider {
       this.stats.retriedAlone++;
       for (const p of batch) {
         this.toForget.add(p.req.vm.vmId);
-        const s = this.seen.get(p.req.vm.vmId);
-        if (s) s.doneAt = this.o.now();
+        this.markDone([p]);
         try {
           p.resolve(await this.decideAlone(p.req, p.signal));
         } catch (err) {
@@ -275,11 +278,7 @@ export class HostDecider {
       }
       return;
     }
-    const done = this.o.now();
-    for (const p of batch) {
-      const s = this.seen.get(p.req.vm.vmId);
-      if (s) s.doneAt = done;
-    }
+    this.markDone(batch);
     this.stats.decisions++;
     this.stats.lastBatchVms = batch.length;
     this.stats.maxBatchVms = Math.max(this.stats.maxBatchVms, batch.length);
@@ -293,6 +292,15 @@ export class HostDecider {
         p.reject(p.signal.reason as Error);
       } else if (!v) p.reject(new VmtierError('INVALID_INPUT', `vm ${p.req.vm.vmId}: no decision returned`));
       else p.resolve({ decision: v, batchVms: batch.length, dramCapacityBytes });
+    }
+  }
+
+  /** Their decisions are handed back now: their next rounds are timed from here. */
+  private markDone(batch: readonly Pending[]): void {
+    const t = this.o.now();
+    for (const p of batch) {
+      const s = this.seen.get(p.req.vm.vmId);
+      if (s) s.doneAt = t;
     }
   }
 
@@ -316,9 +324,9 @@ class PolicyThread {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (d: Decision) => void; reject: (e: Error) => void }>();
-  heap: (WorkerHeap & { stateBytes: number }) | null = null;
+  heap: PolicyThreadHeap | null = null;
 
-  constructor(private readonly onHeap?: (h: (WorkerHeap & { stateBytes: number }) | null) => void) {}
+  constructor(private readonly onHeap?: (h: PolicyThreadHeap | null) => void) {}
 
   private get(): Worker {
     if (this.worker) return this.worker;
@@ -370,9 +378,8 @@ class PolicyThread {
   }
 }
 
-/** The same TieringPolicy in this thread (tests, the simulator's comparisons): not the daemon's path. */
-export async function inProcessRunner(): Promise<PolicyRunner> {
-  const { TieringPolicy } = await import('../policy/index.js');
+/** The same TieringPolicy in this thread (tests): not the daemon's path, which is the policy thread. */
+export function inProcessRunner(): PolicyRunner {
   const core = new TieringPolicy();
   return async (forget, input) => {
     for (const v of forget) core.forget(v);

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import type { MoveClass, MoveCounts } from '../migrate/counts.js';
 import type { RoundSummary } from './status.js';
-import type { WorkerHeap } from './vm-thread.js';
+import type { PolicyThreadHeap, WorkerHeap } from './thread-heap.js';
 
 const STATUS_LABEL: Record<MoveClass, string> = {
   moved: 'moved',
@@ -81,7 +81,7 @@ export class EngineMetrics {
   }
 
   /** The policy thread after a decision; null (no thread now) drops the series. */
-  policyThread(h: (WorkerHeap & { stateBytes: number }) | null): void {
+  policyThread(h: PolicyThreadHeap | null): void {
     for (const [kind, v] of [['used', h?.usedBytes], ['total', h?.totalBytes], ['external', h?.externalBytes], ['state', h?.stateBytes]] as const) {
       if (v === undefined) this.policyThreadBytes.remove({ kind });
       else this.policyThreadBytes.set({ kind }, v);

@@ -6,11 +6,10 @@
  * tiers arrive on SharedArrayBuffers (the VM threads' scans wrote them): shared, not copied.
  */
 import { setPriority } from 'node:os';
-import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { VmtierError } from '../errors.js';
 import { TieringPolicy, type Decision, type RoundInput } from '../policy/index.js';
-import type { WorkerHeap } from './vm-thread.js';
+import { threadHeap as heap, type WorkerHeap } from './thread-heap.js';
 
 export type PolicyThreadRequest =
   /** Decides `input`; the VMs in `forget` start from fresh policy state first. */
@@ -23,11 +22,6 @@ export type PolicyThreadReply = (
 ) & { heap: WorkerHeap; stateBytes: number };
 
 const core = new TieringPolicy();
-
-function heap(): WorkerHeap {
-  const h = getHeapStatistics();
-  return { usedBytes: h.used_heap_size, totalBytes: h.total_heap_size, externalBytes: h.external_memory };
-}
 
 // This thread's CPU work yields to node's main thread (the API, the loops), as the VM threads do.
 try {

@@ -10,7 +10,6 @@
  * One thread per VM: a VM stuck in the kernel delays only itself.
  */
 import { setPriority } from 'node:os';
-import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { KernelError, VmtierError } from '../errors.js';
 import { MoveScratch, moveBatch, type BatchMove } from '../migrate/move.js';
@@ -19,6 +18,7 @@ import { QueryScratch, queryWindow, type UnitRun, type WindowPlacement } from '.
 import { createTracker, type ScanResult, type Tracker, type TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
 import { scanKdamond, type DamonScanJob } from '../scan/damon-scan.js';
+import { threadHeap as heap, type WorkerHeap } from './thread-heap.js';
 
 export type VmThreadRequest =
   | { op: 'query'; id: number; pid: number; segments: AddressRun[]; base: number; totalPages: number; batch: number; units?: UnitRun[] }
@@ -35,27 +35,11 @@ export type MoveResult = BatchMove;
 
 type Result = QueryResult | MoveResult | ScanResult | null;
 
-/**
- * This thread's V8 isolate (its own heap, apart from the main thread's), sent with every reply:
- * /metrics shows it per VM (vmtier_engine_worker_heap_bytes) and bench:soak samples it, so a
- * leak in a VM thread is seen, not hidden in the process's RSS. getHeapStatistics() reads
- * counters (no GC, no walk): cheap next to any request.
- */
-export interface WorkerHeap {
-  usedBytes: number;
-  totalBytes: number;
-  externalBytes: number;
-}
-
 export type VmThreadReply = (
   | { id: number; ok: true; result: Result }
   | { id: number; ok: false; error: { name: string; code?: string; message: string; errno?: number; syscall?: string; details?: Record<string, unknown> } }
 ) & { heap?: WorkerHeap };
 
-function heap(): WorkerHeap {
-  const h = getHeapStatistics();
-  return { usedBytes: h.used_heap_size, totalBytes: h.total_heap_size, externalBytes: h.external_memory };
-}
 
 /** The VM's tracker (kmod, replay), when it runs here. */
 let tracker: Tracker | null = null;

@@ -10,7 +10,8 @@ import type { UnitRun } from '../migrate/query.js';
 import type { DamonScanJob } from '../scan/damon-scan.js';
 import type { ScanResult, TrackerOptions } from '../scan/index.js';
 import type { HvaRange } from '../units.js';
-import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest, WorkerHeap } from './vm-thread.js';
+import type { WorkerHeap } from './thread-heap.js';
+import type { MoveResult, QueryResult, VmThreadReply, VmThreadRequest } from './vm-thread.js';
 
 /**
  * The VM thread's young generation, MiB. V8's default (16 MiB semi-spaces) is sized for a main

@@ -65,7 +65,7 @@ test('VMs due together are decided in one policy call (the policy thread), exact
 
 /** An in-process runner that records which VMs each call decided. */
 async function recording(): Promise<{ runner: PolicyRunner; calls: string[][] }> {
-  const inner = await inProcessRunner();
+  const inner = inProcessRunner();
   const calls: string[][] = [];
   return { calls, runner: (forget, input: RoundInput) => (calls.push(input.vms.map((v) => v.vmId).sort()), inner(forget, input)) };
 }
